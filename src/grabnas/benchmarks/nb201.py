@@ -1,0 +1,104 @@
+"""NAS-Bench-201 from its accuracy table (``nb201_accuracies.csv``).
+
+The table is not shipped with grabnas: its path comes from an argument or the ``GRABNAS_NB201``
+environment variable (a CSV file, or a folder holding ``nb201_accuracies.csv``). See the README
+for how to obtain it, or build it from the official NATS-Bench files with
+``grabnas nb201 convert`` (:mod:`grabnas.benchmarks.nats_convert`).
+
+Tasks: ``cifar10``, ``cifar100``, ``imagenet16`` (200-epoch test accuracy; the table has no
+200-epoch validation accuracy, so search and report use the same column, as in the usual
+NB201 regret curves) and the 12-epoch low-fidelity tasks ``cifar10@12ep``, ``cifar100@12ep``,
+``imagenet16@12ep`` (search on validation accuracy, report test accuracy). All tasks of one
+dataset share a group.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from grabnas.benchmarks.base import TabularBenchmark, TaskTable
+from grabnas.errors import BenchmarkFileError, InvalidArchitectureError
+from grabnas.spaces.nb201 import NB201Space
+
+ENV_VAR = "GRABNAS_NB201"
+FILE_NAME = "nb201_accuracies.csv"
+#: task -> (group, search column, report column)
+TASK_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "cifar10": ("cifar10", "cifar10_test_200ep", "cifar10_test_200ep"),
+    "cifar100": ("cifar100", "cifar100_test_200ep", "cifar100_test_200ep"),
+    "imagenet16": ("imagenet16", "imagenet16_test_200ep", "imagenet16_test_200ep"),
+    "cifar10@12ep": ("cifar10", "cifar10valid_val_12ep", "cifar10_test_12ep"),
+    "cifar100@12ep": ("cifar100", "cifar100_val_12ep", "cifar100_test_12ep"),
+    "imagenet16@12ep": ("imagenet16", "imagenet16_val_12ep", "imagenet16_test_12ep"),
+}
+REQUIRED_COLUMNS = ("arch_str", *sorted({c for _, s, r in TASK_COLUMNS.values() for c in (s, r)}))
+
+
+def resolve_table_path(path: str | os.PathLike | None = None) -> Path:
+    """The table's path from ``path`` or ``$GRABNAS_NB201``; a clear error when neither works."""
+    raw = path if path is not None else os.environ.get(ENV_VAR)
+    if not raw:
+        raise BenchmarkFileError(
+            f"the NB201 table is needed: pass --data PATH or set {ENV_VAR} to {FILE_NAME} or its folder"
+        )
+    p = Path(raw).expanduser()
+    if p.is_dir():
+        p = p / FILE_NAME
+    if not p.is_file():
+        raise BenchmarkFileError(f"NB201 table not found at {p}; expected the path of {FILE_NAME} or its folder")
+    return p
+
+
+def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
+    """Load the NAS-Bench-201 benchmark from its accuracy table."""
+    p = resolve_table_path(path)
+    space = NB201Space()
+    n = len(space)
+    columns = {c: np.full(n, np.nan) for c in REQUIRED_COLUMNS[1:]}
+    seen = np.zeros(n, dtype=bool)
+    try:
+        with p.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise BenchmarkFileError(
+                    f"{p} is not an NB201 table: missing column(s) {', '.join(missing)}; "
+                    f"expected the columns of {FILE_NAME} ({', '.join(REQUIRED_COLUMNS)})"
+                )
+            for line, row in enumerate(reader, start=2):
+                try:
+                    i = space.index_of(space.parse(row["arch_str"]))
+                except InvalidArchitectureError as e:
+                    raise BenchmarkFileError(f"{p}, line {line}: {e}") from None
+                seen[i] = True
+                for c, col in columns.items():
+                    cell = (row[c] or "").strip()
+                    if cell:
+                        try:
+                            col[i] = float(cell)
+                        except ValueError:
+                            raise BenchmarkFileError(
+                                f"{p}, line {line}: column {c} holds {cell!r}; expected a number (accuracy in %)"
+                            ) from None
+    except UnicodeDecodeError:
+        raise BenchmarkFileError(f"{p} is not a text CSV file; expected {FILE_NAME}") from None
+    if not seen.all():
+        raise BenchmarkFileError(f"{p} has {int(seen.sum())} of the {n} NB201 cells; expected all of them")
+    cost = np.ones(n)
+    tables = {
+        task: TaskTable(
+            name=task,
+            group=group,
+            search=columns[s],
+            report=columns[r],
+            cost=cost,
+            description=f"search: {s}, report: {r} (accuracy %)",
+        )
+        for task, (group, s, r) in TASK_COLUMNS.items()
+    }
+    return TabularBenchmark("nb201", space, tables)
+
