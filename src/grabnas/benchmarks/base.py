@@ -46,12 +46,26 @@ class TabularBenchmark:
         name: benchmark name (``nb201``, ``nasbench-graph``, ``csv:...``).
         space: the search space whose members index the tables.
         tables: task tables (or zero-argument callables returning one, for lazy loading).
+        auxiliary: tasks that are extra views of a main task's dataset (e.g. a low fidelity):
+            they feed meta-learning but are not searched or transferred from by default.
     """
 
-    def __init__(self, name: str, space: SearchSpace, tables: Mapping[str, TaskTable | object]) -> None:
+    def __init__(
+        self,
+        name: str,
+        space: SearchSpace,
+        tables: Mapping[str, TaskTable | object],
+        auxiliary: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.space = space
         self._tables = dict(tables)
+        self.auxiliary = tuple(auxiliary)
+
+    @property
+    def main_tasks(self) -> tuple[str, ...]:
+        """Tasks that are not auxiliary (the default targets of a search or a bench)."""
+        return tuple(t for t in self._tables if t not in self.auxiliary)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -109,6 +123,7 @@ class TabularBenchmark:
         return {members[i]: float(col[i]) for i in np.flatnonzero(~np.isnan(col))}
 
     def other_tasks(self, task: str, tasks: Sequence[str] | None = None) -> list[str]:
-        """Tasks of other groups than ``task``'s (what a leave-one-dataset-out learner may see)."""
+        """Tasks of other groups than ``task``'s (what a leave-one-dataset-out learner may see),
+        among ``tasks`` (default: the main tasks)."""
         g = self.group(task)
-        return [t for t in (tasks or self.tasks) if self.group(t) != g]
+        return [t for t in (tasks if tasks is not None else self.main_tasks) if self.group(t) != g]

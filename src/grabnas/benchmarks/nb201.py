@@ -100,5 +100,5 @@ def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
         )
         for task, (group, s, r) in TASK_COLUMNS.items()
     }
-    return TabularBenchmark("nb201", space, tables)
+    return TabularBenchmark("nb201", space, tables, auxiliary=[t for t in TASK_COLUMNS if "@" in t])
 

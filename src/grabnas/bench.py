@@ -1,0 +1,186 @@
+"""``grabnas bench``: optimizers x tasks x seeds on a tabular benchmark.
+
+Every (optimizer, task, seed) run is a thin ask/tell loop against the benchmark's lookup. A run's
+rows are appended to ``results.csv`` as soon as it finishes, so an interrupted bench resumes
+by skipping the runs already on disk (runs are deterministic given their seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from grabnas.benchmarks import load_benchmark
+from grabnas.benchmarks.base import TabularBenchmark
+from grabnas.errors import GrabnasError
+from grabnas.search.registry import build_optimizer
+from grabnas.seeding import child_seed
+
+RESULT_COLUMNS = ("optimizer", "task", "seed", "step", "arch", "value", "best", "regret", "best_test", "seconds")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What a bench runs; stored as ``bench.json`` beside the results."""
+
+    benchmark: str
+    tasks: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    seeds: int
+    budget: int
+    master_seed: int = 0
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        return [(t, o, s) for t in self.tasks for o in self.optimizers for s in range(self.seeds)]
+
+
+def run_one(bench: TabularBenchmark, task: str, optimizer: str, seed: int, budget: int, master_seed: int = 0) -> list[dict]:
+    """One optimizer run of ``budget`` evaluations; returns its rows (see ``RESULT_COLUMNS``).
+
+    ``seed`` is the run index; the optimizer's seed derives from it, the master seed and the
+    task, so optimizers compared on one (task, seed) pair get the same seed.
+    """
+    opt = build_optimizer(optimizer, bench, task, child_seed(master_seed, task, seed))
+    optimum = bench.optimum(task)
+    rows: list[dict] = []
+    best, best_test = -math.inf, math.nan
+    for step in range(1, budget + 1):
+        t0 = time.perf_counter()
+        archs = opt.ask(1)
+        if not archs:
+            break
+        values = [bench.value(a, task) for a in archs]
+        opt.tell(archs, values)
+        seconds = time.perf_counter() - t0
+        arch, value = archs[0], values[0]
+        if value is not None and value > best:
+            best = value
+            test = bench.report_value(arch, task)
+            best_test = math.nan if test is None else test
+        rows.append(
+            dict(
+                optimizer=optimizer,
+                task=task,
+                seed=seed,
+                step=step,
+                arch=str(arch),
+                value="" if value is None else value,
+                best=best,
+                regret=optimum - best,
+                best_test=best_test,
+                seconds=round(seconds, 6),
+            )
+        )
+    return rows
+
+
+def _run_chunk(spec: str, data: str | None, runs: Sequence[tuple[str, str, int]], budget: int, master_seed: int, threads: int) -> list[list[dict]]:
+    """Worker entry point: load the benchmark once, run several runs."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    bench = load_benchmark(spec, data)
+    return [run_one(bench, t, o, s, budget, master_seed) for t, o, s in runs]
+
+
+def _done_runs(results: Path) -> set[tuple[str, str, int]]:
+    if not results.exists():
+        return set()
+    with results.open(newline="") as f:
+        return {(r["task"], r["optimizer"], int(r["seed"])) for r in csv.DictReader(f)}
+
+
+def _check_or_write_config(out: Path, config: BenchConfig) -> None:
+    path = out / "bench.json"
+    mine = asdict(config)
+    if path.exists():
+        theirs = json.loads(path.read_text())
+        if {k: theirs.get(k) for k in ("benchmark", "budget", "master_seed")} != {
+            k: mine[k] for k in ("benchmark", "budget", "master_seed")
+        }:
+            raise GrabnasError(
+                f"{out} holds a bench with another benchmark, budget or master seed ({path}); "
+                "use a new --out folder"
+            )
+        merged = {
+            **mine,
+            "tasks": list(dict.fromkeys([*theirs["tasks"], *config.tasks])),
+            "optimizers": list(dict.fromkeys([*theirs["optimizers"], *config.optimizers])),
+            "seeds": max(theirs["seeds"], config.seeds),
+        }
+        path.write_text(json.dumps(merged, indent=2))
+    else:
+        path.write_text(json.dumps(mine, indent=2))
+
+
+def run_bench(
+    config: BenchConfig,
+    out: str | os.PathLike,
+    data: str | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Run every missing (task, optimizer, seed) of ``config``; append rows to ``out/results.csv``.
+
+    Returns the path of ``results.csv``. Writes ``summary.md`` and ``regret.png`` at the end.
+    """
+    from grabnas.report import write_bench_report
+
+    bench = load_benchmark(config.benchmark, data)  # fail fast on bad input, before any work
+    for task in config.tasks:
+        bench.table(task)
+    for name in config.optimizers:
+        build_optimizer(name, bench, config.tasks[0], 0)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_or_write_config(out, config)
+    results = out / "results.csv"
+    todo = [r for r in config.runs() if r not in _done_runs(results)]
+    new_file = not results.exists()
+    bar = _progress_bar(len(todo), progress)
+    with results.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        if new_file:
+            writer.writeheader()
+
+        def save(rows: list[dict]) -> None:
+            writer.writerows(rows)
+            f.flush()
+            if bar is not None:
+                bar.set_postfix_str(f"{rows[0]['optimizer']} {rows[0]['task']} regret {rows[-1]['regret']:.3g}")
+                bar.update(1)
+
+        if jobs <= 1:
+            for t, o, s in todo:
+                save(run_one(bench, t, o, s, config.budget, config.master_seed))
+        else:
+            chunks = [todo[i :: jobs * 4] for i in range(jobs * 4)]
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = [
+                    pool.submit(_run_chunk, config.benchmark, data, c, config.budget, config.master_seed, 1)
+                    for c in chunks
+                    if c
+                ]
+                for fut in as_completed(futures):
+                    for rows in fut.result():
+                        save(rows)
+    if bar is not None:
+        bar.close()
+    write_bench_report(out, bench)
+    return results
+
+
+def _progress_bar(total: int, progress: bool):
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="bench runs", unit="run")

@@ -1,0 +1,1 @@
+"""Meta-learning: corpora, training loops and checkpoints."""

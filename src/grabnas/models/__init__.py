@@ -1,0 +1,1 @@
+"""Models: the graph VAE, the dataset encoder and the deep-kernel GP surrogate."""

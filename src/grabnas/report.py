@@ -1,0 +1,144 @@
+"""Bench reports: the Markdown summary table and the regret plot.
+
+Both read ``results.csv`` (columns of :data:`grabnas.bench.RESULT_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from grabnas.benchmarks.base import TabularBenchmark
+
+#: budgets at which the summary reports regret
+REPORT_BUDGETS = (10, 25, 50, 100, 200, 500)
+
+
+def load_results(path: str | Path) -> list[dict]:
+    """Rows of ``results.csv`` with numbers parsed."""
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["seed"], r["step"] = int(r["seed"]), int(r["step"])
+        for k in ("best", "regret", "best_test", "seconds"):
+            r[k] = float(r[k])
+    return rows
+
+
+def regret_curves(rows: list[dict]) -> dict[tuple[str, str], np.ndarray]:
+    """``(task, optimizer) -> (n_seeds, max_steps)`` regret after each evaluation.
+
+    A run that stopped early (pool exhausted) keeps its last regret.
+    """
+    by_run: dict[tuple[str, str, int], list[tuple[int, float]]] = defaultdict(list)
+    for r in rows:
+        by_run[(r["task"], r["optimizer"], r["seed"])].append((r["step"], r["regret"]))
+    grouped: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for (task, opt, _seed), pts in sorted(by_run.items()):
+        pts.sort()
+        grouped[(task, opt)].append(np.array([v for _, v in pts]))
+    curves = {}
+    for key, runs in grouped.items():
+        n = max(len(r) for r in runs)
+        curves[key] = np.stack([np.concatenate([r, np.full(n - len(r), r[-1])]) for r in runs])
+    return curves
+
+
+def _mean_se(x: np.ndarray) -> str:
+    se = x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else 0.0
+    return f"{x.mean():.3f} ± {se:.3f}"
+
+
+def evals_to_optimum(curve: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """``(n_seeds,)`` number of evaluations until regret 0 (inf when never reached)."""
+    hit = curve <= tol
+    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
+
+
+def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
+    """Per task: regret mean ± standard error at fixed budgets, median evaluations to the
+    optimum (with how many seeds reached it), test metric of the final choice, and the
+    optimizer's median overhead per iteration."""
+    curves = regret_curves(rows)
+    seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+    final_test: dict[tuple[str, str, int], float] = {}
+    for r in rows:
+        seconds[(r["task"], r["optimizer"])].append(r["seconds"])
+        final_test[(r["task"], r["optimizer"], r["seed"])] = r["best_test"]
+    tasks = list(dict.fromkeys(t for t, _ in curves))
+    lines = [f"# Bench summary{' — ' + bench_name if bench_name else ''}", ""]
+    lines.append("Regret = task optimum − best value found (search metric); mean ± standard error over seeds.")
+    lines.append("")
+    for task in tasks:
+        opts = [o for t, o in curves if t == task]
+        steps = max(curves[(task, o)].shape[1] for o in opts)
+        budgets = [b for b in REPORT_BUDGETS if b <= steps]
+        if steps not in budgets:
+            budgets.append(steps)
+        n_seeds = max(curves[(task, o)].shape[0] for o in opts)
+        lines.append(f"## {task} ({n_seeds} seeds)")
+        lines.append("")
+        head = ["optimizer", *(f"regret@{b}" for b in budgets), "median evals to optimum", "final test", "s/iter"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for o in opts:
+            c = curves[(task, o)]
+            reach = evals_to_optimum(c)
+            med = np.median(reach)
+            med_s = f"{med:.0f}" if np.isfinite(med) else f"> {c.shape[1]}"
+            reached = int(np.isfinite(reach).sum())
+            tests = np.array([v for (t, oo, _s), v in final_test.items() if t == task and oo == o])
+            cells = [
+                o,
+                *(_mean_se(c[:, min(b, c.shape[1]) - 1]) for b in budgets),
+                f"{med_s} ({reached}/{len(reach)} reached)",
+                _mean_se(tests[~np.isnan(tests)]) if (~np.isnan(tests)).any() else "n/a",
+                f"{np.median(seconds[(task, o)]):.4f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_regret(rows: list[dict], path: str | Path) -> None:
+    """Mean regret versus evaluations with standard-error bands, one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = regret_curves(rows)
+    tasks = list(dict.fromkeys(t for t, _ in curves))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for (t, o), c in curves.items():
+            if t != task:
+                continue
+            x = np.arange(1, c.shape[1] + 1)
+            mean = c.mean(axis=0)
+            se = c.std(axis=0, ddof=1) / math.sqrt(len(c)) if len(c) > 1 else np.zeros_like(mean)
+            (line,) = ax.plot(x, mean, label=o)
+            ax.fill_between(x, np.maximum(mean - se, 0), mean + se, color=line.get_color(), alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel("regret")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_bench_report(out: str | Path, bench: TabularBenchmark | None = None) -> None:
+    """Write ``summary.md`` and ``regret.png`` into ``out`` from its ``results.csv``."""
+    out = Path(out)
+    rows = load_results(out / "results.csv")
+    if not rows:
+        return
+    (out / "summary.md").write_text(summary_markdown(rows, bench.name if bench else ""))
+    plot_regret(rows, out / "regret.png")

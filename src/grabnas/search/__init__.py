@@ -1,0 +1,1 @@
+"""Ask/tell optimizers: baselines and GraB-NAS."""

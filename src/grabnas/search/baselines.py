@@ -1,0 +1,439 @@
+"""Baseline ask/tell optimizers over a finite candidate pool.
+
+* :class:`RandomSearch` (``random``): uniform sampling without replacement.
+* :class:`RegularizedEvolution` (``rea``, Real et al. 2019): aging evolution with tournaments.
+* :class:`LocalSearch` (``local``, White et al. 2020): best-improvement hill climbing with restarts.
+* :class:`GPBO` (``gpbo``): a plain BoTorch ``SingleTaskGP`` on the one-hot op encoding, LogEI.
+* :class:`TransferRank` (``transfer-rank``): the pool ranked by mean standardised value on other
+  tasks (see :func:`transfer_scores`).
+
+All of them propose only pool members, never propose an architecture twice (failed and pending
+ones included), return fewer than ``n`` only when the untried pool is exhausted and draw every
+random number from the optimizer's own ``self.rng``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from grabnas.errors import GrabnasError
+from grabnas.search.base import Optimizer
+from grabnas.spaces.base import Architecture, SearchSpace
+
+
+class _PoolOptimizer(Optimizer):
+    """Shared machinery: a deduplicated pool, its index, and random untried draws.
+
+    Random draws walk one random permutation of the pool (fixed at construction), skipping
+    architectures already tried; since the tried set only grows, the walk never goes back.
+    """
+
+    def __init__(self, space: SearchSpace, pool: Sequence[Architecture] | None = None, seed: int = 0) -> None:
+        super().__init__(space, pool, seed)
+        self.pool = list(dict.fromkeys(self.pool))
+        self._pool_index: dict[Architecture, int] = {a: i for i, a in enumerate(self.pool)}
+        self._order = self.rng.permutation(len(self.pool))
+        self._cursor = 0
+
+    def _random_untried(self, k: int, exclude: set[Architecture]) -> list[Architecture]:
+        """Up to ``k`` uniformly random pool members not in ``exclude`` (tried or already chosen).
+
+        ``exclude`` must contain only architectures that stay tried for good (asked or told).
+        """
+        out: list[Architecture] = []
+        while len(out) < k and self._cursor < len(self._order):
+            arch = self.pool[self._order[self._cursor]]
+            self._cursor += 1
+            if arch not in exclude:
+                out.append(arch)
+        return out
+
+    def _told_values(self) -> dict[Architecture, float | None]:
+        """Last told value of each observed architecture (None for a failure)."""
+        return {o.arch: o.value for o in self.history.observations}
+
+
+class RandomSearch(_PoolOptimizer):
+    """Uniformly random untried pool members, without replacement."""
+
+    name = "random"
+
+    def _ask(self, n: int) -> list[Architecture]:
+        return self._random_untried(n, self.history.tried)
+
+
+class RegularizedEvolution(_PoolOptimizer):
+    """Regularized (aging) evolution, Real et al. 2019.
+
+    The population is the ``population_size`` most recent *successful* observations. Until it
+    is full, proposals are random. Afterwards each proposal mutates the best of
+    ``sample_size`` population members drawn without replacement (``space.mutate``); a
+    mutation that lands outside the pool or on a tried architecture is retried up to
+    ``max_mutation_tries`` times, then a random untried pool member is proposed instead.
+
+    Args:
+        population_size: P, the number of most recent successes that form the population.
+        sample_size: S, the tournament size (``1 <= S <= P``).
+        max_mutation_tries: mutation attempts per proposal before the random fallback.
+    """
+
+    name = "rea"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        pool: Sequence[Architecture] | None = None,
+        seed: int = 0,
+        population_size: int = 10,
+        sample_size: int = 3,
+        max_mutation_tries: int = 20,
+    ) -> None:
+        if population_size < 1 or not 1 <= sample_size <= population_size:
+            raise GrabnasError(
+                f"rea needs population_size >= 1 and 1 <= sample_size <= population_size, "
+                f"got population_size={population_size}, sample_size={sample_size}"
+            )
+        super().__init__(space, pool, seed)
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.max_mutation_tries = max(0, max_mutation_tries)
+
+    def _ask(self, n: int) -> list[Architecture]:
+        exclude = self.history.tried
+        archs, values = self.history.successes()
+        if len(archs) < self.population_size:
+            return self._random_untried(n, exclude)
+        population = archs[-self.population_size :]
+        pop_values = values[-self.population_size :]
+        out: list[Architecture] = []
+        for _ in range(n):
+            idx = self.rng.choice(len(population), size=self.sample_size, replace=False)
+            parent = population[int(idx[np.argmax(pop_values[idx])])]
+            child = self._mutate_untried(parent, exclude)
+            if child is None:
+                fallback = self._random_untried(1, exclude)
+                if not fallback:
+                    break
+                child = fallback[0]
+            out.append(child)
+            exclude.add(child)
+        return out
+
+    def _mutate_untried(self, parent: Architecture, exclude: set[Architecture]) -> Architecture | None:
+        for _ in range(self.max_mutation_tries):
+            child = self.space.mutate(parent, self.rng)
+            if child in self._pool_index and child not in exclude:
+                return child
+        return None
+
+
+class LocalSearch(_PoolOptimizer):
+    """Best-improvement local search with random restarts (the White et al. 2020 variant).
+
+    Start at a random pool member and evaluate its untried pool neighbours one by one in random
+    order. Once the current point and all its pool neighbours are told, move to the best
+    neighbour if it beats the current point (a failure counts as minus infinity); otherwise
+    restart from a random untried member.
+
+    Under ask/tell with pending evaluations the climber never blocks: when its neighbourhood is
+    fully proposed but some results are still pending, it proposes random untried members as
+    fillers (they count as evaluations but do not steer the climb).
+    """
+
+    name = "local"
+
+    def __init__(self, space: SearchSpace, pool: Sequence[Architecture] | None = None, seed: int = 0) -> None:
+        super().__init__(space, pool, seed)
+        self.current: Architecture | None = None
+        self._neighbours: list[Architecture] = []  # pool neighbours of the current point
+        self._queue: list[Architecture] = []  # of those, the ones still to propose
+
+    def _pool_neighbours(self, arch: Architecture) -> list[Architecture]:
+        return [a for a in self.space.neighbours(arch) if a in self._pool_index]
+
+    def _set_current(self, arch: Architecture, exclude: set[Architecture]) -> None:
+        self.current = arch
+        self._neighbours = self._pool_neighbours(arch)
+        untried = [a for a in self._neighbours if a not in exclude]
+        self._queue = [untried[i] for i in self.rng.permutation(len(untried))]
+
+    def _ask(self, n: int) -> list[Architecture]:
+        exclude = self.history.tried
+        pending = set(self.history.pending)
+        values = self._told_values()
+        out: list[Architecture] = []
+        while len(out) < n:
+            self._queue = [a for a in self._queue if a not in exclude]
+            if self._queue:
+                arch = self._queue.pop()
+            elif self.current is not None and not self._climb_finished(pending, out):
+                fillers = self._random_untried(1, exclude)  # do not block on pending results
+                if not fillers:
+                    break
+                arch = fillers[0]
+            elif self.current is not None and self._move(values, exclude):
+                continue  # the new point's neighbourhood is queued (or decided next round)
+            else:
+                start = self._random_untried(1, exclude)
+                if not start:
+                    break
+                arch = start[0]
+                self._set_current(arch, exclude | {arch})
+            out.append(arch)
+            exclude.add(arch)
+        return out
+
+    def _climb_finished(self, pending: set[Architecture], batch: list[Architecture]) -> bool:
+        """Whether the current point and all its pool neighbours are told (none pending)."""
+        waiting = pending.union(batch)
+        return self.current not in waiting and not any(a in waiting for a in self._neighbours)
+
+    def _move(self, values: dict[Architecture, float | None], exclude: set[Architecture]) -> bool:
+        """Move to the best neighbour if it beats the current point (a failure is minus infinity)."""
+        cur = _or_minus_inf(values.get(self.current))
+        scored = [(_or_minus_inf(values.get(a)), a) for a in self._neighbours]
+        best_value, best = max(scored, key=lambda t: t[0], default=(-math.inf, None))
+        if best is None or not best_value > cur:
+            return False
+        self._set_current(best, exclude)
+        return True
+
+
+def _or_minus_inf(value: float | None) -> float:
+    return -math.inf if value is None else value
+
+
+class GPBO(_PoolOptimizer):
+    """Plain Bayesian optimisation: BoTorch ``SingleTaskGP`` on the one-hot op encoding.
+
+    The GP uses BoTorch's defaults (dimension-scaled priors, ``Standardize(m=1)`` outcome
+    transform) and is refitted with ``fit_gpytorch_mll`` at every ask once ``n_init``
+    successful observations exist (random proposals before that). A single proposal with
+    nothing pending maximises analytic ``LogExpectedImprovement`` over all untried pool members;
+    otherwise proposals are chosen greedily one by one with ``qLogExpectedImprovement`` whose
+    ``X_pending`` holds the pending architectures and the ones already chosen in this batch.
+    Failed evaluations are left out of the GP data.
+
+    Args:
+        n_init: successful observations needed before the GP is used.
+        chunk_size: candidates per acquisition evaluation (memory bound).
+        mc_samples: quasi-MC samples of ``qLogExpectedImprovement``.
+    """
+
+    name = "gpbo"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        pool: Sequence[Architecture] | None = None,
+        seed: int = 0,
+        n_init: int = 10,
+        chunk_size: int = 4096,
+        mc_samples: int = 128,
+    ) -> None:
+        if n_init < 1 or chunk_size < 1 or mc_samples < 1:
+            raise GrabnasError(
+                f"gpbo needs n_init, chunk_size and mc_samples >= 1, got n_init={n_init}, "
+                f"chunk_size={chunk_size}, mc_samples={mc_samples}"
+            )
+        super().__init__(space, pool, seed)
+        import torch
+
+        self.n_init = n_init
+        self.chunk_size = chunk_size
+        self.mc_samples = mc_samples
+        #: ``(len(pool), d)`` one-hot encoding of the pool, float64
+        self.X_pool = torch.as_tensor(space.onehot(self.pool), dtype=torch.float64)
+        self.model = None  # the last fitted SingleTaskGP
+
+    def _encode(self, archs: Sequence[Architecture]):  # -> Tensor (k, d)
+        import torch
+
+        rows = [
+            self.X_pool[i] if (i := self._pool_index.get(a)) is not None
+            else torch.as_tensor(self.space.encode_onehot(a), dtype=torch.float64)
+            for a in archs
+        ]
+        return torch.stack(rows) if rows else self.X_pool[:0]
+
+    def fit(self):  # -> SingleTaskGP
+        """Fit a fresh GP to the successful observations (``(m, d)`` inputs, ``(m, 1)`` targets)."""
+        import torch
+        from botorch.exceptions import ModelFittingError
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        archs, values = self.history.successes()
+        train_X = self._encode(archs)
+        train_Y = torch.as_tensor(values, dtype=torch.float64).unsqueeze(-1)
+        model = SingleTaskGP(train_X, train_Y)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        # fit retries resample hyperparameters from their priors with torch's global RNG:
+        # seed it from self.rng inside fork_rng so the caller's global state is untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.rng.integers(2**31)))
+            try:
+                fit_gpytorch_mll(mll)
+            except ModelFittingError:
+                pass  # keep the hyperparameters reached; the model is still usable
+        model.eval()
+        self.model = model
+        return model
+
+    def _ask(self, n: int) -> list[Architecture]:
+        import torch
+        from botorch.acquisition import LogExpectedImprovement, qLogExpectedImprovement
+        from botorch.sampling import SobolQMCNormalSampler
+
+        exclude = self.history.tried
+        archs, values = self.history.successes()
+        if len(archs) < self.n_init:
+            return self._random_untried(n, exclude)
+        cand = np.array(
+            [i for i in range(len(self.pool)) if self.pool[i] not in exclude], dtype=np.int64
+        )
+        if cand.size == 0:
+            return []
+        model = self.fit()
+        best_f = float(values.max())
+        pending = self._encode(self.history.pending)  # (p, d)
+        chosen: list[int] = []
+        for _ in range(min(n, cand.size)):
+            if pending.shape[0] == 0:
+                acq = LogExpectedImprovement(model, best_f=best_f)
+            else:
+                sampler = SobolQMCNormalSampler(
+                    sample_shape=torch.Size([self.mc_samples]), seed=int(self.rng.integers(2**31))
+                )
+                acq = qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, X_pending=pending)
+            scores = self._acquisition_values(acq, cand)
+            j = int(torch.argmax(scores))
+            chosen.append(int(cand[j]))
+            pending = torch.cat([pending, self.X_pool[cand[j]].unsqueeze(0)])
+            cand = np.delete(cand, j)
+        return [self.pool[i] for i in chosen]
+
+    def _acquisition_values(self, acq, cand: np.ndarray):  # -> Tensor (len(cand),)
+        """Acquisition values of the pool rows ``cand``, evaluated in chunks as ``(b, 1, d)``."""
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for start in range(0, cand.size, self.chunk_size):
+                idx = torch.as_tensor(cand[start : start + self.chunk_size])
+                out.append(acq(self.X_pool[idx].unsqueeze(1)))
+        return torch.cat(out)
+
+
+class TransferRank(_PoolOptimizer):
+    """Propose pool members in decreasing order of a transfer score.
+
+    Args:
+        scores: architecture -> score, typically the mean standardised value on the *other*
+            tasks of a benchmark (see :func:`transfer_scores`). Ties are broken by random keys
+            drawn from ``self.rng`` at construction; pool members without a (finite) score come
+            last, in random order.
+    """
+
+    name = "transfer-rank"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        pool: Sequence[Architecture] | None = None,
+        seed: int = 0,
+        scores: Mapping[Architecture, float] | None = None,
+    ) -> None:
+        if scores is None:
+            raise GrabnasError("transfer-rank needs scores=... (architecture -> mean standardised value on other tasks)")
+        super().__init__(space, pool, seed)
+        tiebreak = self.rng.random(len(self.pool))
+
+        def key(i: int) -> tuple[int, float, float]:
+            s = _finite_or_none(scores.get(self.pool[i]))
+            return (1, 0.0, tiebreak[i]) if s is None else (0, -s, tiebreak[i])
+
+        #: pool in proposal order
+        self.ranking: list[Architecture] = [self.pool[i] for i in sorted(range(len(self.pool)), key=key)]
+        self._rank_cursor = 0
+
+    def _ask(self, n: int) -> list[Architecture]:
+        exclude = self.history.tried
+        out: list[Architecture] = []
+        while len(out) < n and self._rank_cursor < len(self.ranking):
+            arch = self.ranking[self._rank_cursor]
+            self._rank_cursor += 1
+            if arch not in exclude:
+                out.append(arch)
+        return out
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def transfer_scores(tables: Sequence[Mapping[Architecture, float | None]]) -> dict[Architecture, float]:
+    """Mean z-score of each architecture over the tables in which it has a value.
+
+    Each table (architecture -> value, e.g. one task of a benchmark) is standardised on its own
+    finite values, ``z = (v - mean) / std`` with the population std (``ddof=0``); a table whose
+    values are all equal (or that has one value) gives z = 0. None and NaN values are ignored.
+    """
+    sums: dict[Architecture, float] = {}
+    counts: dict[Architecture, int] = {}
+    for table in tables:
+        items = [(a, f) for a, v in table.items() if (f := _finite_or_none(v)) is not None]
+        if not items:
+            continue
+        vals = np.array([v for _, v in items], dtype=np.float64)
+        mean, std = float(vals.mean()), float(vals.std())
+        for arch, v in items:
+            z = (v - mean) / std if std > 0 else 0.0
+            sums[arch] = sums.get(arch, 0.0) + z
+            counts[arch] = counts.get(arch, 0) + 1
+    return {a: sums[a] / counts[a] for a in sums}
+
+
+BASELINES: dict[str, type[Optimizer]] = {
+    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, LocalSearch, GPBO, TransferRank)
+}
+
+
+def make_baseline(
+    name: str,
+    space: SearchSpace,
+    pool: Sequence[Architecture] | None = None,
+    seed: int = 0,
+    **kw: Any,
+) -> Optimizer:
+    """A baseline optimizer by name; options it does not know are a :class:`GrabnasError`."""
+    cls = BASELINES.get(name)
+    if cls is None:
+        raise GrabnasError(f"unknown optimizer {name!r}; expected one of {', '.join(BASELINES)}")
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "pool", "seed")]
+    unknown = [k for k in kw if k not in allowed]
+    if unknown:
+        expected = ", ".join(allowed) if allowed else "no options"
+        raise GrabnasError(f"unknown option {unknown[0]!r} for optimizer {name!r}; expected {expected}")
+    return cls(space, pool, seed, **kw)
+
+
+__all__ = [
+    "BASELINES",
+    "GPBO",
+    "LocalSearch",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "TransferRank",
+    "make_baseline",
+    "transfer_scores",
+]
