@@ -30,15 +30,16 @@ def load_results(path: str | Path) -> list[dict]:
 
 
 def regret_curves(rows: list[dict]) -> dict[tuple[str, str], np.ndarray]:
-    """``(task, optimizer) -> (n_seeds, max_steps)`` regret after each evaluation.
+    """``(task, optimizer) -> (n_seeds, max_steps)`` regret after each evaluation, in the order
+    the pairs first appear in ``rows``.
 
     A run that stopped early (pool exhausted) keeps its last regret.
     """
     by_run: dict[tuple[str, str, int], list[tuple[int, float]]] = defaultdict(list)
     for r in rows:
         by_run[(r["task"], r["optimizer"], r["seed"])].append((r["step"], r["regret"]))
-    grouped: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
-    for (task, opt, _seed), pts in sorted(by_run.items()):
+    grouped: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)  # keeps first-seen order
+    for (task, opt, _seed), pts in sorted(by_run.items(), key=lambda kv: kv[0][2]):
         pts.sort()
         grouped[(task, opt)].append(np.array([v for _, v in pts]))
     curves = {}
