@@ -126,11 +126,13 @@ def run_bench(
     out: str | os.PathLike,
     data: str | None = None,
     jobs: int = 1,
+    threads: int = 1,
     progress: bool = True,
 ) -> Path:
     """Run every missing (task, optimizer, seed) of ``config``; append rows to ``out/results.csv``.
 
-    Returns the path of ``results.csv``. Writes ``summary.md`` and ``regret.png`` at the end.
+    ``jobs`` worker processes run ``threads`` torch threads each. Returns the path of
+    ``results.csv``; writes ``summary.md`` and ``regret.png`` at the end.
     """
     from grabnas.report import write_bench_report
 
@@ -165,7 +167,7 @@ def run_bench(
             chunks = [todo[i :: jobs * 4] for i in range(jobs * 4)]
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [
-                    pool.submit(_run_chunk, config.benchmark, data, c, config.budget, config.master_seed, 1)
+                    pool.submit(_run_chunk, config.benchmark, data, c, config.budget, config.master_seed, threads)
                     for c in chunks
                     if c
                 ]

@@ -50,21 +50,28 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=_positive_int, default=100, help="evaluations per run")
     p.add_argument("--master-seed", type=int, default=0, help="seed every run's seed derives from")
     p.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes")
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from grabnas.bench import BenchConfig, run_bench
     from grabnas.benchmarks import load_benchmark
+
+    torch.set_num_threads(args.threads)
 
     bench = load_benchmark(args.benchmark, args.data)
     tasks = args.tasks or bench.main_tasks
     for t in tasks:
         bench.table(t)
     config = BenchConfig(args.benchmark, tuple(tasks), tuple(args.optimizers), args.seeds, args.budget, args.master_seed)
-    results = run_bench(config, args.out, data=args.data, jobs=args.jobs, progress=not args.no_progress)
+    results = run_bench(
+        config, args.out, data=args.data, jobs=args.jobs, threads=args.threads, progress=not args.no_progress
+    )
     summary = results.parent / "summary.md"
     if summary.exists():
         print(summary.read_text())
