@@ -164,12 +164,11 @@ def run_bench(
             for t, o, s in todo:
                 save(run_one(bench, t, o, s, config.budget, config.master_seed))
         else:
-            chunks = [todo[i :: jobs * 4] for i in range(jobs * 4)]
+            # one run per task: rows reach the file (and the bar) as each run ends
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [
-                    pool.submit(_run_chunk, config.benchmark, data, c, config.budget, config.master_seed, threads)
-                    for c in chunks
-                    if c
+                    pool.submit(_run_chunk, config.benchmark, data, [r], config.budget, config.master_seed, threads)
+                    for r in todo
                 ]
                 for fut in as_completed(futures):
                     for rows in fut.result():

@@ -143,3 +143,97 @@ def write_bench_report(out: str | Path, bench: TabularBenchmark | None = None) -
         return
     (out / "summary.md").write_text(summary_markdown(rows, bench.name if bench else ""))
     plot_regret(rows, out / "regret.png")
+
+
+# -- search reports -----------------------------------------------------------------------------
+def plot_best_so_far(values: list[float | None], path: str | Path, title: str = "") -> None:
+    """Each trial's value (dots; failures left out) and the best value so far (line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(1, len(values) + 1)
+    v = np.array([np.nan if a is None else a for a in values], dtype=float)
+    best = np.fmax.accumulate(v)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(x, v, s=12, alpha=0.6, label="trial")
+    ax.step(x, best, where="post", color="C3", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("value")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_dag(space, arch, path: str | Path, title: str = "") -> None:
+    """Draw the DAG view of ``arch`` (nodes laid out by depth, labelled with their type)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dag = space.to_dag(arch)
+    depth = [0] * dag.num_nodes
+    for s, d in dag.edges:
+        depth[d] = max(depth[d], depth[s] + 1)
+    depth[-1] = max(depth) if dag.num_nodes > 1 else 0
+    layers: dict[int, list[int]] = defaultdict(list)
+    for v, k in enumerate(depth):
+        layers[k].append(v)
+    pos = {v: (k, i - (len(vs) - 1) / 2) for k, vs in layers.items() for i, v in enumerate(vs)}
+    fig, ax = plt.subplots(figsize=(1.8 * (max(depth) + 1) + 1, 1.2 * max(len(v) for v in layers.values()) + 1.5))
+    for s, d in dag.edges:
+        (x0, y0), (x1, y1) = pos[s], pos[d]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=18, shrinkB=18))
+    for v, (x, y) in pos.items():
+        name = space.node_type_names[dag.node_types[v]]
+        color = "#cde" if name in ("input", "output") else "#fed"
+        ax.text(x, y, name, ha="center", va="center", fontsize=8, bbox=dict(boxstyle="round", fc=color, ec="0.3"))
+    ax.set_xlim(-0.7, max(depth) + 0.7)
+    ys = [y for _, y in pos.values()]
+    ax.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
+    ax.axis("off")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_search_report(study, space, out: str | Path, title: str = "") -> Path:
+    """Write ``out/report.md`` with the best-so-far plot, the best architecture drawn as a
+    picture and the table of evaluations (also ``out/trials.csv``). Returns the report path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = [t for t in study.trials() if t.status != "asked"]
+    study.export_csv(out / "trials.csv")
+    plot_best_so_far([t.value for t in trials], out / "best_so_far.png", title)
+    lines = [f"# grabnas search report{': ' + title if title else ''}", ""]
+    best = study.best(1)
+    if best:
+        b = best[0]
+        arch = space.parse(b.arch)
+        if space.name == "nb201":
+            from grabnas.export import draw_cell
+
+            draw_cell(arch, out / "best_cell.png", title=b.arch)
+        else:
+            draw_dag(space, arch, out / "best_cell.png", title=b.arch)
+        test = "" if b.test_value is None else f", test {b.test_value:.4g}"
+        lines += [f"Best of {len(trials)} trials: `{b.arch}` — value {b.value:.4g}{test} (trial {b.id}).", ""]
+        lines += ["![best architecture](best_cell.png)", "", "![best so far](best_so_far.png)", ""]
+    lines += ["| trial | architecture | status | value | test | cost | error |", "|---|---|---|---|---|---|---|"]
+    fmt = lambda x: "" if x is None else f"{x:.4g}"  # noqa: E731
+    for t in trials:
+        lines.append(f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.test_value)} | {fmt(t.cost)} | {t.error or ''} |")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _md_escape(text: str) -> str:
+    """Escape ``|`` so that NB201 strings stay in one Markdown table cell."""
+    return text.replace("|", "\\|")

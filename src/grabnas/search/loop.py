@@ -1,0 +1,147 @@
+"""The search loop: an optimizer, an evaluator, a study, and (optionally) parallel workers.
+
+``run_search`` keeps ``workers`` evaluations in flight: it asks for as many architectures as
+there are free workers, records each ask in the study, evaluates through the executor and tells
+every result (recorded first) as soon as it arrives. On a resumed study it first replays the
+study's events into the fresh optimizer and re-submits the trials that were asked but never told.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from grabnas.errors import GrabnasError
+from grabnas.search.base import Optimizer
+from grabnas.study import Study
+
+
+@dataclass
+class SearchOutcome:
+    """What a search loop did in this process."""
+
+    evaluated: int  # trials told in this process (not replayed)
+    replayed: int  # trials told by replaying the study
+    seconds: float
+
+
+def rng_fingerprint(optimizer: Optimizer) -> str:
+    """JSON of the optimizer's numpy RNG state (recorded with each ask to detect replay drift)."""
+    return json.dumps(optimizer.rng.bit_generator.state, sort_keys=True)
+
+
+def replay(optimizer: Optimizer, study: Study) -> int:
+    """Feed the study's asks and tells to a fresh ``optimizer``; returns the number of tells.
+
+    Raises a clear error when the optimizer asks something else than what was recorded (other
+    settings, other code), since continuing would not be the same search.
+    """
+    trials = {t.id: t for t in study.trials()}
+    told = 0
+    for ev in study.events():
+        recorded = [trials[i] for i in ev.trial_ids]
+        if ev.kind == "ask":
+            archs = optimizer.ask(len(recorded))
+            got = [str(a) for a in archs]
+            if got != [t.arch for t in recorded] or (ev.rng_state and rng_fingerprint(optimizer) != ev.rng_state):
+                raise GrabnasError(
+                    f"resuming {study.path} diverged at trial {recorded[0].id}: the optimizer now asks {got[:1]} "
+                    f"where the study recorded {[t.arch for t in recorded][:1]}; resume with the same grabnas "
+                    "version and settings, or start a new study"
+                )
+        else:
+            archs = [_parse(optimizer, t.arch) for t in recorded]
+            optimizer.tell(archs, [t.value for t in recorded])
+            told += len(recorded)
+    return told
+
+
+def _parse(optimizer: Optimizer, text: str):
+    pending = {str(a): a for a in optimizer.history.pending}
+    return pending[text] if text in pending else optimizer.space.parse(text)
+
+
+def _fields(result: object) -> tuple[float | None, float | None, float | None, str | None, dict]:
+    """(value, test value, cost, error, extra) of an evaluator's result (lookup or training)."""
+    value = getattr(result, "value", None)
+    test = getattr(result, "test_value", getattr(result, "test_acc", None))
+    cost = getattr(result, "cost", getattr(result, "train_seconds", None))
+    extra = dict(getattr(result, "extra", {}) or {})
+    for k in ("params", "flops"):
+        if getattr(result, k, None) is not None:
+            extra[k] = getattr(result, k)
+    return value, test, cost, getattr(result, "error", None), extra
+
+
+def run_search(
+    optimizer: Optimizer,
+    evaluate: Callable[[object], object],
+    study: Study,
+    budget: int,
+    workers: int = 1,
+    executor: cf.Executor | None = None,
+    on_result: Callable[[Study], None] | None = None,
+) -> SearchOutcome:
+    """Run ``optimizer`` until the study holds ``budget`` finished (done or failed) trials.
+
+    Args:
+        optimizer: a fresh optimizer made with the study's settings and seed.
+        evaluate: picklable ``arch -> result`` (a lookup or a training evaluator); a result with
+            ``value`` None is a failure and is told as such. An exception inside ``evaluate`` is
+            recorded as a failure with its message; the search goes on.
+        study: where every ask and tell goes.
+        workers: evaluations kept in flight at once.
+        executor: runs ``evaluate`` (default: in this process, one at a time).
+        on_result: called after each recorded result (progress bars, reports).
+    """
+    t0 = time.perf_counter()
+    replayed = replay(optimizer, study)
+    by_text = {str(a): a for a in optimizer.history.pending}
+    in_flight: dict[cf.Future, tuple[int, object]] = {}
+    ex = executor or _InlineExecutor()
+
+    def submit(tid: int, arch: object) -> None:
+        in_flight[ex.submit(evaluate, arch)] = (tid, arch)
+
+    for t in study.trials("asked"):  # asked before a crash, never told: evaluate them now
+        submit(t.id, by_text.get(t.arch) or optimizer.space.parse(t.arch))
+    evaluated = 0
+    while True:
+        finished = len(study.trials("done")) + len(study.trials("failed"))
+        free = min(workers - len(in_flight), budget - finished - len(in_flight))
+        if free > 0:
+            archs = optimizer.ask(free)
+            if archs:
+                ids = study.record_ask([str(a) for a in archs], rng_fingerprint(optimizer))
+                for tid, a in zip(ids, archs):
+                    submit(tid, a)
+        if not in_flight:
+            break
+        done, _ = cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
+        for fut in done:
+            tid, arch = in_flight.pop(fut)
+            try:
+                value, test, cost, error, extra = _fields(fut.result())
+            except Exception as e:  # an evaluator bug or a crashed worker: a failed trial
+                value, test, cost, error, extra = None, None, None, f"{type(e).__name__}: {e}", {}
+            study.record_tell([tid], [value], [test], [cost], [error], [extra])
+            optimizer.tell([arch], [value])
+            evaluated += 1
+            if on_result is not None:
+                on_result(study)
+    return SearchOutcome(evaluated, replayed, time.perf_counter() - t0)
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each call at submit time in this process (a finished future)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as e:  # delivered through the future, recorded as a failed trial
+            fut.set_exception(e)
+        return fut

@@ -1,0 +1,240 @@
+"""An SQLite-backed study: every ask and tell of a search, as it happens.
+
+A study file holds the search's settings (including the seed), one row per trial (the
+architecture asked, its value once told, its status) and an ordered event log of asks and
+tells. Optimizers are deterministic given their seed and the sequence of asks and tells, so a
+study resumes by *replaying* its event log into a fresh optimizer (without evaluating anything)
+and then carries on; trials that were asked but never told (the process died while they were
+being evaluated) are evaluated once, after the replay. Nothing evaluated is lost or repeated.
+
+Each ask records the optimizer's RNG state after it, so a replay that drifts (other code, other
+settings) is detected instead of silently producing a different search.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from grabnas.errors import GrabnasError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    arch TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('asked', 'done', 'failed')),
+    value REAL,
+    test_value REAL,
+    cost REAL,
+    error TEXT,
+    extra TEXT,
+    asked_at REAL NOT NULL,
+    told_at REAL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('ask', 'tell')),
+    trial_ids TEXT NOT NULL,
+    rng_state TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One row of the ``trials`` table."""
+
+    id: int
+    arch: str
+    status: str
+    value: float | None
+    test_value: float | None
+    cost: float | None
+    error: str | None
+    extra: dict
+    asked_at: float
+    told_at: float | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An ask (of one batch of trials) or a tell (of one batch), in the order they happened."""
+
+    seq: int
+    kind: str
+    trial_ids: tuple[int, ...]
+    rng_state: str | None
+
+
+class Study:
+    """A search's persistent record in an SQLite file.
+
+    Use :meth:`open` (like Optuna's ``create_study(storage=..., load_if_exists=True)``): it
+    creates the file with ``settings`` or, when it exists, checks that ``settings`` match the
+    stored ones (a different search in the same file is refused with a clear error).
+    """
+
+    def __init__(self, path: str | Path, conn: sqlite3.Connection) -> None:
+        self.path = Path(path)
+        self._conn = conn
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, settings: dict) -> Study:
+        """Create or load the study at ``path`` for a search with ``settings`` (JSON-able)."""
+        path = Path(path)
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(path), isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise GrabnasError(f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas") from None
+        study = cls(path, conn)
+        stored = study.settings()
+        wanted = json.loads(json.dumps(settings))
+        if stored is None:
+            study._set_meta("settings", wanted)
+            study._set_meta("created", time.time())
+        elif stored != wanted:
+            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            said = ", ".join(f"{k} {stored.get(k)!r} there, {wanted.get(k)!r} now" for k in diff)
+            raise GrabnasError(
+                f"{path} holds a study with other settings ({said}); use another --study file or the same settings"
+            )
+        return study
+
+    @classmethod
+    def load(cls, path: str | Path) -> Study:
+        """Open an existing study read-write without checking settings (for ``study show``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise GrabnasError(f"no study at {path}; expected the SQLite file given to --study")
+        return cls.open(path, cls._read_settings(path))
+
+    @staticmethod
+    def _read_settings(path: Path) -> dict:
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            row = conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
+            conn.close()
+        except sqlite3.DatabaseError as e:
+            raise GrabnasError(f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas") from None
+        if row is None:
+            raise GrabnasError(f"{path} is not a grabnas study (no settings); expected a file made by grabnas")
+        return json.loads(row[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Study:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta -------------------------------------------------------------------------------
+    def _set_meta(self, key: str, value: object) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def _get_meta(self, key: str) -> object | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def settings(self) -> dict | None:
+        return self._get_meta("settings")  # type: ignore[return-value]
+
+    def set_info(self, key: str, value: object) -> None:
+        """Store extra JSON-able information (e.g. the checkpoint card a search used)."""
+        self._set_meta(f"info:{key}", value)
+
+    def info(self, key: str) -> object | None:
+        return self._get_meta(f"info:{key}")
+
+    # -- recording ------------------------------------------------------------------------------
+    def record_ask(self, archs: Sequence[str], rng_state: str | None = None) -> list[int]:
+        """Record one ask of ``archs``; returns their trial ids. Atomic."""
+        now = time.time()
+        with self._transaction() as c:
+            ids = []
+            for a in archs:
+                cur = c.execute("INSERT INTO trials (arch, status, asked_at) VALUES (?, 'asked', ?)", (a, now))
+                ids.append(int(cur.lastrowid))
+            c.execute(
+                "INSERT INTO events (kind, trial_ids, rng_state) VALUES ('ask', ?, ?)", (json.dumps(ids), rng_state)
+            )
+        return ids
+
+    def record_tell(
+        self,
+        trial_ids: Sequence[int],
+        values: Sequence[float | None],
+        test_values: Sequence[float | None] | None = None,
+        costs: Sequence[float | None] | None = None,
+        errors: Sequence[str | None] | None = None,
+        extras: Sequence[dict | None] | None = None,
+    ) -> None:
+        """Record the results of trials (``None`` value = failed). Atomic."""
+        n = len(trial_ids)
+        test_values = test_values or [None] * n
+        costs = costs or [None] * n
+        errors = errors or [None] * n
+        extras = extras or [None] * n
+        now = time.time()
+        with self._transaction() as c:
+            for tid, v, t, cost, err, extra in zip(trial_ids, values, test_values, costs, errors, extras):
+                status = "failed" if v is None else "done"
+                cur = c.execute(
+                    "UPDATE trials SET status=?, value=?, test_value=?, cost=?, error=?, extra=?, told_at=? "
+                    "WHERE id=? AND status='asked'",
+                    (status, v, t, cost, err, json.dumps(extra or {}), now, tid),
+                )
+                if cur.rowcount != 1:
+                    raise GrabnasError(f"trial {tid} of {self.path} is not waiting for a result")
+            c.execute("INSERT INTO events (kind, trial_ids) VALUES ('tell', ?)", (json.dumps(list(trial_ids)),))
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type, *_: object) -> None:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _transaction(self) -> Study._Tx:
+        return Study._Tx(self._conn)
+
+    # -- reading -------------------------------------------------------------------------------
+    def trials(self, status: str | None = None) -> list[Trial]:
+        q = "SELECT id, arch, status, value, test_value, cost, error, extra, asked_at, told_at FROM trials"
+        rows = self._conn.execute(q + (" WHERE status=?" if status else "") + " ORDER BY id", (status,) if status else ())
+        return [Trial(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8], r[9]) for r in rows]
+
+    def events(self) -> Iterator[Event]:
+        for seq, kind, ids, rng in self._conn.execute("SELECT seq, kind, trial_ids, rng_state FROM events ORDER BY seq"):
+            yield Event(seq, kind, tuple(json.loads(ids)), rng)
+
+    def best(self, k: int = 1) -> list[Trial]:
+        """The ``k`` best finished trials (highest value first)."""
+        done = [t for t in self.trials("done")]
+        return sorted(done, key=lambda t: -t.value)[:k]  # type: ignore[operator]
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write every trial as a CSV row (id, arch, status, value, test_value, cost, error, ...)."""
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["trial", "arch", "status", "value", "test_value", "cost", "error", "asked_at", "told_at"])
+            for t in self.trials():
+                w.writerow([t.id, t.arch, t.status, t.value, t.test_value, t.cost, t.error or "", t.asked_at, t.told_at])
+        return path
