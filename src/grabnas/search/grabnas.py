@@ -1,0 +1,287 @@
+"""GraB-NAS: Bayesian optimisation over the pool plus latent gradient ascent and decoding.
+
+Each ask conditions the surrogate on the target task's observations, then proposes:
+
+* **initial design** (no successful observation yet): the untried pool members with the highest
+  zero-shot prior mean (the meta-trained surrogate's ranking for the task);
+* **global step**: the untried pool member maximising the acquisition function (LogEI by
+  default, UCB as an option, both BoTorch's);
+* **local step** (after ``t_bo`` warm-up observations, on the iterations chosen by
+  ``local_every``): gradient ascent of the acquisition (or the posterior mean) on the latent z
+  of the best architecture found so far (``ascent_steps`` Adam-free plain steps of size
+  ``eta`` on the normalised gradient), then the graph VAE decodes the moved z (greedy plus
+  ``num_decodes`` stochastic decodes); the valid, untried decode with the highest acquisition
+  is proposed — it may lie outside the candidate pool. Without such a decode the step falls
+  back to the global candidate. With ``local="knn"`` the ascended z picks its nearest untried
+  pool member instead of decoding (the ablation that cannot leave the pool).
+
+``mode`` selects the ablations: ``hybrid`` (default), ``bo`` (global steps only) and ``ascent``
+(local steps whenever there is a best point; global steps only as fallback). ``ask(n)`` with
+``n > 1`` adds one proposal at a time with the earlier ones as pending points of BoTorch's
+``qLogExpectedImprovement`` (fantasies), so the batch is diverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from grabnas.errors import GrabnasError
+from grabnas.search.base import Optimizer
+from grabnas.spaces.base import Architecture, SearchSpace
+
+
+class LatentSurrogate(Protocol):
+    """What GraB-NAS needs from a performance model, in latent coordinates.
+
+    ``fit(z, y)`` returns a BoTorch ``Model`` conditioned on ``(n, latent_dim)`` latents and
+    ``(n,)`` values of the target task (``n`` may be 0: the zero-shot prior), whose inputs are
+    latents ``(..., q, latent_dim)`` and whose outputs are in the units of ``y``; it must be
+    differentiable with respect to its inputs.
+    """
+
+    def fit(self, z: Tensor, y: Tensor): ...  # -> botorch.models.model.Model
+
+
+class ArchitectureCodec(Protocol):
+    """The graph VAE as GraB-NAS uses it (:class:`grabnas.models.graph_vae.ArchitectureVAE`)."""
+
+    def encode_archs(self, archs: Sequence[Architecture]) -> Tensor: ...
+
+    def decode_archs(self, z: Tensor, mode: str = "greedy", k: int = 10, generator=None) -> list: ...
+
+
+@dataclass(frozen=True)
+class GraBNASConfig:
+    """Settings of the GraB-NAS optimizer (all stored in a study's settings).
+
+    Attributes:
+        mode: ``hybrid``, ``bo`` or ``ascent``.
+        local: ``decode`` (graph VAE) or ``knn`` (nearest untried pool member of the ascended z).
+        acquisition: ``logei`` or ``ucb``.
+        ucb_beta: UCB's beta.
+        n_init: proposals of the zero-shot initial design.
+        t_bo: successful observations before the first local step.
+        local_every: after the warm-up, every ``local_every``-th ask is a local step (1: all).
+        ascent_steps: K gradient steps on z.
+        eta: step size (in latent units; the gradient is normalised to unit length).
+        ascent_target: ``acquisition`` or ``mean`` (posterior mean).
+        num_decodes: stochastic decodes besides the greedy one.
+        q_candidates: pool members that reach the pending-aware batch scoring.
+    """
+
+    mode: str = "hybrid"
+    local: str = "decode"
+    acquisition: str = "logei"
+    ucb_beta: float = 2.0
+    n_init: int = 5
+    t_bo: int = 10
+    local_every: int = 2
+    ascent_steps: int = 20
+    eta: float = 0.05
+    ascent_target: str = "acquisition"
+    num_decodes: int = 10
+    q_candidates: int = 1024
+
+    def __post_init__(self) -> None:
+        checks = {
+            "mode": (self.mode, ("hybrid", "bo", "ascent")),
+            "local": (self.local, ("decode", "knn")),
+            "acquisition": (self.acquisition, ("logei", "ucb")),
+            "ascent_target": (self.ascent_target, ("acquisition", "mean")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
+        for name in ("n_init", "local_every", "num_decodes", "q_candidates"):
+            if getattr(self, name) < 1:
+                raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
+        if self.t_bo < 0 or self.ascent_steps < 0 or self.eta < 0:
+            raise GrabnasError("GraB-NAS t_bo, ascent_steps and eta must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GraBNAS(Optimizer):
+    """The GraB-NAS ask/tell optimizer.
+
+    Args:
+        space: the search space.
+        surrogate: the (meta-trained) performance model in latent coordinates.
+        codec: the graph VAE (encode architectures, decode latents).
+        pool: the candidate pool (default: the whole space); local steps may leave it.
+        seed: the optimizer's seed.
+        config: :class:`GraBNASConfig` (keyword overrides are accepted too).
+        exclude: architectures that must never be proposed (e.g. a pruned pool's removed set is
+            *not* given here: decodes may reach it; this is for architectures known invalid).
+    """
+
+    name = "grabnas"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        surrogate: LatentSurrogate,
+        codec: ArchitectureCodec,
+        pool: Sequence[Architecture] | None = None,
+        seed: int = 0,
+        config: GraBNASConfig | None = None,
+        **overrides: object,
+    ) -> None:
+        super().__init__(space, pool, seed)
+        self.config = config or GraBNASConfig(**overrides)  # type: ignore[arg-type]
+        self.surrogate = surrogate
+        self.codec = codec
+        self._pool_index = {a: i for i, a in enumerate(self.pool)}
+        with torch.no_grad():
+            #: ``(len(pool), latent_dim)`` latent means of the pool
+            self.z_pool = _encode_in_chunks(codec, self.pool).double()
+        self._z_cache: dict[Architecture, Tensor] = {}
+        self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        self.asks = 0
+        #: per local step: (decodes tried, valid decodes, proposal left the pool)
+        self.local_log: list[dict] = []
+
+    # -- latents ------------------------------------------------------------------------------
+    def latent(self, archs: Sequence[Architecture]) -> Tensor:
+        """``(len(archs), latent_dim)`` latents (pool rows reused, others encoded once)."""
+        rows = []
+        missing = [a for a in archs if a not in self._pool_index and a not in self._z_cache]
+        if missing:
+            with torch.no_grad():
+                z = _encode_in_chunks(self.codec, missing).double()
+            self._z_cache.update(zip(missing, z))
+        for a in archs:
+            i = self._pool_index.get(a)
+            rows.append(self.z_pool[i] if i is not None else self._z_cache[a])
+        return torch.stack(rows) if rows else self.z_pool[:0]
+
+    # -- acquisition ------------------------------------------------------------------------------
+    def _model(self):
+        archs, values = self.history.successes()
+        return self.surrogate.fit(self.latent(archs), torch.as_tensor(values, dtype=torch.float64)), values
+
+    def _acquisition(self, model, values: np.ndarray, pending: Tensor | None):
+        from botorch.acquisition import (
+            LogExpectedImprovement,
+            PosteriorMean,
+            UpperConfidenceBound,
+            qLogExpectedImprovement,
+            qUpperConfidenceBound,
+        )
+        from botorch.sampling import SobolQMCNormalSampler
+
+        if values.size == 0:
+            return PosteriorMean(model)
+        best_f = float(values.max())
+        if pending is not None and pending.shape[0] > 0:
+            sampler = SobolQMCNormalSampler(torch.Size([128]), seed=int(self.rng.integers(2**31)))
+            if self.config.acquisition == "ucb":
+                return qUpperConfidenceBound(model, beta=self.config.ucb_beta, sampler=sampler, X_pending=pending)
+            return qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, X_pending=pending)
+        if self.config.acquisition == "ucb":
+            return UpperConfidenceBound(model, beta=self.config.ucb_beta)
+        return LogExpectedImprovement(model, best_f=best_f)
+
+    @staticmethod
+    def _score(acq, z: Tensor, chunk: int = 2048) -> Tensor:
+        """``(len(z),)`` acquisition values of single points."""
+        with torch.no_grad():
+            return torch.cat([acq(z[i : i + chunk].unsqueeze(1)) for i in range(0, len(z), chunk)])
+
+    # -- the ask -------------------------------------------------------------------------------------
+    def _ask(self, n: int) -> list[Architecture]:
+        out: list[Architecture] = []
+        model, values = self._model()
+        for _ in range(n):
+            pending = self.history.pending + out
+            arch = self._propose_one(model, values, pending)
+            if arch is None:
+                break
+            out.append(arch)
+            self.asks += 1
+        return out
+
+    def _propose_one(self, model, values: np.ndarray, pending: list[Architecture]) -> Architecture | None:
+        tried = self.history.tried | set(pending)
+        cand = np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
+        z_pending = self.latent(pending) if pending else None
+        acq = self._acquisition(model, values, z_pending)
+        if self._is_local_step(values):
+            arch = self._local_step(model, values, acq, tried, cand)
+            if arch is not None:
+                return arch
+        if cand.size == 0:
+            return None
+        if values.size == 0:  # zero-shot initial design: the prior's top-ranked members
+            scores = self._score(acq, self.z_pool[cand])
+        elif z_pending is None:
+            scores = self._score(acq, self.z_pool[cand])
+        else:  # pending-aware: exact q-acquisition on the best single-point candidates
+            single = self._score(self._acquisition(model, values, None), self.z_pool[cand])
+            top = torch.topk(single, min(self.config.q_candidates, len(cand))).indices
+            cand = cand[top.numpy()]
+            scores = self._score(acq, self.z_pool[cand])
+        return self.pool[int(cand[int(torch.argmax(scores))])]
+
+    def _is_local_step(self, values: np.ndarray) -> bool:
+        c = self.config
+        if c.mode == "bo" or values.size == 0:
+            return False
+        if c.mode == "ascent":
+            return True
+        return values.size >= c.t_bo and (self.asks - c.t_bo) % c.local_every == 0
+
+    def _local_step(self, model, values, acq, tried: set, cand: np.ndarray) -> Architecture | None:
+        archs, _ = self.history.successes()
+        z0 = self.latent([archs[int(np.argmax(values))]])  # (1, latent_dim)
+        z = self.ascend(model, acq, z0)
+        log = {"tried": 0, "valid": 0, "outside_pool": False}
+        self.local_log.append(log)
+        if self.config.local == "knn":
+            if cand.size == 0:
+                return None
+            d = torch.cdist(z, self.z_pool[cand]).squeeze(0)
+            return self.pool[int(cand[int(torch.argmin(d))])]
+        with torch.no_grad():
+            decodes = list(self.codec.decode_archs(z.float(), mode="greedy"))
+            decodes += self.codec.decode_archs(
+                z.float().expand(self.config.num_decodes, -1), mode="vote", k=1, generator=self._torch_gen
+            )
+        log["tried"] = len(decodes)
+        valid = [a for a in decodes if a is not None]
+        log["valid"] = len(valid)
+        fresh = [a for a in dict.fromkeys(valid) if a not in tried]
+        if not fresh:
+            return None
+        scores = self._score(acq, self.latent(fresh))
+        best = fresh[int(torch.argmax(scores))]
+        log["outside_pool"] = best not in self._pool_index
+        return best
+
+    def ascend(self, model, acq, z0: Tensor) -> Tensor:
+        """Gradient ascent from ``z0`` ``(1, latent_dim)`` on the acquisition (or posterior mean)."""
+        from botorch.acquisition import PosteriorMean
+
+        target = PosteriorMean(model) if self.config.ascent_target == "mean" else acq
+        z = z0.detach().clone().requires_grad_(True)
+        for _ in range(self.config.ascent_steps):
+            value = target(z.unsqueeze(1)).sum()
+            (grad,) = torch.autograd.grad(value, z)
+            norm = grad.norm()
+            if not torch.isfinite(norm) or norm == 0:
+                break
+            with torch.no_grad():
+                z += self.config.eta * grad / norm
+        return z.detach()
+
+
+def _encode_in_chunks(codec: ArchitectureCodec, archs: Sequence[Architecture], chunk: int = 4096) -> Tensor:
+    parts = [codec.encode_archs(archs[i : i + chunk]) for i in range(0, len(archs), chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0)
