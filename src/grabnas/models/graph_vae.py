@@ -8,10 +8,15 @@ The model sees only :class:`~grabnas.spaces.base.DAG` views, so it works for eve
   second pass runs backwards over successors. The graph state is the output node's forward
   state (unified with the input node's backward state when bidirectional); linear heads give
   ``mu`` and ``logvar``.
-* **Decoder.** ``z`` gives the input node's hidden state ``tanh(W z + b)``. Nodes are added one
-  at a time: an MLP on the last node's state predicts the next type; then each earlier node
+* **Decoder.** ``z`` gives the input node's hidden state ``h_z = tanh(W z + b)``. Nodes are added
+  one at a time: an MLP on the last node's state predicts the next type; then each earlier node
   ``u = v-1, ..., 0`` is asked, by an MLP on ``(h_u, h_v)``, whether ``u -> v`` is an edge, and
-  ``h_v`` is recomputed after every decision. Teacher forcing gives the training likelihood.
+  ``h_v`` is recomputed after every added edge. Teacher forcing gives the training likelihood.
+  Two additions to the reference (both configurable): the type and edge MLPs also see ``h_z``
+  and one-hot node positions. Positions are needed because two nodes with the same type and
+  predecessors get equal states (NB201's nodes 1 and 2 often do), so without them the decoder
+  cannot tell which of the two an edge starts at; ``h_z`` is a short path from ``z`` to every
+  decision (the reference's edge score takes ``H0`` as an optional input too).
 * **Number of nodes.** The output type doubles as D-VAE's end type: a graph ends at the first
   output node, and node ``max_nodes - 1`` is forced to be the output. Both shipped spaces have
   exactly ``max_nodes`` nodes, which the model learns (an early end decodes to a non-member).
@@ -51,10 +56,16 @@ class GraphVAEConfig:
         hidden_dim: node-state size of every GRU.
         latent_dim: size of z.
         bidirectional: also run a reverse message-passing pass in the encoder.
-        vertex_ids: feed a one-hot of the sender's position to the message gate and map.
+        vertex_ids: feed one-hots of node positions to the message gate and map (D-VAE's "vid")
+            and to the decoder's type and edge MLPs. Without them two nodes with equal states
+            (same type, same predecessors) cannot be told apart, so the decoder cannot say which
+            of them an edge starts at or which type comes at which position.
         beta: weight of the KL term.
         eps_scale: scale of the posterior noise while training (D-VAE's reference code uses 0.01).
         predict_output_edges: predict the output node's edges too (else: exactly the loose ends).
+        edge_hidden_mult: width of the edge MLP's hidden layer in units of ``hidden_dim``.
+        condition_on_z: also feed ``h_z = tanh(W z + b)`` to the type and edge MLPs (D-VAE's
+            edge score takes it as an optional input): a short path from z to every decision.
     """
 
     num_types: int
@@ -66,6 +77,8 @@ class GraphVAEConfig:
     beta: float = 0.005
     eps_scale: float = 1.0
     predict_output_edges: bool = False
+    edge_hidden_mult: int = 2
+    condition_on_z: bool = True
 
     def __post_init__(self) -> None:
         if self.num_types < 3 or self.max_nodes < 2 or self.hidden_dim < 1 or self.latent_dim < 1:
@@ -161,11 +174,13 @@ class _Messages(nn.Module):
 
 
 def _gather_sum(weights: Tensor, messages: list[Tensor]) -> Tensor:
-    """``(B, k)`` weights and ``k`` messages ``(B, H)`` -> ``(B, H)`` weighted sum."""
-    if not messages:
-        raise ValueError("no messages")
-    stacked = torch.stack(messages, dim=1)  # (B, k, H)
-    return torch.bmm(weights.unsqueeze(1), stacked).squeeze(1)
+    """``(B, k)`` 0/1 weights and ``k`` messages ``(B, H)`` -> ``(B, H)`` weighted sum."""
+    out = torch.zeros_like(messages[0])
+    used = weights.any(dim=0).tolist()
+    for i, message in enumerate(messages):
+        if used[i]:  # skip senders that feed no graph of the batch
+            out = out + weights[:, i : i + 1] * message
+    return out
 
 
 class GraphVAE(nn.Module):
@@ -174,6 +189,16 @@ class GraphVAE(nn.Module):
     def __init__(self, config: GraphVAEConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
+        if generator is None:
+            self._build()
+        else:  # build without drawing from the global RNG, then initialise from ``generator``
+            with torch.device("meta"):
+                self._build()
+            self.to_empty(device="cpu")
+            self.reset_parameters(generator)
+
+    def _build(self) -> None:
+        config = self.config
         h, t, n = config.hidden_dim, config.num_types, config.max_nodes
         # encoder
         self.enc_forward = nn.GRUCell(t, h)
@@ -188,13 +213,23 @@ class GraphVAE(nn.Module):
         self.fc_z = nn.Linear(config.latent_dim, h)
         self.dec = nn.GRUCell(t, h)
         self.dec_msg = _Messages(h, n, config.vertex_ids)
-        self.add_vertex = nn.Sequential(nn.Linear(h, 2 * h), nn.ReLU(), nn.Linear(2 * h, t))
-        self.add_edge = nn.Sequential(nn.Linear(2 * h, 4 * h), nn.ReLU(), nn.Linear(4 * h, 1))
-        if generator is not None:
-            self.reset_parameters(generator)
+        extra = (h if config.condition_on_z else 0) + (n if config.vertex_ids else 0)
+        self.add_vertex = nn.Sequential(nn.Linear(h + extra, 2 * h), nn.ReLU(), nn.Linear(2 * h, t))
+        # D-VAE's edge MLP on [h_u, h_v]: its first layer is split so that the h_u half is
+        # computed once per earlier node instead of once per decision.
+        e = config.edge_hidden_mult * h
+        self.edge_src = nn.Linear(h, e)
+        self.edge_dst = nn.Linear(h, e, bias=False)
+        self.edge_out = nn.Linear(e, 1)
+        if config.condition_on_z:
+            self.edge_z = nn.Linear(h, e, bias=False)
+        if config.vertex_ids:  # one-hot positions of the two ends (weight columns are used directly)
+            self.edge_pos_src = nn.Linear(n, e, bias=False)
+            self.edge_pos_dst = nn.Linear(n, e, bias=False)
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """PyTorch's default ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` initialisation, drawn from ``generator``."""
+        done: set[int] = set()
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, nn.Linear):
@@ -207,6 +242,10 @@ class GraphVAE(nn.Module):
                     continue
                 for p in params:
                     p.copy_(torch.rand(p.shape, generator=generator) * 2 * bound - bound)
+                    done.add(id(p))
+            missed = [n for n, p in self.named_parameters() if id(p) not in done]
+            if missed:
+                raise TypeError(f"reset_parameters does not know how to initialise {missed}")
 
     # -- batching ---------------------------------------------------------------------------
     def batch(self, dags: Sequence[DAG] | DAGBatch) -> DAGBatch:
@@ -234,7 +273,7 @@ class GraphVAE(nn.Module):
         states: list[Tensor] = []
         messages: list[Tensor] = []
         for v in range(n_max):
-            h_in = zeros if v == 0 else _gather_sum(adj[:, :v, v], messages)
+            h_in = _gather_sum(adj[:, :v, v], messages) if messages else zeros
             h = self.enc_forward(x[:, v], h_in)
             states.append(h)
             messages.append(self.enc_forward_msg(h, v))
@@ -244,11 +283,16 @@ class GraphVAE(nn.Module):
             back_msgs: dict[int, Tensor] = {}
             h = zeros
             for v in reversed(range(n_max)):
-                h_in = zeros if v == n_max - 1 else _gather_sum(adj[:, v, v + 1 :], [back_msgs[k] for k in range(v + 1, n_max)])
+                later = [back_msgs[k] for k in range(v + 1, n_max)]
+                h_in = _gather_sum(adj[:, v, v + 1 :], later) if later else zeros
                 h = self.enc_backward(x[:, v], h_in)
                 back_msgs[v] = self.enc_backward_msg(h, v)
             hg = self.unify(torch.cat([hg, h], dim=-1))  # h: input node's backward state
         return self.fc_mu(hg), self.fc_logvar(hg)
+
+    def forward(self, dags: Sequence[DAG] | DAGBatch) -> tuple[Tensor, Tensor]:
+        """Same as :meth:`encode`: ``(mu, logvar)``, each ``(B, latent_dim)``."""
+        return self.encode(dags)
 
     def reparameterize(self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``z = mu + eps_scale * exp(logvar / 2) * eps``, ``eps ~ N(0, I)``; shapes ``(B, latent_dim)``."""
@@ -256,9 +300,20 @@ class GraphVAE(nn.Module):
         return mu + self.config.eps_scale * torch.exp(0.5 * logvar) * eps
 
     # -- decoder: likelihood ------------------------------------------------------------------
-    def _type_logits(self, h_last: Tensor) -> Tensor:
-        """``(B, H)`` state of the last node -> ``(B, T)`` logits of the next type (never input)."""
-        logits = self.add_vertex(h_last)
+    def _type_logits(self, h_last: Tensor, h_z: Tensor, position: int) -> Tensor:
+        """Logits ``(B, T)`` of the type of the node at ``position``.
+
+        From the ``(B, H)`` state of the last node (and ``h_z = tanh(W z + b)``, ``(B, H)``, and the
+        position's one-hot, as configured). The input type is never predicted (logit ``-inf``).
+        """
+        parts = [h_last]
+        if self.config.condition_on_z:
+            parts.append(h_z)
+        if self.config.vertex_ids:
+            pos = h_last.new_zeros(h_last.shape[0], self.config.max_nodes)
+            pos[:, position] = 1.0
+            parts.append(pos)
+        logits = self.add_vertex(torch.cat(parts, dim=-1))
         return logits.masked_fill(
             F.one_hot(torch.tensor(INPUT_TYPE, device=logits.device), self.config.num_types).bool(), float("-inf")
         )
@@ -273,16 +328,18 @@ class GraphVAE(nn.Module):
         adj = batch.adj
         bsz, n_max = batch.types.shape
         cfg = self.config
-        h = self.dec(x[:, 0], torch.tanh(self.fc_z(z)))
-        states, messages = [h], [self.dec_msg(h, 0)]
+        h_z = torch.tanh(self.fc_z(z))
+        h = self.dec(x[:, 0], h_z)
+        states, messages, sources = [h], [self.dec_msg(h, 0)], [self._edge_source(h, h_z, 0)]
         type_ll = x.new_zeros(bsz)
         edge_ll = x.new_zeros(bsz)
         zeros = x.new_zeros(bsz, cfg.hidden_dim)
         for v in range(1, n_max):
             real = (v < batch.num_nodes).to(x.dtype)  # (B,)
             if v < cfg.max_nodes - 1:  # the last position is forced to be the output
-                logp = F.log_softmax(self._type_logits(states[-1]), dim=-1)
-                picked = logp.gather(1, batch.types[:, v].clamp(min=0).unsqueeze(1)).squeeze(1)
+                logp = F.log_softmax(self._type_logits(states[-1], h_z, v), dim=-1)
+                # padding (-1) reads the output type's finite log-probability, then is masked out
+                picked = logp.gather(1, batch.types[:, v].clamp(min=OUTPUT_TYPE).unsqueeze(1)).squeeze(1)
                 type_ll = type_ll + torch.where(real > 0, picked, torch.zeros_like(picked))
             is_out = (batch.types[:, v] == OUTPUT_TYPE).to(x.dtype)
             weight = real if cfg.predict_output_edges else real * (1 - is_out)
@@ -291,14 +348,34 @@ class GraphVAE(nn.Module):
             h_in = zeros
             h = self.dec(x[:, v], h_in)
             for u in range(v - 1, -1, -1):
-                score = self.add_edge(torch.cat([states[u], h], dim=-1)).squeeze(-1)
+                score = self._edge_logit(sources[u], h, v)
                 target = adj[:, u, v]
                 edge_ll = edge_ll - weight * F.binary_cross_entropy_with_logits(score, target, reduction="none")
-                h_in = h_in + target.unsqueeze(-1) * messages[u]
-                h = self.dec(x[:, v], h_in)
+                if bool(target.any()):  # otherwise h_v is unchanged
+                    h_in = h_in + target.unsqueeze(-1) * messages[u]
+                    h = self.dec(x[:, v], h_in)
             states.append(h)
             messages.append(self.dec_msg(h, v))
+            sources.append(self._edge_source(h, h_z, v))
         return type_ll, edge_ll
+
+    def _edge_source(self, h: Tensor, h_z: Tensor, position: int) -> Tensor:
+        """``(B, H)`` state of the finished node at ``position`` -> ``(B, E)``: its (and z's) part
+        of the edge MLP's first layer."""
+        out = self.edge_src(h)
+        if self.config.condition_on_z:
+            out = out + self.edge_z(h_z)
+        if self.config.vertex_ids:
+            out = out + self.edge_pos_src.weight[:, position]
+        return out
+
+    def _edge_logit(self, source: Tensor, h_new: Tensor, position: int) -> Tensor:
+        """``(B, E)`` edge source of an earlier node and ``(B, H)`` state of the new node at
+        ``position`` -> ``(B,)`` logit of the edge between them."""
+        pre = source + self.edge_dst(h_new)
+        if self.config.vertex_ids:
+            pre = pre + self.edge_pos_dst.weight[:, position]
+        return self.edge_out(F.relu(pre)).squeeze(-1)
 
     def loss(self, dags: Sequence[DAG] | DAGBatch, generator: torch.Generator | None = None) -> VAELoss:
         """The negative ELBO of ``B`` DAGs (batch means), with ``z`` drawn from the posterior."""
@@ -338,14 +415,15 @@ class GraphVAE(nn.Module):
         adj = torch.zeros(m, n_max, n_max, dtype=torch.bool, device=dev)
         num_nodes = torch.full((m,), n_max, dtype=torch.long, device=dev)
         done = torch.zeros(m, dtype=torch.bool, device=dev)
-        h = self.dec(self._onehot(types[:, 0]), torch.tanh(self.fc_z(z)))
-        states, messages = [h], [self.dec_msg(h, 0)]
+        h_z = torch.tanh(self.fc_z(z))
+        h = self.dec(self._onehot(types[:, 0]), h_z)
+        states, messages, sources = [h], [self.dec_msg(h, 0)], [self._edge_source(h, h_z, 0)]
         zeros = z.new_zeros(m, cfg.hidden_dim)
         for v in range(1, n_max):
             if v == n_max - 1:
                 new = torch.full((m,), OUTPUT_TYPE, dtype=torch.long, device=dev)
             else:
-                logits = self._type_logits(states[-1])
+                logits = self._type_logits(states[-1], h_z, v)
                 if stochastic:
                     new = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)
                 else:
@@ -359,15 +437,16 @@ class GraphVAE(nn.Module):
             h = self.dec(x_v, h_in)
             if bool(deciding.any()):
                 for u in range(v - 1, -1, -1):
-                    p = torch.sigmoid(self.add_edge(torch.cat([states[u], h], dim=-1)).squeeze(-1))
+                    p = torch.sigmoid(self._edge_logit(sources[u], h, v))
                     if stochastic:
                         edge = torch.rand(m, generator=generator, device=dev) < p
                     else:
                         edge = p > 0.5
                     edge = edge & deciding
                     adj[:, u, v] = edge
-                    h_in = h_in + edge.unsqueeze(-1).to(h.dtype) * messages[u]
-                    h = self.dec(x_v, h_in)
+                    if bool(edge.any()):
+                        h_in = h_in + edge.unsqueeze(-1).to(h.dtype) * messages[u]
+                        h = self.dec(x_v, h_in)
             if bool(ending.any()):
                 loose = ~adj[:, :v, :v].any(dim=-1)  # (m, v): no successor so far
                 adj[:, :v, v] |= loose & ending.unsqueeze(-1)
@@ -377,6 +456,7 @@ class GraphVAE(nn.Module):
                     break
             states.append(h)
             messages.append(self.dec_msg(h, v))
+            sources.append(self._edge_source(h, h_z, v))
         return _to_dags(types.cpu().numpy(), adj.cpu().numpy(), num_nodes.cpu().numpy())
 
 
