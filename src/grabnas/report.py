@@ -83,7 +83,7 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         n_seeds = max(curves[(task, o)].shape[0] for o in opts)
         lines.append(f"## {task} ({n_seeds} seeds)")
         lines.append("")
-        head = ["optimizer", *(f"regret@{b}" for b in budgets), "median evals to optimum", "final test", "s/iter"]
+        head = ["optimizer", "seeds", *(f"regret@{b}" for b in budgets), "median evals to optimum", "final test", "s/iter"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for o in opts:
@@ -95,6 +95,7 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
             tests = np.array([v for (t, oo, _s), v in final_test.items() if t == task and oo == o])
             cells = [
                 o,
+                str(c.shape[0]),
                 *(_mean_se(c[:, min(b, c.shape[1]) - 1]) for b in budgets),
                 f"{med_s} ({reached}/{len(reach)} reached)",
                 _mean_se(tests[~np.isnan(tests)]) if (~np.isnan(tests)).any() else "n/a",
