@@ -42,7 +42,7 @@ def test_bench_writes_outputs_and_resumes(nb201_bench, nb201_path, tmp_path):
     assert len(rows3) == 3 * 2 * 12 and rows3[: len(rows)] == rows
     assert json.loads((tmp_path / "bench.json").read_text())["seeds"] == 3
     # another budget in the same folder is refused
-    with pytest.raises(GrabnasError, match="another benchmark, budget or master seed"):
+    with pytest.raises(GrabnasError, match="another benchmark, budget, master seed or pruning"):
         run_bench(BenchConfig("nb201", ("cifar10",), ("random",), 1, 5), tmp_path, data=str(nb201_path), progress=False)
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 from grabnas.benchmarks import load_benchmark
 from grabnas.benchmarks.base import TabularBenchmark
 from grabnas.errors import GrabnasError
-from grabnas.search.registry import build_optimizer
+from grabnas.search.registry import build_optimizer, pruned_pool
 from grabnas.seeding import child_seed
 
-RESULT_COLUMNS = ("optimizer", "task", "seed", "step", "arch", "value", "best", "regret", "best_test", "seconds")
+RESULT_COLUMNS = (
+    "optimizer", "task", "seed", "step", "arch", "value", "best", "regret", "best_test", "seconds", "in_pool", "pool_best",
+)
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,34 @@ class BenchConfig:
     seeds: int
     budget: int
     master_seed: int = 0
+    prune_top: float = 0.0
 
     def runs(self) -> list[tuple[str, str, int]]:
         return [(t, o, s) for t in self.tasks for o in self.optimizers for s in range(self.seeds)]
 
 
-def run_one(bench: TabularBenchmark, task: str, optimizer: str, seed: int, budget: int, master_seed: int = 0) -> list[dict]:
+def run_one(
+    bench: TabularBenchmark,
+    task: str,
+    optimizer: str,
+    seed: int,
+    budget: int,
+    master_seed: int = 0,
+    prune_top: float = 0.0,
+) -> list[dict]:
     """One optimizer run of ``budget`` evaluations; returns its rows (see ``RESULT_COLUMNS``).
 
     ``seed`` is the run index; the optimizer's seed derives from it, the master seed and the
-    task, so optimizers compared on one (task, seed) pair get the same seed.
+    task, so optimizers compared on one (task, seed) pair get the same seed. With
+    ``prune_top`` the candidate pool lacks the task's best ``prune_top`` percent; regret is
+    still measured against the task's true optimum, ``in_pool`` says whether a proposal was a
+    pool member and ``pool_best`` is the best value left in the pool.
     """
-    opt = build_optimizer(optimizer, bench, task, child_seed(master_seed, task, seed))
+    pool = pruned_pool(bench, task, prune_top)
+    opt = build_optimizer(optimizer, bench, task, child_seed(master_seed, task, seed), pool=pool)
+    in_pool = set(pool)
+    values = bench.values(task)
+    pool_best = max(values[a] for a in pool)
     optimum = bench.optimum(task)
     rows: list[dict] = []
     best, best_test = -math.inf, math.nan
@@ -76,19 +94,23 @@ def run_one(bench: TabularBenchmark, task: str, optimizer: str, seed: int, budge
                 regret=optimum - best,
                 best_test=best_test,
                 seconds=round(seconds, 6),
+                in_pool=int(arch in in_pool),
+                pool_best=pool_best,
             )
         )
     return rows
 
 
-def _run_chunk(spec: str, data: str | None, runs: Sequence[tuple[str, str, int]], budget: int, master_seed: int, threads: int) -> list[list[dict]]:
+def _run_chunk(
+    spec: str, data: str | None, runs: Sequence[tuple[str, str, int]], budget: int, master_seed: int, threads: int, prune_top: float
+) -> list[list[dict]]:
     """Worker entry point: load the benchmark once, run several runs."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     bench = load_benchmark(spec, data)
-    return [run_one(bench, t, o, s, budget, master_seed) for t, o, s in runs]
+    return [run_one(bench, t, o, s, budget, master_seed, prune_top) for t, o, s in runs]
 
 
 def _done_runs(results: Path) -> set[tuple[str, str, int]]:
@@ -103,11 +125,10 @@ def _check_or_write_config(out: Path, config: BenchConfig) -> None:
     mine = asdict(config)
     if path.exists():
         theirs = json.loads(path.read_text())
-        if {k: theirs.get(k) for k in ("benchmark", "budget", "master_seed")} != {
-            k: mine[k] for k in ("benchmark", "budget", "master_seed")
-        }:
+        keys = ("benchmark", "budget", "master_seed", "prune_top")
+        if {k: theirs.get(k, 0.0 if k == "prune_top" else None) for k in keys} != {k: mine[k] for k in keys}:
             raise GrabnasError(
-                f"{out} holds a bench with another benchmark, budget or master seed ({path}); "
+                f"{out} holds a bench with another benchmark, budget, master seed or pruning ({path}); "
                 "use a new --out folder"
             )
         merged = {
@@ -139,8 +160,11 @@ def run_bench(
     bench = load_benchmark(config.benchmark, data)  # fail fast on bad input, before any work
     for task in config.tasks:
         bench.table(task)
-    for name in config.optimizers:
-        build_optimizer(name, bench, config.tasks[0], 0)
+    from grabnas.search.registry import optimizer_names
+
+    unknown = [o for o in config.optimizers if o not in optimizer_names()]
+    if unknown:
+        raise GrabnasError(f"unknown optimizer {unknown[0]!r}; expected one of {', '.join(optimizer_names())}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_or_write_config(out, config)
@@ -148,8 +172,12 @@ def run_bench(
     todo = [r for r in config.runs() if r not in _done_runs(results)]
     new_file = not results.exists()
     bar = _progress_bar(len(todo), progress)
+    columns = RESULT_COLUMNS
+    if not new_file:  # keep the header of an existing file (written by an older grabnas, perhaps)
+        with results.open(newline="") as f:
+            columns = tuple(next(csv.reader(f), RESULT_COLUMNS))
     with results.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         if new_file:
             writer.writeheader()
 
@@ -162,12 +190,14 @@ def run_bench(
 
         if jobs <= 1:
             for t, o, s in todo:
-                save(run_one(bench, t, o, s, config.budget, config.master_seed))
+                save(run_one(bench, t, o, s, config.budget, config.master_seed, config.prune_top))
         else:
             # one run per task: rows reach the file (and the bar) as each run ends
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [
-                    pool.submit(_run_chunk, config.benchmark, data, [r], config.budget, config.master_seed, threads)
+                    pool.submit(
+                        _run_chunk, config.benchmark, data, [r], config.budget, config.master_seed, threads, config.prune_top
+                    )
                     for r in todo
                 ]
                 for fut in as_completed(futures):

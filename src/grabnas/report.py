@@ -67,9 +67,19 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
     curves = regret_curves(rows)
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     final_test: dict[tuple[str, str, int], float] = {}
+    # pruned-pool benches: did a run find something better than the best left in the pool?
+    beat_pool: dict[tuple[str, str, int], bool] = {}
+    outside: dict[tuple[str, str], list[int]] = defaultdict(list)
     for r in rows:
         seconds[(r["task"], r["optimizer"])].append(r["seconds"])
         final_test[(r["task"], r["optimizer"], r["seed"])] = r["best_test"]
+        if r.get("pool_best") not in (None, ""):
+            key = (r["task"], r["optimizer"], r["seed"])
+            beat_pool[key] = beat_pool.get(key, False) or r["best"] > float(r["pool_best"]) + 1e-9
+            outside[(r["task"], r["optimizer"])].append(1 - int(r["in_pool"]))
+    pruned = any(v == 1 for vs in outside.values() for v in vs) or any(
+        float(r["pool_best"]) < r["best"] + r["regret"] - 1e-9 for r in rows if r.get("pool_best") not in (None, "")
+    )
     tasks = list(dict.fromkeys(t for t, _ in curves))
     lines = [f"# Bench summary{' — ' + bench_name if bench_name else ''}", ""]
     lines.append("Regret = task optimum − best value found (search metric); mean ± standard error over seeds.")
@@ -84,6 +94,8 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         lines.append(f"## {task} ({n_seeds} seeds)")
         lines.append("")
         head = ["optimizer", "seeds", *(f"regret@{b}" for b in budgets), "median evals to optimum", "final test", "s/iter"]
+        if pruned:
+            head += ["seeds beating the pool's best", "proposals outside the pool"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for o in opts:
@@ -101,6 +113,10 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
                 _mean_se(tests[~np.isnan(tests)]) if (~np.isnan(tests)).any() else "n/a",
                 f"{np.median(seconds[(task, o)]):.4f}",
             ]
+            if pruned:
+                wins = [v for (t, oo, _s), v in beat_pool.items() if t == task and oo == o]
+                out = outside[(task, o)]
+                cells += [f"{sum(wins)}/{len(wins)}", f"{sum(out)}/{len(out)}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from botorch.models.model import Model
 from torch import Tensor
 
 from grabnas.errors import GrabnasError
@@ -41,8 +42,10 @@ class LatentSurrogate(Protocol):
 
     ``fit(z, y)`` returns a BoTorch ``Model`` conditioned on ``(n, latent_dim)`` latents and
     ``(n,)`` values of the target task (``n`` may be 0: the zero-shot prior), whose inputs are
-    latents ``(..., q, latent_dim)`` and whose outputs are in the units of ``y``; it must be
-    differentiable with respect to its inputs.
+    latents ``(..., q, latent_dim)``; it must be differentiable with respect to its inputs.
+    Its outputs are in the units of ``y`` unless the model has a ``best_f`` attribute: then
+    that is the incumbent in the model's own units (None: the model ignores the observations,
+    e.g. too few of them, and acquisitions fall back to the posterior mean).
     """
 
     def fit(self, z: Tensor, y: Tensor): ...  # -> botorch.models.model.Model
@@ -177,9 +180,9 @@ class GraBNAS(Optimizer):
         )
         from botorch.sampling import SobolQMCNormalSampler
 
-        if values.size == 0:
+        best_f = self._best_f(model, values)
+        if best_f is None:
             return PosteriorMean(model)
-        best_f = float(values.max())
         if pending is not None and pending.shape[0] > 0:
             sampler = SobolQMCNormalSampler(torch.Size([128]), seed=int(self.rng.integers(2**31)))
             if self.config.acquisition == "ucb":
@@ -188,6 +191,16 @@ class GraBNAS(Optimizer):
         if self.config.acquisition == "ucb":
             return UpperConfidenceBound(model, beta=self.config.ucb_beta)
         return LogExpectedImprovement(model, best_f=best_f)
+
+    @staticmethod
+    def _best_f(model, values: np.ndarray) -> float | None:
+        """The incumbent in the model's units (None: zero-shot)."""
+        if values.size == 0:
+            return None
+        if hasattr(model, "best_f"):
+            b = model.best_f
+            return None if b is None else float(b)
+        return float(values.max())
 
     @staticmethod
     def _score(acq, z: Tensor, chunk: int = 2048) -> Tensor:
@@ -219,7 +232,7 @@ class GraBNAS(Optimizer):
                 return arch
         if cand.size == 0:
             return None
-        if values.size == 0:  # zero-shot initial design: the prior's top-ranked members
+        if self._best_f(model, values) is None:  # zero-shot initial design: the prior's top members
             scores = self._score(acq, self.z_pool[cand])
         elif z_pending is None:
             scores = self._score(acq, self.z_pool[cand])
@@ -280,6 +293,58 @@ class GraBNAS(Optimizer):
             with torch.no_grad():
                 z += self.config.eta * grad / norm
         return z.detach()
+
+
+class MetaLatentSurrogate:
+    """:class:`LatentSurrogate` from a meta-trained :class:`grabnas.models.surrogate.MetaSurrogate`
+    and the target task's embedding ``d`` ``(task_dim,)``.
+
+    ``steps`` Adam steps of adaptation (fine-tuning of the mean's scale/offset, output scale and
+    noise) run at each fit; 0 keeps the closed-form adaptation only.
+    """
+
+    def __init__(self, surrogate, task_embedding: Tensor, steps: int = 0) -> None:
+        self.surrogate = surrogate
+        with torch.no_grad():
+            self.d = task_embedding.detach()
+        self.steps = steps
+
+    def fit(self, z: Tensor, y: Tensor):
+        if len(y) == 0:
+            gp = self.surrogate.fit(None, None)
+        else:
+            gp = self.surrogate.fit(self.surrogate.inputs(z, self.d), y, steps=self.steps)
+        return _TaskModel(gp, self.surrogate, self.d)
+
+
+class _TaskModel(Model):
+    """A surrogate GP with the task embedding fixed: inputs are latents ``(..., q, latent_dim)``."""
+
+    _num_outputs = 1
+
+    def __init__(self, gp, surrogate, d: Tensor) -> None:
+        super().__init__()
+        self.gp = gp
+        self._surrogate = surrogate
+        self._d = d
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size()
+
+    @property
+    def best_f(self) -> Tensor | None:
+        """The incumbent in the GP's units; None for the zero-shot prior."""
+        return self.gp.best_f if self.gp.num_train > 0 else None
+
+    def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
+        return self.gp.posterior(
+            self._surrogate.inputs(X, self._d), observation_noise=observation_noise, posterior_transform=posterior_transform
+        )
 
 
 def _encode_in_chunks(codec: ArchitectureCodec, archs: Sequence[Architecture], chunk: int = 4096) -> Tensor:
