@@ -49,6 +49,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=_positive_int, default=20, help="number of seeds per (optimizer, task)")
     p.add_argument("--budget", type=_positive_int, default=100, help="evaluations per run")
     p.add_argument("--master-seed", type=int, default=0, help="seed every run's seed derives from")
+    p.add_argument("--prune-top", type=float, default=0.0, help="remove the task's best P %% from the candidate pool")
     p.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--out", required=True, help="output folder")
@@ -68,7 +69,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     tasks = args.tasks or bench.main_tasks
     for t in tasks:
         bench.table(t)
-    config = BenchConfig(args.benchmark, tuple(tasks), tuple(args.optimizers), args.seeds, args.budget, args.master_seed)
+    config = BenchConfig(
+        args.benchmark, tuple(tasks), tuple(args.optimizers), args.seeds, args.budget, args.master_seed, args.prune_top
+    )
     results = run_bench(
         config, args.out, data=args.data, jobs=args.jobs, threads=args.threads, progress=not args.no_progress
     )
@@ -213,12 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_study(sub)
     _add_nb201(sub)
-    try:
-        from grabnas.cli_vae import add_vae_commands
-    except ImportError:  # pragma: no cover - the VAE commands are optional while under construction
-        pass
-    else:
-        add_vae_commands(sub)
+    from grabnas.cli_surrogate import add_surrogate_commands
+    from grabnas.cli_train import add_train_commands
+    from grabnas.cli_vae import add_vae_commands
+
+    add_vae_commands(sub)
+    add_surrogate_commands(sub)
+    add_train_commands(sub)
     return parser
 
 

@@ -96,7 +96,7 @@ def build_grabnas(
     with torch.no_grad():
         latents = encode_members(vae)
     group = bench.group(task)
-    corpus = benchmark_corpus(bench).without_groups([group])
+    corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
     sur = surrogate_for_group(
         corpus, group, vae, latents, checkpoint=checkpoint, benchmark=bench.name.split(":")[0],
         vae_name=space.name, log=log or (lambda _msg: None),

@@ -1,0 +1,345 @@
+"""``grabnas meta-train`` and ``grabnas surrogate eval``: meta-train and measure the surrogate.
+
+:func:`add_surrogate_commands` adds both to the ``grabnas`` parser; each stores its handler
+``(args) -> int`` as ``args.handler``. Heavy modules load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _task_list(text: str) -> tuple[str, ...]:
+    """Comma-separated task names; commas inside brackets (``digits[0,3,7]@12``) do not split."""
+    items, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            items.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur.strip())
+    items = [x for x in items if x]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated task names, got {text!r}")
+    return tuple(items)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(x) for x in _csv_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return vals
+
+
+def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000) -> None:
+    p.add_argument("--vae", default=None, help="graph VAE checkpoint: shipped name or path (default: the space's shipped one)")
+    p.add_argument("--steps", type=_positive_int, default=steps_default, help=f"most meta-training steps (default {steps_default})")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="records per step, all from one task (default 256)")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, cosine-annealed (default 2e-3)")
+    p.add_argument("--eval-every", type=_positive_int, default=500, help="steps between meta-validations (default 500)")
+    p.add_argument("--patience", type=_positive_int, default=6, help="meta-validations without improvement before stopping (default 6)")
+    p.add_argument("--val-tasks", type=_task_list, default=None, help="meta-validation tasks (default: automatic, see the docs)")
+    p.add_argument("--value-transform", choices=("rank-gauss", "standardize"), default="rank-gauss", help="per-task value standardisation (default rank-gauss)")
+    p.add_argument("--kernel", choices=("matern52", "matern32", "rbf"), default="matern52", help="kernel on the learned features (default matern52)")
+    p.add_argument("--hidden-dim", type=_positive_int, default=256, help="width of the feature MLP (default 256)")
+    p.add_argument("--feature-dim", type=_positive_int, default=16, help="kernel feature size (default 16)")
+    p.add_argument("--finetune-encoder", action="store_true", help="train the graph encoder too (its reconstruction loss kept)")
+    p.add_argument("--extractor", default="digits-cnn", help="image feature extractor for tasks with data: digits-cnn, resnet18 or a .pt path")
+    p.add_argument("--ignore-data", action="store_true", help="treat every task as one without data samples (no dataset encoder; an ablation)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this many minutes")
+    p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``meta-train`` and ``surrogate eval`` to a ``grabnas`` subparsers object."""
+    t = subparsers.add_parser(
+        "meta-train",
+        help="meta-train the deep-kernel GP surrogate on a corpus of (task, architecture, value) records",
+        description="Meta-train the surrogate by maximising the exact marginal likelihood of one-task batches; "
+        "write OUT.pt and its JSON card OUT.json (tasks seen and held out, config, metrics). With --holdout, "
+        "the held-out groups' main tasks are evaluated after training and their metrics go into the card.",
+    )
+    t.add_argument("--corpus", required=True, help="nb201, nasbench-graph, csv:PATH, records:PATH, images-nb201 or images:PATH; join several with +")
+    t.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
+    t.add_argument("--holdout", type=_csv_list, default=(), help="groups (datasets) to leave out, e.g. cifar10")
+    t.add_argument("--tasks", type=_task_list, default=None, help="use only these corpus tasks")
+    t.add_argument("--out", required=True, help="checkpoint path (OUT.pt and OUT.json are written)")
+    t.add_argument("--eval-shots", type=_int_list, default=(0, 20), help="observations for the held-out evaluation (default 0,20)")
+    t.add_argument("--eval-seeds", type=_positive_int, default=3, help="seeds per number of observations (default 3)")
+    _add_training_options(t)
+    t.set_defaults(handler=cmd_meta_train)
+
+    p = subparsers.add_parser("surrogate", help="surrogate tools")
+    sub = p.add_subparsers(dest="surrogate_command", required=True)
+    e = sub.add_parser(
+        "eval",
+        help="leave-one-dataset-out report of the surrogate",
+        description="For each target task: a surrogate that never saw its dataset (the shipped checkpoint that "
+        "held it out, or one meta-trained now on the other datasets), then Spearman and Kendall over all "
+        "architectures and within the top 10%, NLL and 90% interval coverage, zero-shot and after n random "
+        "observations (mean over seeds); beside it the transfer-rank baseline and, with --plain-gp, a plain "
+        "SingleTaskGP on one-hot encodings given the same observations.",
+    )
+    e.add_argument("--benchmark", default="nb201", help="nb201, nasbench-graph, csv:PATH, records:PATH or images-nb201 (default nb201)")
+    e.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
+    e.add_argument("--task", type=_task_list, default=None, help="target task(s), comma-separated (default: every main-fidelity task)")
+    e.add_argument("--extra-corpus", default=None, help="more meta-training tasks (e.g. images-nb201), never a target's group")
+    e.add_argument("--checkpoint", default="auto", help="auto (shipped if it held the target out, else train), train, or a name/path")
+    e.add_argument("--shots", type=_int_list, default=(0, 5, 10, 20), help="numbers of observations (default 0,5,10,20)")
+    e.add_argument("--seeds", type=_positive_int, default=5, help="random observation sets per number (default 5)")
+    e.add_argument("--adapt-steps", type=int, default=0, help="MLL fine-tuning steps at each adaptation (default 0)")
+    e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
+    e.add_argument("--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.add_argument("--out", default=None, help="also write the JSON report to this file")
+    _add_training_options(e)
+    e.set_defaults(handler=cmd_surrogate_eval)
+
+
+# -- shared ----------------------------------------------------------------------------------------
+def _configs(args, corpus, vae, has_data: bool):
+    from grabnas.meta.surrogate_training import MetaTrainConfig
+    from grabnas.models.feature_extractor import load_feature_extractor
+    from grabnas.models.surrogate import SurrogateConfig
+
+    instance_dim = 64
+    if has_data:
+        instance_dim = int(getattr(load_feature_extractor(args.extractor), "feature_dim", 64))
+    cfg = SurrogateConfig(
+        latent_dim=vae.latent_dim,
+        hidden_dim=args.hidden_dim,
+        feature_dim=args.feature_dim,
+        kernel=args.kernel,
+        value_transform=args.value_transform,
+        fidelities=tuple(corpus.fidelities),
+        dataset_encoder=has_data,
+        instance_dim=instance_dim,
+    )
+    tc = MetaTrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        val_tasks=args.val_tasks,
+        seed=args.seed,
+        finetune_encoder=args.finetune_encoder,
+        max_minutes=args.max_minutes,
+    )
+    return cfg, tc
+
+
+def _vae(args, space_name: str):
+    from grabnas.meta.vae_training import load_checkpoint
+
+    name = args.vae or space_name
+    return load_checkpoint(name, space=space_name), str(name)
+
+
+def _maybe_strip(corpus, ignore_data: bool):
+    if not ignore_data:
+        return corpus
+    from dataclasses import replace
+
+    from grabnas.meta.corpus import Corpus
+
+    return Corpus(corpus.space, [replace(t, data=None) for t in corpus.tasks])
+
+
+def _benchmark_name(spec: str) -> str:
+    first = spec.split("+")[0].strip()
+    return "nasbench-graph" if first == "nbgraph" else first
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or v != v else f"{v:.3f}"
+
+
+def _print_report(report: dict) -> None:
+    cols = ("spearman", "kendall", "spearman_top", "kendall_top", "nll", "coverage90")
+    head = "| task | obs | Spearman | Kendall | Spearman top 10% | Kendall top 10% | NLL | 90% coverage | plain GP Spearman | plain GP top 10% |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    for res in report["tasks"]:
+        tr = res.get("transfer_rank")
+        if tr:
+            print(f"| {res['task']} | transfer-rank | {_fmt(tr['spearman'])} | {_fmt(tr['kendall'])} | "
+                  f"{_fmt(tr['spearman_top'])} | {_fmt(tr['kendall_top'])} | | | | |")
+        for n, row in res["shots"].items():
+            gp = row.get("plain_gp", {})
+            print(f"| {res['task']} | {n} | " + " | ".join(_fmt(row[c]) for c in cols)
+                  + f" | {_fmt(gp.get('spearman'))} | {_fmt(gp.get('spearman_top'))} |")
+    if report.get("mean"):
+        print()
+        print("mean over tasks: " + "; ".join(f"{n} obs: Spearman {_fmt(r['spearman'])}, top {_fmt(r['spearman_top'])}"
+                                               + (f", plain GP {_fmt(r['plain_gp_spearman'])}" if "plain_gp_spearman" in r else "")
+                                               for n, r in report["mean"].items()))
+    print(f"adaptation + prediction: {report.get('seconds_per_fit_predict', float('nan')):.3f} s per call (mean)")
+
+
+# -- meta-train ------------------------------------------------------------------------------------
+def _threads(args) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def cmd_meta_train(args: argparse.Namespace) -> int:
+    _threads(args)
+    from grabnas.errors import GrabnasError
+    from grabnas.meta.corpus import load_corpus
+    from grabnas.meta.surrogate_training import (
+        card_fields,
+        encode_members,
+        evaluate_task,
+        latents_for,
+        meta_train,
+        save_surrogate,
+        target_features,
+        transfer_rank_scores,
+    )
+
+    corpus = _maybe_strip(load_corpus(args.corpus, args.data), args.ignore_data)
+    full = corpus
+    if args.tasks:
+        corpus = corpus.select(args.tasks)
+    if args.holdout:
+        corpus = corpus.without_groups(args.holdout)
+    if len(corpus) == 0:
+        raise GrabnasError("no corpus task is left to meta-train on after --tasks/--holdout")
+    vae, vae_name = _vae(args, corpus.space.name)
+    has_data = any(t.data is not None for t in corpus.tasks)
+    cfg, tc = _configs(args, corpus, vae, has_data)
+    Z = None if tc.finetune_encoder else encode_members(vae)
+    print(f"meta-training on {len(corpus)} tasks ({corpus.num_records} records, groups: {', '.join(corpus.groups)})")
+    res = meta_train(corpus, vae, cfg, tc, latents=Z, extractor=args.extractor if has_data else None, progress=not args.no_progress)
+    card = card_fields(
+        corpus, res, vae, benchmark=_benchmark_name(args.corpus), corpus_spec=args.corpus,
+        held_out_groups=list(args.holdout), train_config=tc, vae_name=vae_name,
+    )
+    metrics = {}
+    if args.holdout:
+        Z_eval = latents_for(res.surrogate, vae, Z)
+        for t in full.tasks:
+            if t.group in args.holdout and t.fidelity is None:
+                r = evaluate_task(res.surrogate, Z_eval, t, shots=args.eval_shots, seeds=args.eval_seeds,
+                                  instance_features=target_features(res.surrogate, t, args.extractor),
+                                  transfer=transfer_rank_scores(full, t), seed=args.seed)
+                metrics[t.name] = r
+                for n, row in r["shots"].items():
+                    print(f"held-out {t.name}, {n} obs: Spearman {row['spearman']:.3f}, top 10% {row['spearman_top']:.3f}, "
+                          f"NLL {row['nll']:.3f}, 90% coverage {row['coverage90']:.3f}")
+    pt, js = save_surrogate(res.surrogate, args.out, vae_state=res.vae_state, **card, heldout_metrics=metrics)
+    print(f"wrote {pt} and {js} (best step {res.best_step}, {res.train_seconds:.0f} s)")
+    return 0
+
+
+# -- surrogate eval ------------------------------------------------------------------------------------
+def cmd_surrogate_eval(args: argparse.Namespace) -> int:
+    _threads(args)
+    import numpy as np
+
+    from grabnas.errors import GrabnasError
+    from grabnas.meta.corpus import load_corpus
+    from grabnas.meta.surrogate_training import (
+        encode_members,
+        evaluate_task,
+        latents_for,
+        save_surrogate,
+        surrogate_for_group,
+        target_features,
+        transfer_rank_scores,
+    )
+
+    corpus = _maybe_strip(load_corpus(args.benchmark, args.data), args.ignore_data)
+    targets = list(args.task) if args.task else [t.name for t in corpus.tasks if t.fidelity is None]
+    for name in targets:
+        corpus.task(name)
+    train_corpus = corpus
+    if args.extra_corpus:
+        extra = _maybe_strip(load_corpus(args.extra_corpus, args.data), args.ignore_data)
+        clash = {corpus.group_of(t) for t in targets} & set(extra.groups)
+        if clash:
+            raise GrabnasError(f"--extra-corpus holds the target group {sorted(clash)[0]!r}; it would leak into meta-training")
+        train_corpus = corpus.merged(extra)
+    vae, vae_name = _vae(args, corpus.space.name)
+    has_data = any(t.data is not None for t in train_corpus.tasks)
+    cfg, tc = _configs(args, train_corpus, vae, has_data)
+    Z = encode_members(vae)
+    bench = _benchmark_name(args.benchmark)
+    onehot = None
+    if args.plain_gp:
+        members = corpus.space.members()
+    report = {"benchmark": bench, "shots": list(args.shots), "seeds": args.seeds, "tasks": []}
+    for name in targets:
+        task = corpus.task(name)
+        sur = surrogate_for_group(
+            train_corpus, task.group, vae, Z, checkpoint=args.checkpoint, benchmark=bench, vae_name=vae_name,
+            config=cfg, train_config=tc, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
+        )
+        if args.save_dir and not sur.card.get("format"):  # meta-trained just now (no card format yet)
+            stem = Path(args.save_dir) / f"surrogate-{bench}-no-{task.group}"
+            save_surrogate(sur, stem, vae_state=sur.vae_state, **{k: v for k, v in sur.card.items()})
+            print(f"saved {stem}.pt", file=sys.stderr)
+        if args.plain_gp:
+            onehot = np.asarray(corpus.space.onehot([members[i] for i in task.index]), dtype=np.float64)
+        res = evaluate_task(
+            sur, latents_for(sur, vae, Z), task, shots=args.shots, seeds=args.seeds, steps=args.adapt_steps,
+            instance_features=target_features(sur, task, args.extractor), seed=args.seed,
+            plain_gp=args.plain_gp, onehot=onehot, transfer=transfer_rank_scores(corpus, task),
+        )
+        res["surrogate"] = {k: sur.card.get(k) for k in ("train_tasks", "held_out_groups", "best_step")}
+        report["tasks"].append(res)
+        if not args.json:
+            print(f"{name}: done ({res['seconds_per_fit_predict']:.3f} s per adaptation + prediction)", file=sys.stderr)
+    report["mean"] = {}
+    for n in map(str, args.shots):
+        rows = [r["shots"][n] for r in report["tasks"] if n in r["shots"]]
+        if rows:
+            m = {k: float(np.mean([r[k] for r in rows])) for k in ("spearman", "kendall", "spearman_top", "kendall_top", "nll", "coverage90")}
+            gp = [r["plain_gp"]["spearman"] for r in rows if "plain_gp" in r]
+            if gp:
+                m["plain_gp_spearman"] = float(np.mean(gp))
+                m["plain_gp_spearman_top"] = float(np.mean([r["plain_gp"]["spearman_top"] for r in rows if "plain_gp" in r]))
+            report["mean"][n] = m
+    report["seconds_per_fit_predict"] = float(np.mean([r["seconds_per_fit_predict"] for r in report["tasks"]]))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return 0
+
+
+__all__ = ["add_surrogate_commands", "cmd_meta_train", "cmd_surrogate_eval"]
