@@ -14,23 +14,8 @@ from collections.abc import Sequence
 
 from grabnas import __version__
 from grabnas.errors import GrabnasError
-
-
-def _csv_list(text: str) -> tuple[str, ...]:
-    items = tuple(x.strip() for x in text.split(",") if x.strip())
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+from grabnas.cli_args import csv_list as _csv_list
+from grabnas.cli_args import positive_int as _positive_int
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

@@ -10,16 +10,7 @@ import argparse
 import json
 
 from grabnas.spaces import SPACE_NAMES
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+from grabnas.cli_args import positive_int as _positive_int
 
 
 _THREADS_HELP = "torch intra-op threads (default: torch's choice; 1 is fastest on a busy machine)"
