@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from grabnas import __version__
-from grabnas.errors import GrabnasError
 from grabnas.cli_args import csv_list as _csv_list
 from grabnas.cli_args import positive_int as _positive_int
+from grabnas.errors import GrabnasError
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

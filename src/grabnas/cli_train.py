@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+
 from grabnas.cli_args import csv_list as _csv_list
 from grabnas.cli_args import non_negative_int as _non_negative_int
 from grabnas.cli_args import positive_int as _positive_int

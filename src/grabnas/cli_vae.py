@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from grabnas.spaces import SPACE_NAMES
 from grabnas.cli_args import positive_int as _positive_int
+from grabnas.spaces import SPACE_NAMES
 
 
 _THREADS_HELP = "torch intra-op threads (default: torch's choice; 1 is fastest on a busy machine)"
