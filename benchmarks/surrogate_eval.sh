@@ -14,6 +14,9 @@
 # nasbench-graph: leave-one-dataset-out over its 9 datasets, 4,000 steps each; ~6 min each.
 # images:         leave-one-task-out over four tasks of the image corpus (tasks with data, so the
 #                 dataset encoder is used), with and without the dataset encoder (--ignore-data).
+# all:            the deployment checkpoint surrogate-nb201-all: every NB201 task (all fidelities)
+#                 plus the image corpus with its data (dataset encoder), tasks drawn by the square
+#                 root of their size, validation on 10% of each task's architectures (~4 min).
 #
 # Each surrogate depends on the graph VAE whose latents it read (its card records the VAE's
 # fingerprint): after retraining a VAE, rerun this script. THREADS=1 (default) is fastest on a
@@ -26,7 +29,7 @@ REPORTS=${REPORTS:-results/surrogate}
 THREADS=${THREADS:-1}
 NB201=${GRABNAS_NB201:-../shared/data/nb201/nb201_accuracies.csv}
 PARTS=("$@")
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(nb201 nasbench-graph images)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(nb201 nasbench-graph images all)
 mkdir -p "$REPORTS"
 
 for part in "${PARTS[@]}"; do
@@ -52,8 +55,13 @@ for part in "${PARTS[@]}"; do
           --threads "$THREADS" --no-progress --out "$REPORTS/images-$variant.json" | tee "$REPORTS/images-$variant.md"
       done
       ;;
+    all)
+      "$PY" -m grabnas.cli meta-train --corpus nb201+images-nb201 --data "$NB201" --val-architectures \
+        --task-weighting sqrt --patience 10 --steps 10000 --out "$OUT/surrogate-nb201-all" \
+        --threads "$THREADS" --no-progress | tee "$REPORTS/nb201-all.log"
+      ;;
     *)
-      echo "unknown part $part; expected nb201, nasbench-graph or images" >&2
+      echo "unknown part $part; expected nb201, nasbench-graph, images or all" >&2
       exit 2
       ;;
   esac

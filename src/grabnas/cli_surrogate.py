@@ -58,20 +58,64 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000) -> None:
-    p.add_argument("--vae", default=None, help="graph VAE checkpoint: shipped name or path (default: the space's shipped one)")
-    p.add_argument("--steps", type=_positive_int, default=steps_default, help=f"most meta-training steps (default {steps_default})")
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="records per step, all from one task (default 256)")
+    p.add_argument(
+        "--vae", default=None, help="graph VAE checkpoint: shipped name or path (default: the space's shipped one)"
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=steps_default, help=f"most meta-training steps (default {steps_default})"
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=256, help="records per step, all from one task (default 256)"
+    )
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, cosine-annealed (default 2e-3)")
     p.add_argument("--eval-every", type=_positive_int, default=500, help="steps between meta-validations (default 500)")
-    p.add_argument("--patience", type=_positive_int, default=6, help="meta-validations without improvement before stopping (default 6)")
-    p.add_argument("--val-tasks", type=_task_list, default=None, help="meta-validation tasks (default: automatic, see the docs)")
-    p.add_argument("--value-transform", choices=("rank-gauss", "standardize"), default="rank-gauss", help="per-task value standardisation (default rank-gauss)")
-    p.add_argument("--kernel", choices=("matern52", "matern32", "rbf"), default="matern52", help="kernel on the learned features (default matern52)")
+    p.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=6,
+        help="meta-validations without improvement before stopping (default 6)",
+    )
+    p.add_argument(
+        "--task-weighting",
+        choices=("uniform", "sqrt"),
+        default="uniform",
+        help="draw tasks uniformly (default) or by the square root of their number of records",
+    )
+    p.add_argument(
+        "--val-architectures",
+        action="store_true",
+        help="meta-validate on 10%% of each task's architectures instead of on held-out tasks",
+    )
+    p.add_argument(
+        "--val-tasks", type=_task_list, default=None, help="meta-validation tasks (default: automatic, see the docs)"
+    )
+    p.add_argument(
+        "--value-transform",
+        choices=("rank-gauss", "standardize"),
+        default="rank-gauss",
+        help="per-task value standardisation (default rank-gauss)",
+    )
+    p.add_argument(
+        "--kernel",
+        choices=("matern52", "matern32", "rbf"),
+        default="matern52",
+        help="kernel on the learned features (default matern52)",
+    )
     p.add_argument("--hidden-dim", type=_positive_int, default=256, help="width of the feature MLP (default 256)")
     p.add_argument("--feature-dim", type=_positive_int, default=16, help="kernel feature size (default 16)")
-    p.add_argument("--finetune-encoder", action="store_true", help="train the graph encoder too (its reconstruction loss kept)")
-    p.add_argument("--extractor", default="digits-cnn", help="image feature extractor for tasks with data: digits-cnn, resnet18 or a .pt path")
-    p.add_argument("--ignore-data", action="store_true", help="treat every task as one without data samples (no dataset encoder; an ablation)")
+    p.add_argument(
+        "--finetune-encoder", action="store_true", help="train the graph encoder too (its reconstruction loss kept)"
+    )
+    p.add_argument(
+        "--extractor",
+        default="digits-cnn",
+        help="image feature extractor for tasks with data: digits-cnn, resnet18 or a .pt path",
+    )
+    p.add_argument(
+        "--ignore-data",
+        action="store_true",
+        help="treat every task as one without data samples (no dataset encoder; an ablation)",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (default: torch's)")
@@ -87,12 +131,20 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "write OUT.pt and its JSON card OUT.json (tasks seen and held out, config, metrics). With --holdout, "
         "the held-out groups' main tasks are evaluated after training and their metrics go into the card.",
     )
-    t.add_argument("--corpus", required=True, help="nb201, nasbench-graph, csv:PATH, records:PATH, images-nb201 or images:PATH; join several with +")
-    t.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
+    t.add_argument(
+        "--corpus",
+        required=True,
+        help="nb201, nasbench-graph, csv:PATH, records:PATH, images-nb201 or images:PATH; join several with +",
+    )
+    t.add_argument(
+        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201"
+    )
     t.add_argument("--holdout", type=_csv_list, default=(), help="groups (datasets) to leave out, e.g. cifar10")
     t.add_argument("--tasks", type=_task_list, default=None, help="use only these corpus tasks")
     t.add_argument("--out", required=True, help="checkpoint path (OUT.pt and OUT.json are written)")
-    t.add_argument("--eval-shots", type=_int_list, default=(0, 20), help="observations for the held-out evaluation (default 0,20)")
+    t.add_argument(
+        "--eval-shots", type=_int_list, default=(0, 20), help="observations for the held-out evaluation (default 0,20)"
+    )
     t.add_argument("--eval-seeds", type=_positive_int, default=3, help="seeds per number of observations (default 3)")
     _add_training_options(t)
     t.set_defaults(handler=cmd_meta_train)
@@ -108,16 +160,37 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "observations (mean over seeds); beside it the transfer-rank baseline and, with --plain-gp, a plain "
         "SingleTaskGP on one-hot encodings given the same observations.",
     )
-    e.add_argument("--benchmark", default="nb201", help="nb201, nasbench-graph, csv:PATH, records:PATH or images-nb201 (default nb201)")
-    e.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
-    e.add_argument("--task", type=_task_list, default=None, help="target task(s), comma-separated (default: every main-fidelity task)")
-    e.add_argument("--extra-corpus", default=None, help="more meta-training tasks (e.g. images-nb201), never a target's group")
-    e.add_argument("--checkpoint", default="auto", help="auto (shipped if it held the target out, else train), train, or a name/path")
-    e.add_argument("--shots", type=_int_list, default=(0, 5, 10, 20), help="numbers of observations (default 0,5,10,20)")
+    e.add_argument(
+        "--benchmark",
+        default="nb201",
+        help="nb201, nasbench-graph, csv:PATH, records:PATH or images-nb201 (default nb201)",
+    )
+    e.add_argument(
+        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201"
+    )
+    e.add_argument(
+        "--task",
+        type=_task_list,
+        default=None,
+        help="target task(s), comma-separated (default: every main-fidelity task)",
+    )
+    e.add_argument(
+        "--extra-corpus", default=None, help="more meta-training tasks (e.g. images-nb201), never a target's group"
+    )
+    e.add_argument(
+        "--checkpoint",
+        default="auto",
+        help="auto (shipped if it held the target out, else train), train, or a name/path",
+    )
+    e.add_argument(
+        "--shots", type=_int_list, default=(0, 5, 10, 20), help="numbers of observations (default 0,5,10,20)"
+    )
     e.add_argument("--seeds", type=_positive_int, default=5, help="random observation sets per number (default 5)")
     e.add_argument("--adapt-steps", type=int, default=0, help="MLL fine-tuning steps at each adaptation (default 0)")
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
-    e.add_argument("--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>")
+    e.add_argument(
+        "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
+    )
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--out", default=None, help="also write the JSON report to this file")
     _add_training_options(e)
@@ -150,6 +223,8 @@ def _configs(args, corpus, vae, has_data: bool):
         eval_every=args.eval_every,
         patience=args.patience,
         val_tasks=args.val_tasks,
+        min_groups_for_val_tasks=10**9 if args.val_architectures else 5,
+        task_weighting=args.task_weighting,
         seed=args.seed,
         finetune_encoder=args.finetune_encoder,
         max_minutes=args.max_minutes,
@@ -191,17 +266,27 @@ def _print_report(report: dict) -> None:
     for res in report["tasks"]:
         tr = res.get("transfer_rank")
         if tr:
-            print(f"| {res['task']} | transfer-rank | {_fmt(tr['spearman'])} | {_fmt(tr['kendall'])} | "
-                  f"{_fmt(tr['spearman_top'])} | {_fmt(tr['kendall_top'])} | | | | |")
+            print(
+                f"| {res['task']} | transfer-rank | {_fmt(tr['spearman'])} | {_fmt(tr['kendall'])} | "
+                f"{_fmt(tr['spearman_top'])} | {_fmt(tr['kendall_top'])} | | | | |"
+            )
         for n, row in res["shots"].items():
             gp = row.get("plain_gp", {})
-            print(f"| {res['task']} | {n} | " + " | ".join(_fmt(row[c]) for c in cols)
-                  + f" | {_fmt(gp.get('spearman'))} | {_fmt(gp.get('spearman_top'))} |")
+            print(
+                f"| {res['task']} | {n} | "
+                + " | ".join(_fmt(row[c]) for c in cols)
+                + f" | {_fmt(gp.get('spearman'))} | {_fmt(gp.get('spearman_top'))} |"
+            )
     if report.get("mean"):
         print()
-        print("mean over tasks: " + "; ".join(f"{n} obs: Spearman {_fmt(r['spearman'])}, top {_fmt(r['spearman_top'])}"
-                                               + (f", plain GP {_fmt(r['plain_gp_spearman'])}" if "plain_gp_spearman" in r else "")
-                                               for n, r in report["mean"].items()))
+        print(
+            "mean over tasks: "
+            + "; ".join(
+                f"{n} obs: Spearman {_fmt(r['spearman'])}, top {_fmt(r['spearman_top'])}"
+                + (f", plain GP {_fmt(r['plain_gp_spearman'])}" if "plain_gp_spearman" in r else "")
+                for n, r in report["mean"].items()
+            )
+        )
     print(f"adaptation + prediction: {report.get('seconds_per_fit_predict', float('nan')):.3f} s per call (mean)")
 
 
@@ -240,24 +325,58 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     has_data = any(t.data is not None for t in corpus.tasks)
     cfg, tc = _configs(args, corpus, vae, has_data)
     Z = None if tc.finetune_encoder else encode_members(vae)
-    print(f"meta-training on {len(corpus)} tasks ({corpus.num_records} records, groups: {', '.join(corpus.groups)})")
-    res = meta_train(corpus, vae, cfg, tc, latents=Z, extractor=args.extractor if has_data else None, progress=not args.no_progress)
+    groups = corpus.groups
+    shown = ", ".join(groups[:6]) + (f", ... ({len(groups)} groups)" if len(groups) > 6 else "")
+    print(f"meta-training on {len(corpus)} tasks ({corpus.num_records} records; groups: {shown})")
+    def log(r: dict) -> None:
+        if args.no_progress:
+            print(
+                f"step {r['step']}: train NLL {r['train_nll']:.3f}, validation score {r.get('val_score', float('nan')):.3f}, "
+                f"validation Spearman {r.get('val_spearman', float('nan')):.3f} ({r['seconds']:.0f} s)",
+                flush=True,
+            )
+
+    res = meta_train(
+        corpus,
+        vae,
+        cfg,
+        tc,
+        latents=Z,
+        extractor=args.extractor if has_data else None,
+        progress=not args.no_progress,
+        log=log,
+    )
     card = card_fields(
-        corpus, res, vae, benchmark=_benchmark_name(args.corpus), corpus_spec=args.corpus,
-        held_out_groups=list(args.holdout), train_config=tc, vae_name=vae_name,
+        corpus,
+        res,
+        vae,
+        benchmark=_benchmark_name(args.corpus),
+        corpus_spec=args.corpus,
+        held_out_groups=list(args.holdout),
+        train_config=tc,
+        vae_name=vae_name,
     )
     metrics = {}
     if args.holdout:
         Z_eval = latents_for(res.surrogate, vae, Z)
         for t in full.tasks:
             if t.group in args.holdout and t.fidelity is None:
-                r = evaluate_task(res.surrogate, Z_eval, t, shots=args.eval_shots, seeds=args.eval_seeds,
-                                  instance_features=target_features(res.surrogate, t, args.extractor),
-                                  transfer=transfer_rank_scores(full, t), seed=args.seed)
+                r = evaluate_task(
+                    res.surrogate,
+                    Z_eval,
+                    t,
+                    shots=args.eval_shots,
+                    seeds=args.eval_seeds,
+                    instance_features=target_features(res.surrogate, t, args.extractor),
+                    transfer=transfer_rank_scores(full, t),
+                    seed=args.seed,
+                )
                 metrics[t.name] = r
                 for n, row in r["shots"].items():
-                    print(f"held-out {t.name}, {n} obs: Spearman {row['spearman']:.3f}, top 10% {row['spearman_top']:.3f}, "
-                          f"NLL {row['nll']:.3f}, 90% coverage {row['coverage90']:.3f}")
+                    print(
+                        f"held-out {t.name}, {n} obs: Spearman {row['spearman']:.3f}, top 10% {row['spearman_top']:.3f}, "
+                        f"NLL {row['nll']:.3f}, 90% coverage {row['coverage90']:.3f}"
+                    )
     pt, js = save_surrogate(res.surrogate, args.out, vae_state=res.vae_state, **card, heldout_metrics=metrics)
     print(f"wrote {pt} and {js} (best step {res.best_step}, {res.train_seconds:.0f} s)")
     return 0
@@ -289,7 +408,9 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
         extra = _maybe_strip(load_corpus(args.extra_corpus, args.data), args.ignore_data)
         clash = {corpus.group_of(t) for t in targets} & set(extra.groups)
         if clash:
-            raise GrabnasError(f"--extra-corpus holds the target group {sorted(clash)[0]!r}; it would leak into meta-training")
+            raise GrabnasError(
+                f"--extra-corpus holds the target group {sorted(clash)[0]!r}; it would leak into meta-training"
+            )
         train_corpus = corpus.merged(extra)
     vae, vae_name = _vae(args, corpus.space.name)
     has_data = any(t.data is not None for t in train_corpus.tasks)
@@ -303,8 +424,17 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
     for name in targets:
         task = corpus.task(name)
         sur = surrogate_for_group(
-            train_corpus, task.group, vae, Z, checkpoint=args.checkpoint, benchmark=bench, vae_name=vae_name,
-            config=cfg, train_config=tc, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
+            train_corpus,
+            task.group,
+            vae,
+            Z,
+            checkpoint=args.checkpoint,
+            benchmark=bench,
+            vae_name=vae_name,
+            config=cfg,
+            train_config=tc,
+            progress=not args.no_progress,
+            log=lambda m: print(m, file=sys.stderr),
         )
         if args.save_dir and not sur.card.get("format"):  # meta-trained just now (no card format yet)
             stem = Path(args.save_dir) / f"surrogate-{bench}-no-{task.group}"
@@ -313,9 +443,17 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
         if args.plain_gp:
             onehot = np.asarray(corpus.space.onehot([members[i] for i in task.index]), dtype=np.float64)
         res = evaluate_task(
-            sur, latents_for(sur, vae, Z), task, shots=args.shots, seeds=args.seeds, steps=args.adapt_steps,
-            instance_features=target_features(sur, task, args.extractor), seed=args.seed,
-            plain_gp=args.plain_gp, onehot=onehot, transfer=transfer_rank_scores(corpus, task),
+            sur,
+            latents_for(sur, vae, Z),
+            task,
+            shots=args.shots,
+            seeds=args.seeds,
+            steps=args.adapt_steps,
+            instance_features=target_features(sur, task, args.extractor),
+            seed=args.seed,
+            plain_gp=args.plain_gp,
+            onehot=onehot,
+            transfer=transfer_rank_scores(corpus, task),
         )
         res["surrogate"] = {k: sur.card.get(k) for k in ("train_tasks", "held_out_groups", "best_step")}
         report["tasks"].append(res)
@@ -325,11 +463,16 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
     for n in map(str, args.shots):
         rows = [r["shots"][n] for r in report["tasks"] if n in r["shots"]]
         if rows:
-            m = {k: float(np.mean([r[k] for r in rows])) for k in ("spearman", "kendall", "spearman_top", "kendall_top", "nll", "coverage90")}
+            m = {
+                k: float(np.mean([r[k] for r in rows]))
+                for k in ("spearman", "kendall", "spearman_top", "kendall_top", "nll", "coverage90")
+            }
             gp = [r["plain_gp"]["spearman"] for r in rows if "plain_gp" in r]
             if gp:
                 m["plain_gp_spearman"] = float(np.mean(gp))
-                m["plain_gp_spearman_top"] = float(np.mean([r["plain_gp"]["spearman_top"] for r in rows if "plain_gp" in r]))
+                m["plain_gp_spearman_top"] = float(
+                    np.mean([r["plain_gp"]["spearman_top"] for r in rows if "plain_gp" in r])
+                )
             report["mean"][n] = m
     report["seconds_per_fit_predict"] = float(np.mean([r["seconds_per_fit_predict"] for r in report["tasks"]]))
     if args.out:

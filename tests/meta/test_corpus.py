@@ -30,7 +30,12 @@ def _arch(space, i):
 
 
 def test_from_records_groups_and_averages(space):
-    recs = [("a", _arch(space, 0), 1.0), ("a", _arch(space, 0).to_string(), 3.0), ("a", _arch(space, 5), 2.0), ("b", _arch(space, 1), 4.0)]
+    recs = [
+        ("a", _arch(space, 0), 1.0),
+        ("a", _arch(space, 0).to_string(), 3.0),
+        ("a", _arch(space, 5), 2.0),
+        ("b", _arch(space, 1), 4.0),
+    ]
     c = from_records(space, recs, groups={"a": "g", "b": "g"}, fidelities={"b": "12ep"})
     a = c.task("a")
     assert a.index.tolist() == [0, 5] and a.values.tolist() == [2.0, 2.0]

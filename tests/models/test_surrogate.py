@@ -23,7 +23,9 @@ torch.set_num_threads(1)
 
 def _surrogate(transform: str = "rank-gauss", seed: int = 0) -> MetaSurrogate:
     torch.manual_seed(seed)
-    return MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, value_transform=transform))
+    return MetaSurrogate(
+        SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, value_transform=transform)
+    )
 
 
 def _data(sur: MetaSurrogate, n_obs: int = 12, n_test: int = 40, seed: int = 0):
@@ -64,8 +66,13 @@ def test_posterior_equals_gpytorch(transform):
     torch.testing.assert_close(post.mean.squeeze(-1).detach(), mean, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(post.variance.squeeze(-1).detach(), var, rtol=1e-7, atol=1e-9)
     # the joint covariance too (small q: GPyTorch's own code path)
-    torch.testing.assert_close(post.distribution.covariance_matrix[:5, :5].detach(), ref.covariance_matrix[:5, :5] * (
-        model.outcome_transform.stdvs.squeeze() ** 2 if transform == "standardize" else 1.0), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(
+        post.distribution.covariance_matrix[:5, :5].detach(),
+        ref.covariance_matrix[:5, :5]
+        * (model.outcome_transform.stdvs.squeeze() ** 2 if transform == "standardize" else 1.0),
+        rtol=1e-6,
+        atol=1e-8,
+    )
 
 
 def test_batched_candidates_equal_flat_posterior():
@@ -143,7 +150,7 @@ def test_rank_gauss_fit_stays_in_task_units_and_maps_best_f():
     assert model.units == "rank-gauss"
     assert float(model.best_f) == pytest.approx(float(model.transform_values(y_obs).max()))
     assert model.mean_scale.item() == 1.0 and model.mean_offset.item() == 0.0
-    assert model.prediction_noise is not None and float(model.prediction_noise) < float(model.likelihood.noise)
+    assert model.prediction_noise is not None and model.prediction_noise.item() < model.likelihood.noise.item()
 
 
 def test_adaptation_steps_run_and_keep_feature_map():

@@ -37,7 +37,9 @@ from grabnas.errors import GrabnasError, InvalidArchitectureError
 from grabnas.spaces import get_space
 from grabnas.spaces.base import Architecture, SearchSpace
 
-CORPUS_FORMS = "nb201 (with data=PATH), nasbench-graph, csv:PATH (benchmark table), records:PATH, images-nb201 or images:PATH"
+CORPUS_FORMS = (
+    "nb201 (with data=PATH), nasbench-graph, csv:PATH (benchmark table), records:PATH, images-nb201 or images:PATH"
+)
 RECORD_FORM = "a CSV with header task,arch,value[,group][,fidelity][,data][,status]"
 
 
@@ -142,12 +144,21 @@ class Corpus:
     def merged(self, other: Corpus) -> Corpus:
         """Both corpora's tasks (same space; task names must not collide)."""
         if other.space.name != self.space.name:
-            raise CorpusError(f"cannot merge a {other.space.name} corpus into a {self.space.name} corpus; expected one space")
+            raise CorpusError(
+                f"cannot merge a {other.space.name} corpus into a {self.space.name} corpus; expected one space"
+            )
         return Corpus(self.space, [*self.tasks, *other.tasks])
 
     def summary(self) -> list[dict]:
         return [
-            {"task": t.name, "group": t.group, "fidelity": t.fidelity, "data": t.data, "records": len(t), "source": t.source}
+            {
+                "task": t.name,
+                "group": t.group,
+                "fidelity": t.fidelity,
+                "data": t.data,
+                "records": len(t),
+                "source": t.source,
+            }
             for t in self.tasks
         ]
 
@@ -273,7 +284,9 @@ def records_corpus(path: str | os.PathLike, space: SearchSpace | str | None = No
         except ValueError:
             raise CorpusError(f"{p}, line {line}: value {cell!r} is not a number; expected {RECORD_FORM}") from None
         if not math.isfinite(value):
-            raise CorpusError(f"{p}, line {line}: task {task!r} has value {cell or 'empty'!r}; expected a finite number")
+            raise CorpusError(
+                f"{p}, line {line}: task {task!r} has value {cell or 'empty'!r}; expected a finite number"
+            )
         recs.append((task, (row["arch"] or "").strip(), value))
     try:
         return from_records(space, recs, groups=groups, fidelities=fids, data=data, source=str(p))

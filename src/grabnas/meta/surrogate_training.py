@@ -110,6 +110,11 @@ class MetaTrainConfig:
     measured on them (few groups: every group is needed for training). The score is the mean
     predictive NLL (standardised units) of validation architectures given ``val_context``
     random observations of the same task (and zero-shot), lower is better.
+
+    ``task_weighting``: how often each task is drawn for a step (and its weight in the
+    validation score): ``uniform`` (default), or ``sqrt`` of its number of records, for corpora
+    that mix tasks of very different sizes (a 15,625-record table next to 30-record image tasks,
+    which uniform draws would overfit long before the table's tasks are learned).
     """
 
     steps: int = 10000
@@ -130,6 +135,7 @@ class MetaTrainConfig:
     finetune_encoder: bool = False
     encoder_lr: float = 1e-4
     recon_weight: float = 1.0
+    task_weighting: str = "uniform"
     instances_per_class: int = 20
     instance_samples: int = 4
     max_minutes: float | None = None
@@ -194,7 +200,11 @@ def _split_views(corpus: Corpus, tc: MetaTrainConfig, rng: np.random.Generator) 
             train.append(_View(t, pos, None))
     if not train:
         raise GrabnasError("meta-training needs at least one training task outside the meta-validation tasks")
-    desc = f"held-out tasks ({', '.join(sorted(val_names))})" if mode == "tasks" else f"{tc.val_fraction:.0%} of each task's architectures"
+    desc = (
+        f"held-out tasks ({', '.join(sorted(val_names))})"
+        if mode == "tasks"
+        else f"{tc.val_fraction:.0%} of each task's architectures"
+    )
     return train, val, desc
 
 
@@ -304,8 +314,7 @@ def meta_train(
     bad_evals = 0
     start = time.perf_counter()
     running = []
-    weights = np.array([1.0 for _ in train_views])
-    weights /= weights.sum()
+    weights = _task_weights([len(v.pos) for v in train_views], tc.task_weighting)
     step = 0
     try:
         for step in range(1, tc.steps + 1):
@@ -354,7 +363,9 @@ def meta_train(
                 if log is not None:
                     log(record)
                 if bar is not None:
-                    bar.set_postfix(train=f"{record['train_nll']:.3f}", val=f"{record.get('val_score', float('nan')):.3f}")
+                    bar.set_postfix(
+                        train=f"{record['train_nll']:.3f}", val=f"{record.get('val_score', float('nan')):.3f}"
+                    )
                 if score < best[0] - 1e-4:
                     best = (score, step, _state_copy(sur), _state_copy(vae_model) if tc.finetune_encoder else None)
                     bad_evals = 0
@@ -405,7 +416,8 @@ def _validate(sur: MetaSurrogate, views: list[_View], latents_of, tc: MetaTrainC
     ``val_context`` observations of the same task; also the mean Spearman."""
     from scipy.stats import spearmanr
 
-    nlls, rhos = [], []
+    nlls, rhos, wts = [], [], []
+    view_weights = _task_weights([len(v.task) for v in views], tc.task_weighting)
     for vi, v in enumerate(views):
         g = np.random.default_rng(child_seed(tc.seed, "surrogate-val", vi))
         pos = v.pos if len(v.pos) <= tc.val_queries else np.sort(g.choice(v.pos, tc.val_queries, replace=False))
@@ -420,10 +432,21 @@ def _validate(sur: MetaSurrogate, views: list[_View], latents_of, tc: MetaTrainC
             model = sur.fit(X[ctx], yt[ctx]) if n_ctx >= 2 else sur.prior()
             mu, var = predict(model, X, observation_noise=True)  # the context is in task units already
             nlls.append(float(gaussian_nll(mu, var, yt).mean()))
+            wts.append(view_weights[vi])
             if len(y) > 2:
                 rho = spearmanr(mu.numpy(), y)[0]
                 rhos.append(0.0 if not np.isfinite(rho) else float(rho))
-    return {"val_score": float(np.mean(nlls)), "val_spearman": float(np.mean(rhos)) if rhos else float("nan")}
+    return {
+        "val_score": float(np.average(nlls, weights=wts)),
+        "val_spearman": float(np.mean(rhos)) if rhos else float("nan"),
+    }
+
+
+def _task_weights(sizes: Sequence[int], how: str) -> np.ndarray:
+    if how not in ("uniform", "sqrt"):
+        raise GrabnasError(f"unknown task weighting {how!r}; expected uniform or sqrt")
+    w = np.ones(len(sizes)) if how == "uniform" else np.sqrt(np.asarray(sizes, dtype=np.float64))
+    return w / w.sum()
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -521,7 +544,13 @@ def evaluate_task(
     d = sur.task_embedding(instance_features, None).detach()
     X = sur.inputs(latents[torch.from_numpy(task.index)], d)
     yt = torch.as_tensor(ys, dtype=DTYPE)
-    out: dict = {"task": task.name, "group": task.group, "num_archs": int(len(y)), "top_fraction": top_fraction, "shots": {}}
+    out: dict = {
+        "task": task.name,
+        "group": task.group,
+        "num_archs": int(len(y)),
+        "top_fraction": top_fraction,
+        "shots": {},
+    }
     if transfer is not None:
         out["transfer_rank"] = _rank_metrics(transfer, y, top)
     times = []
@@ -554,7 +583,9 @@ def evaluate_task(
     return out
 
 
-def _standardize_pred(mu: torch.Tensor, var: torch.Tensor, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _standardize_pred(
+    mu: torch.Tensor, var: torch.Tensor, mean: float, std: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     return (mu - mean) / std, var / std**2
 
 
@@ -619,7 +650,12 @@ def load_surrogate(path_or_name: str | Path, vae=None, *, check_vae: bool = True
     with contextlib.ExitStack() as stack:
         stem_name = name if name.startswith(CHECKPOINT_PREFIX) else CHECKPOINT_PREFIX + name
         root = _shipped_root()
-        if "/" not in name and "\\" not in name and not name.endswith((".pt", ".json")) and (root / f"{stem_name}.pt").is_file():
+        if (
+            "/" not in name
+            and "\\" not in name
+            and not name.endswith((".pt", ".json"))
+            and (root / f"{stem_name}.pt").is_file()
+        ):
             pt = stack.enter_context(importlib.resources.as_file(root / f"{stem_name}.pt"))
             js = stack.enter_context(importlib.resources.as_file(root / f"{stem_name}.json"))
         else:
@@ -644,7 +680,9 @@ def load_surrogate(path_or_name: str | Path, vae=None, *, check_vae: bool = True
         except GrabnasError:
             raise
         except Exception as e:  # damaged file or mismatched config
-            raise GrabnasError(f"surrogate checkpoint {pt} cannot be loaded: {' '.join(str(e).split())[:200]}") from None
+            raise GrabnasError(
+                f"surrogate checkpoint {pt} cannot be loaded: {' '.join(str(e).split())[:200]}"
+            ) from None
         sur.vae_state = state.get("vae")
     sur.eval()
     if vae is not None and check_vae and sur.vae_state is None:
@@ -683,15 +721,20 @@ def latents_for(sur: MetaSurrogate, vae, latents: torch.Tensor | None = None) ->
     return encode_members(surrogate_vae(sur, vae))
 
 
-def shipped_surrogate_for(benchmark: str, held_out_group: str) -> str | None:
-    """The shipped checkpoint name meta-trained on ``benchmark`` with ``held_out_group`` held out."""
+def shipped_surrogate_for(benchmark: str, held_out_group: str | None = None) -> str | None:
+    """The shipped checkpoint name meta-trained on ``benchmark`` with ``held_out_group`` held out
+    (for a search on that dataset of the benchmark), or, with ``held_out_group=None``, the one
+    that held nothing out (for a search on a task outside the benchmark, e.g. ``nb201-all``)."""
     for name in shipped_surrogate_names():
         with importlib.resources.as_file(_shipped_root() / f"{CHECKPOINT_PREFIX}{name}.json") as js:
             try:
                 card = json.loads(Path(js).read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-        if card.get("benchmark") == benchmark and held_out_group in card.get("held_out_groups", []):
+        if card.get("benchmark") != benchmark:
+            continue
+        held = card.get("held_out_groups", [])
+        if (held_out_group is None and not held) or (held_out_group is not None and held_out_group in held):
             return name
     return None
 
@@ -788,12 +831,21 @@ def surrogate_for_group(
     log(f"meta-training a surrogate without {group} on {len(train)} tasks ({tc.steps} steps)")
     res = meta_train(train, vae, config, tc, latents=latents, progress=progress)
     res.surrogate.card = card_fields(
-        train, res, vae, benchmark=benchmark, corpus_spec=benchmark, held_out_groups=[group], train_config=tc, vae_name=vae_name
+        train,
+        res,
+        vae,
+        benchmark=benchmark,
+        corpus_spec=benchmark,
+        held_out_groups=[group],
+        train_config=tc,
+        vae_name=vae_name,
     )
     return res.surrogate
 
 
-def target_features(sur: MetaSurrogate, task: CorpusTask, extractor="digits-cnn", k: int = 20, seed: int = 0) -> torch.Tensor | None:
+def target_features(
+    sur: MetaSurrogate, task: CorpusTask, extractor="digits-cnn", k: int = 20, seed: int = 0
+) -> torch.Tensor | None:
     """``(K, k, F)`` instance features of a target task for a surrogate with a dataset encoder
     (None for a task without data or a surrogate without the encoder)."""
     if task.data is None or not sur.task_encoder.has_dataset_encoder:

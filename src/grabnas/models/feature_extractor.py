@@ -85,7 +85,9 @@ class SmallCNN(nn.Module):
 class _Extractor:
     """A no-grad, eval-mode callable around a feature module."""
 
-    def __init__(self, fn: Callable[[Tensor], Tensor], feature_dim: int, name: str, module: nn.Module | None = None) -> None:
+    def __init__(
+        self, fn: Callable[[Tensor], Tensor], feature_dim: int, name: str, module: nn.Module | None = None
+    ) -> None:
         self.fn, self.feature_dim, self.name, self.module = fn, feature_dim, name, module
 
     def __call__(self, images: Tensor, batch_size: int = 512) -> Tensor:
@@ -212,9 +214,10 @@ def load_feature_extractor(spec: str | Callable | None = "digits-cnn"):
     spec = "digits-cnn" if spec in (None, "", "default") else str(spec)
     if spec in ("digits-cnn", "digits", "cnn"):
         root = importlib.resources.files("grabnas") / "checkpoints"
-        with importlib.resources.as_file(root / f"{SHIPPED_CNN}.pt") as pt, importlib.resources.as_file(
-            root / f"{SHIPPED_CNN}.json"
-        ) as js:
+        with (
+            importlib.resources.as_file(root / f"{SHIPPED_CNN}.pt") as pt,
+            importlib.resources.as_file(root / f"{SHIPPED_CNN}.json") as js,
+        ):
             if not Path(pt).is_file():
                 raise GrabnasError(
                     f"the shipped feature CNN {SHIPPED_CNN}.pt is missing; rebuild it with "

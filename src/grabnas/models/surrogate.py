@@ -227,7 +227,9 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         acquisitions): the raw maximum (``observed`` units) or its value in the task's
         normal-score units (``rank-gauss``)."""
         if self.num_train == 0:
-            raise GrabnasError("the zero-shot model has no observations, hence no best value; use UCB or the posterior mean")
+            raise GrabnasError(
+                "the zero-shot model has no observations, hence no best value; use UCB or the posterior mean"
+            )
         if self.units == "observed":
             return self.outcome_transform.untransform(self.train_targets.max().reshape(1, 1))[0].squeeze()
         return self.train_targets.max()
@@ -238,7 +240,9 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         if self.units == "rank-gauss" and self.value_map is not None:
             return self.value_map(y)
         if self.units == "prior":
-            raise GrabnasError("the zero-shot model predicts in standardised prior units; raw values cannot be mapped to them")
+            raise GrabnasError(
+                "the zero-shot model predicts in standardised prior units; raw values cannot be mapped to them"
+            )
         return y
 
     @property
@@ -284,7 +288,9 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         eager = gpytorch.settings.max_eager_kernel_size.value() if X.shape[-2] <= 256 else 0
         with gpytorch.settings.max_eager_kernel_size(eager):
             if self.prediction_noise is None or observation_noise is not True or hasattr(self, "outcome_transform"):
-                return super().posterior(X, observation_noise=observation_noise, posterior_transform=posterior_transform, **kwargs)
+                return super().posterior(
+                    X, observation_noise=observation_noise, posterior_transform=posterior_transform, **kwargs
+                )
             from botorch.posteriors.gpytorch import GPyTorchPosterior
 
             mvn = super().posterior(X, observation_noise=False, **kwargs).distribution
@@ -311,11 +317,20 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         if test_train_covar.shape[:-2] != batch_shape:
             test_train_covar = test_train_covar.expand(*batch_shape, *test_train_covar.shape[-2:])
             test_test_covar = test_test_covar.expand(*batch_shape, *test_test_covar.shape[-2:])
-        return test_mean, test_test_covar, test_train_covar, batch_shape, torch.Size([x_test.shape[-2]]), MultivariateNormal
+        return (
+            test_mean,
+            test_test_covar,
+            test_train_covar,
+            batch_shape,
+            torch.Size([x_test.shape[-2]]),
+            MultivariateNormal,
+        )
 
     # -- adaptation helpers --------------------------------------------------------------------
     @torch.no_grad()
-    def fit_mean_affine(self, scale_prior_std: float = 0.5, offset_prior_std: float = 0.5, use_kernel: bool = True) -> None:
+    def fit_mean_affine(
+        self, scale_prior_std: float = 0.5, offset_prior_std: float = 0.5, use_kernel: bool = True
+    ) -> None:
         """Closed-form (scale, offset) of the mean given the training data (GLS with a ridge
         towards scale 1, offset 0; the posterior mode of a Bayesian linear model whose noise
         covariance is the GP's ``K + sigma^2 I``, or only ``sigma^2 I`` without ``use_kernel``,
@@ -364,7 +379,12 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         return s2
 
     def fit_hyperparameters(
-        self, steps: int = 20, lr: float = 0.05, features: bool = False, scale_prior_std: float = 0.5, offset_prior_std: float = 0.5
+        self,
+        steps: int = 20,
+        lr: float = 0.05,
+        features: bool = False,
+        scale_prior_std: float = 0.5,
+        offset_prior_std: float = 0.5,
     ) -> list[float]:
         """A few Adam steps on ``-mll`` over (scale, offset, output scale, noise, lengthscale)
         (and the feature map with ``features``), with the ridge of :meth:`fit_mean_affine` as a
@@ -454,7 +474,9 @@ class MetaSurrogate(nn.Module):
         broadcast to ``(..., task_dim + latent_dim)`` (float64; differentiable in both)."""
         z = torch.as_tensor(z)
         if z.shape[-1] != self.config.latent_dim:
-            raise GrabnasError(f"latents have {z.shape[-1]} dimensions; this surrogate expects {self.config.latent_dim}")
+            raise GrabnasError(
+                f"latents have {z.shape[-1]} dimensions; this surrogate expects {self.config.latent_dim}"
+            )
         d = torch.as_tensor(d, dtype=DTYPE)
         return torch.cat([d.expand(*z.shape[:-1], d.shape[-1]), z.to(DTYPE)], -1)
 
@@ -462,12 +484,16 @@ class MetaSurrogate(nn.Module):
     def training_gp(self) -> DeepKernelGP:
         """A GP without data that shares this surrogate's feature map, kernel and likelihood
         (meta-training sets each batch as its training data and maximises the MLL)."""
-        gp = DeepKernelGP(self.feature_map, kernel=self.config.kernel, likelihood=self.likelihood, covar_module=self.covar_module)
+        gp = DeepKernelGP(
+            self.feature_map, kernel=self.config.kernel, likelihood=self.likelihood, covar_module=self.covar_module
+        )
         for p in (gp.mean_scale, gp.mean_offset):
             p.requires_grad_(False)
         return gp
 
-    def _new_gp(self, train_X: Tensor | None, train_Y: Tensor | None, outcome_transform=None, copy_features: bool = False) -> DeepKernelGP:
+    def _new_gp(
+        self, train_X: Tensor | None, train_Y: Tensor | None, outcome_transform=None, copy_features: bool = False
+    ) -> DeepKernelGP:
         fmap = copy.deepcopy(self.feature_map) if copy_features else self.feature_map
         gp = DeepKernelGP(
             fmap,
@@ -565,7 +591,13 @@ class MetaSurrogate(nn.Module):
         if variance_prior_strength is not None:
             gp.fit_variance_scale(variance_prior_strength)
         if steps > 0:
-            gp.fit_hyperparameters(steps, lr, features=finetune_features, scale_prior_std=scale_prior_std, offset_prior_std=offset_prior_std)
+            gp.fit_hyperparameters(
+                steps,
+                lr,
+                features=finetune_features,
+                scale_prior_std=scale_prior_std,
+                offset_prior_std=offset_prior_std,
+            )
         return gp
 
     def num_parameters(self) -> int:
@@ -641,7 +673,9 @@ class RankGaussMap:
 
 
 @torch.no_grad()
-def predict(model: DeepKernelGP, X: Tensor, observation_noise: bool = False, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+def predict(
+    model: DeepKernelGP, X: Tensor, observation_noise: bool = False, chunk: int = 4096
+) -> tuple[Tensor, Tensor]:
     """Marginal posterior ``(mean, variance)``, each ``(N,)``, of ``model`` at ``(N, D)`` inputs,
     through BoTorch's ``posterior`` in chunks (so the ``N x N`` covariance is never formed)."""
     means, variances = [], []
