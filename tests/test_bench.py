@@ -52,3 +52,13 @@ def test_bench_rejects_unknown_names_before_running(nb201_path, tmp_path):
     with pytest.raises(GrabnasError, match="unknown task 'mnist'"):
         run_bench(BenchConfig("nb201", ("mnist",), ("random",), 1, 5), tmp_path, data=str(nb201_path), progress=False)
     assert not (tmp_path / "results.csv").exists()
+
+
+def test_grabnas_runs_record_decodes_and_pruned_pools(nb201_bench):
+    rows = run_one(nb201_bench, "cifar100", "grabnas[t_bo=2,local_every=1]", seed=0, budget=6, prune_top=1.0)
+    tried = [r["decodes"] for r in rows]
+    valid = [r["valid_decodes"] for r in rows]
+    assert tried == sorted(tried) and tried[-1] > 0  # cumulative, and local steps happened
+    assert all(0 <= v <= t for v, t in zip(valid, tried))
+    assert all(r["pool_best"] < nb201_bench.optimum("cifar100") for r in rows)
+    assert run_one(nb201_bench, "cifar100", "rea", seed=0, budget=2)[-1]["decodes"] == ""

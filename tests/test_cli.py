@@ -46,3 +46,115 @@ def test_console_script_runs_without_traceback(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "grabnas: error: unknown benchmark 'nb999'; expected nb201, nasbench-graph or csv:PATH"
+
+
+# -- search --dataset (real training) -----------------------------------------------------------
+TINY = ["--epochs", "1", "--channels", "4", "--cells", "1", "--no-progress"]
+
+
+def _search(tmp_path, *extra, budget=2, dataset="digits[0,1,2]@3"):
+    return main(["search", "--dataset", dataset, "--budget", str(budget), "--study", str(tmp_path / "run.db"),
+                 "--out", str(tmp_path / "report"), *TINY, *extra])
+
+
+@pytest.fixture
+def count_trainings(monkeypatch):
+    import grabnas.evaluation.training as training
+
+    calls = []
+    real = training.train_and_evaluate
+
+    def counting(arch, split, config):
+        calls.append(str(arch))
+        return real(arch, split, config)
+
+    monkeypatch.setattr(training, "train_and_evaluate", counting)
+    return calls
+
+
+def test_search_dataset_end_to_end_and_resume(tmp_path, capsys, count_trainings):
+    from grabnas.study import Study
+
+    assert _search(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "using surrogate checkpoint nb201-all" in out
+    assert "2 new evaluations (0 replayed" in out and "wall time" in out
+    assert "validation accuracy: " in out and "test accuracy: " in out and "best architecture: |" in out
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "surrogate checkpoint nb201-all" in report and "| trial | architecture | status | value | cost | error |" in report
+    with Study.load(tmp_path / "run.db") as st:
+        assert st.settings()["dataset"] == "digits[0,1,2]@3" and st.settings()["epochs"] == 1
+        assert st.settings()["optimizer"] == "grabnas" and st.settings()["surrogate"] == "nb201-all"
+        assert st.info("surrogate")["checkpoint"] == "nb201-all"
+        assert [t.status for t in st.trials()] == ["done", "done"]
+    assert len(count_trainings) == 2
+    # resume: the same command trains nothing again; a bigger budget trains only the new trials
+    assert _search(tmp_path) == 0 and len(count_trainings) == 2
+    assert "0 new evaluations (2 replayed" in capsys.readouterr().out
+    assert _search(tmp_path, budget=3) == 0 and len(count_trainings) == 3
+    assert "1 new evaluations (2 replayed" in capsys.readouterr().out
+    # other settings are refused before any training
+    assert _search(tmp_path, "--lr", "0.05", budget=4) == 2 and len(count_trainings) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grabnas: error:") and "lr 0.1 there, 0.05 now" in err and "\n" not in err
+
+
+def test_search_dataset_records_a_failed_trial_and_goes_on(tmp_path, capsys, monkeypatch):
+    import grabnas.evaluation.training as training
+    from grabnas.study import Study
+
+    real = training.train_and_evaluate
+    calls = []
+
+    def faulty(arch, split, config):
+        calls.append(arch)
+        if len(calls) == 1:
+            raise RuntimeError("simulated crash")
+        return real(arch, split, config)
+
+    monkeypatch.setattr(training, "train_and_evaluate", faulty)
+    assert _search(tmp_path, budget=3) == 0
+    assert "1 failed" in capsys.readouterr().out
+    with Study.load(tmp_path / "run.db") as st:
+        trials = st.trials()
+    assert [t.status for t in trials] == ["failed", "done", "done"]
+    assert "simulated crash" in trials[0].error and trials[0].value is None
+
+
+def test_search_dataset_nan_training_is_a_failed_trial(tmp_path, capsys):
+    from grabnas.study import Study
+
+    assert _search(tmp_path, "--lr", "1e12", "--optimizer", "random") == 0
+    assert "no successful evaluation" in capsys.readouterr().out
+    with Study.load(tmp_path / "run.db") as st:
+        assert {t.status for t in st.trials()} == {"failed"}
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--dataset", "digits", "--task", "cifar10"], "--dataset and --task exclude each other"),
+        (["--dataset", "digits", "--benchmark", "nb201"], "--dataset and --benchmark exclude each other"),
+        ([], "nothing to search; pass --task NAME"),
+        (["--task", "cifar10", "--image-size", "14"], "--image-size applies to --dataset searches"),
+        (["--dataset", "digits", "--optimizer", "transfer-rank"], "transfer-rank"),
+        (["--dataset", "nosuchdataset"], "nosuchdataset"),
+    ],
+)
+def test_search_target_errors_are_one_line(tmp_path, capsys, argv, fragment):
+    assert main(["search", "--study", str(tmp_path / "s.db"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
+    from grabnas.study import Study
+
+    db = tmp_path / "b.db"
+    argv = ["search", "--data", str(nb201_path), "--task", "cifar10", "--budget", "3", "--study", str(db), "--no-progress"]
+    assert main(argv) == 0
+    assert "best value:" in capsys.readouterr().out
+    with Study.load(db) as st:
+        assert st.settings() == {"benchmark": "nb201", "task": "cifar10", "optimizer": "grabnas", "seed": 0}
+        assert len(st.trials("done")) == 3

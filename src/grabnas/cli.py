@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from grabnas import __version__
+from grabnas.cli_args import add_ray_args, add_recipe_args, recipe_from_args
 from grabnas.cli_args import csv_list as _csv_list
 from grabnas.cli_args import positive_int as _positive_int
 from grabnas.errors import GrabnasError
@@ -90,71 +91,220 @@ def _cmd_nb201_convert(args: argparse.Namespace) -> int:
 def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="search one task; every ask/tell goes to an SQLite study (rerun the command to resume)",
-        description="Search one task of a tabular benchmark. Every ask and tell is stored in --study as it "
-        "happens; rerunning the same command resumes without losing or repeating evaluations.",
+        help="search one task (a benchmark task, or your dataset with real training); rerun to resume",
+        description="Search one task: a task of a tabular benchmark (--task, values looked up) or an image "
+        "dataset of yours (--dataset, every evaluation trains the cell; the candidates are the whole NB201 "
+        "space). Every ask and tell is stored in --study as it happens; rerunning the same command resumes "
+        "without losing or repeating evaluations.",
     )
-    p.add_argument("--benchmark", default="nb201", help="nb201, nasbench-graph or csv:PATH (default nb201)")
-    p.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
-    p.add_argument("--task", required=True, help="task to search (e.g. cifar10, cora)")
-    p.add_argument("--optimizer", default="rea", help="optimizer name (default rea)")
+    g = p.add_argument_group("what to search (one of --task or --dataset)")
+    g.add_argument("--task", default=None, help="a benchmark task to search (e.g. cifar10, cora)")
+    g.add_argument("--benchmark", default=None, help="nb201, nasbench-graph or csv:PATH (default nb201; with --task)")
+    g.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
+    g.add_argument(
+        "--dataset",
+        default=None,
+        metavar="SPEC",
+        help="search your dataset with real training: digits, mnist-subset, npz:PATH, folder:PATH, "
+        "torchvision:NAME:ROOT or a task name such as mnist-subset[0,3,7]@12",
+    )
+    g.add_argument("--image-size", type=_positive_int, default=None, metavar="N", help="with --dataset: resize images to N x N")
+    g.add_argument(
+        "--surrogate",
+        default=None,
+        metavar="NAME",
+        help="with --dataset: the meta-trained surrogate checkpoint for GraB-NAS (default: the shipped nb201-all)",
+    )
+    p.add_argument(
+        "--optimizer",
+        default="grabnas",
+        help="grabnas (default), grabnas-bo, grabnas-ascent, grabnas-knn, random, rea, local, gpbo, "
+        "or transfer-rank (benchmark tasks only)",
+    )
     p.add_argument("--budget", type=_positive_int, default=30, help="number of evaluations (default 30)")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="evaluations in flight at once")
     p.add_argument("--study", required=True, help="SQLite study file (created, or resumed when it exists)")
     p.add_argument("--out", default=None, help="report folder (default: beside the study)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_recipe_args(p, epochs=5, channels=8, cells=1, batch=128, title="training recipe (with --dataset)")
+    e = p.add_argument_group("execution (with --dataset)")
+    e.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="evaluations in flight at once: local worker processes, or Ray tasks with --ray (default 1; with Ray, its CPUs / --threads)",
+    )
+    add_ray_args(e)
     p.set_defaults(handler=_cmd_search)
 
 
+def _search_target(args: argparse.Namespace) -> str:
+    """``benchmark`` or ``dataset``; a one-line error when both or neither are given."""
+    if args.dataset is not None and (args.task is not None or args.benchmark is not None):
+        given = "--task" if args.task is not None else "--benchmark"
+        raise GrabnasError(f"--dataset and {given} exclude each other; pass --dataset SPEC (real training) or --task NAME (a benchmark)")
+    if args.dataset is None and args.task is None:
+        raise GrabnasError("nothing to search; pass --task NAME (a benchmark task) or --dataset SPEC (your images, real training)")
+    if args.dataset is None:
+        for flag, value in (("--image-size", args.image_size), ("--surrogate", args.surrogate), ("--ray", args.ray or args.ray_address)):
+            if value:
+                raise GrabnasError(f"{flag} applies to --dataset searches, not to benchmark tasks")
+        return "benchmark"
+    return "dataset"
+
+
+def _progress(args: argparse.Namespace, desc: str):
+    """A progress bar with the best value so far, and the ``on_result`` callback that updates it."""
+    if args.no_progress:
+        return None, None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.budget, desc=desc, unit="eval", dynamic_ncols=True)
+
+    def on_result(st) -> None:
+        best = st.best(1)
+        bar.n = len(st.trials("done")) + len(st.trials("failed"))
+        bar.set_postfix_str(f"best {best[0].value:.4g}" if best else "no success yet")
+        bar.refresh()
+
+    return bar, on_result
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import time
 
     import torch
 
+    args.started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    if _search_target(args) == "dataset":
+        return _search_dataset(args)
     from grabnas.benchmarks import load_benchmark
     from grabnas.evaluation.lookup import LookupEvaluator
-    from grabnas.report import write_search_report
-    from grabnas.search.loop import run_search
     from grabnas.search.registry import build_optimizer
     from grabnas.seeding import child_seed
     from grabnas.study import Study
 
-    torch.set_num_threads(args.threads)
-    bench = load_benchmark(args.benchmark, args.data)
+    benchmark = args.benchmark or "nb201"
+    bench = load_benchmark(benchmark, args.data)
     evaluate = LookupEvaluator(bench, args.task)
-    optimizer = build_optimizer(args.optimizer, bench, args.task, child_seed(args.seed, args.task))
-    settings = {"benchmark": args.benchmark, "task": args.task, "optimizer": args.optimizer, "seed": args.seed}
-    study = Study.open(args.study, settings)
-    bar = None
-    if not args.no_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=args.budget, desc=f"search {args.task}", unit="eval")
-
-    def on_result(st: Study) -> None:
-        if bar is not None:
-            best = st.best(1)
-            bar.n = len(st.trials("done")) + len(st.trials("failed"))
-            bar.set_postfix_str(f"best {best[0].value:.4g}" if best else "no success yet")
-            bar.refresh()
-
+    settings = {"benchmark": benchmark, "task": args.task, "optimizer": args.optimizer, "seed": args.seed}
+    study = _open_existing(args.study, settings)
     try:
-        outcome = run_search(optimizer, evaluate, study, args.budget, workers=args.workers, on_result=on_result)
+        optimizer = build_optimizer(args.optimizer, bench, args.task, child_seed(args.seed, args.task))
+        study = study or Study.open(args.study, settings)
+        return _run_and_report(
+            args, study, optimizer, evaluate, bench.space, f"{benchmark} {args.task}, {args.optimizer}", args.workers or 1
+        )
+    finally:
+        if study is not None:
+            study.close()
+
+
+def _search_dataset(args: argparse.Namespace) -> int:
+    from grabnas.cli_args import executor_from_args
+    from grabnas.evaluation.training import TrainingEvaluator
+    from grabnas.search.dataset import build_dataset_optimizer, dataset_task, resolve_surrogate
+    from grabnas.seeding import child_seed
+    from grabnas.study import Study
+
+    task = dataset_task(args.dataset, args.image_size)
+    config = recipe_from_args(args)
+    evaluate = TrainingEvaluator(task, config)  # loads and validates the data now
+    split = evaluate.split
+    surrogate = resolve_surrogate(args.surrogate or "auto") if args.optimizer.startswith("grabnas") else None
+    execution = ("device", "num_threads", "eval_batch_size", "seed")  # where and how fast, not what
+    recipe = {k: v for k, v in config.to_dict().items() if k not in execution}
+    settings = {"dataset": task.name, "optimizer": args.optimizer, "seed": args.seed, "surrogate": surrogate, **recipe}
+    print(
+        f"dataset {task.name}: {split.num_classes} classes, images {'x'.join(map(str, split.image_shape))}, "
+        f"{len(split.train)} train / {len(split.val)} val / {len(split.test)} test; "
+        f"recipe {config.epochs} epochs, C={config.channels}, N={config.cells}, batch {config.batch_size}"
+    )
+    study = _open_existing(args.study, settings)
+    try:
+        optimizer = build_dataset_optimizer(args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto")
+        study = study or Study.open(args.study, settings)
+        notes = [
+            f"Dataset `{task.name}` ({split.num_classes} classes, {len(split.train)} train / {len(split.val)} val / "
+            f"{len(split.test)} test images); candidates: the 15,625 NB201 cells; values: validation accuracy (%) after "
+            f"training with {', '.join(f'{k}={v}' for k, v in recipe.items())} (trial seeds from seed {args.seed})."
+        ]
+        if surrogate is not None:
+            card = optimizer.surrogate_card
+            line = (
+                f"surrogate checkpoint {surrogate} (meta-trained on {len(card.get('train_tasks', []))} tasks of "
+                f"{card.get('corpus', '?')}; the task embedding reads "
+                f"{card.get('train_config', {}).get('instances_per_class', 20)} training images per class)"
+            )
+            print(f"using {line}")
+            notes.append(f"GraB-NAS used the {line}.")
+            study.set_info("surrogate", {"checkpoint": surrogate, "card": card})
+        study.set_info(
+            "dataset",
+            {"task": task.name, "classes": split.num_classes, "image_shape": list(split.image_shape),
+             "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test)},
+        )
+        with executor_from_args(args, workers=args.workers or 1) as executor:
+            workers = args.workers or (executor.max_workers if (args.ray or args.ray_address) else 1)
+            return _run_and_report(
+                args, study, optimizer, evaluate, optimizer.space, f"{task.name}, {args.optimizer}", workers,
+                executor=executor, notes=notes, test_for_best_only=True,
+            )
+    finally:
+        if study is not None:
+            study.close()
+
+
+def _open_existing(path: str, settings: dict):
+    """The study at ``path`` if it exists (refused now if its settings differ, before any work),
+    else None: it is created once the optimizer is built, so a failed build leaves no study behind."""
+    from pathlib import Path
+
+    from grabnas.study import Study
+
+    return Study.open(path, settings) if Path(path).exists() else None
+
+
+def _run_and_report(
+    args, study, optimizer, evaluate, space, title, workers, executor=None, notes=(), test_for_best_only=False
+) -> int:
+    """Run the search loop with a progress bar, write the report and print the outcome."""
+    import time
+    from pathlib import Path
+
+    from grabnas.report import write_search_report
+    from grabnas.search.loop import run_search
+
+    bar, on_result = _progress(args, f"search {args.task or study.settings().get('dataset')}")
+    try:
+        outcome = run_search(optimizer, evaluate, study, args.budget, workers=workers, executor=executor, on_result=on_result)
     finally:
         if bar is not None:
             bar.close()
     out = Path(args.out) if args.out else Path(args.study).with_suffix("")
-    report = write_search_report(study, bench.space, out, title=f"{args.benchmark} {args.task}, {args.optimizer}")
+    report = write_search_report(study, space, out, title=title, notes=notes, test_for_best_only=test_for_best_only)
+    trials = [t for t in study.trials() if t.status != "asked"]
+    failed = sum(t.status == "failed" for t in trials)
     best = study.best(1)
-    print(f"{outcome.evaluated} new evaluations ({outcome.replayed} replayed from {args.study})")
+    print(
+        f"{outcome.evaluated} new evaluations ({outcome.replayed} replayed from {args.study}), {failed} failed; "
+        f"wall time {time.perf_counter() - args.started:.1f} s (search loop {outcome.seconds:.1f} s)"
+    )
+    costs = [t.cost for t in trials if t.cost is not None]
+    if test_for_best_only and costs:
+        print(f"training time per evaluation: mean {sum(costs) / len(costs):.1f} s, total {sum(costs):.1f} s over {len(costs)}")
     if best:
         b = best[0]
-        test = "" if b.test_value is None else f" (test {b.test_value:.4f})"
-        print(f"best architecture: {b.arch}\nbest value: {b.value:.4f}{test}")
+        if test_for_best_only:
+            test = "n/a" if b.test_value is None else f"{b.test_value:.2f}"
+            print(f"best architecture: {b.arch}\nvalidation accuracy: {b.value:.2f}\ntest accuracy: {test}")
+        else:
+            test = "" if b.test_value is None else f" (test {b.test_value:.4f})"
+            print(f"best architecture: {b.arch}\nbest value: {b.value:.4f}{test}")
+    else:
+        print("no successful evaluation")
     print(f"report: {report}")
-    study.close()
     return 0
 
 

@@ -1,13 +1,26 @@
-"""Argument types shared by the ``grabnas`` subcommands (argparse ``type=`` callables)."""
+"""Argument types (argparse ``type=`` callables) and argument groups shared by the ``grabnas`` subcommands."""
 
 from __future__ import annotations
 
 import argparse
 
 
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` at ``sep`` outside square brackets: ``"a[1,2],b"`` -> ``["a[1,2]", "b"]``."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "[") - (ch == "]")
+        if ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
 def csv_list(text: str) -> tuple[str, ...]:
-    """``"a, b,c"`` -> ``("a", "b", "c")``; an empty list is an error."""
-    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    """``"a, b,c"`` -> ``("a", "b", "c")`` (commas inside ``[...]`` do not split, so
+    ``grabnas[t_bo=5,eta=0.1]`` and ``digits[0,3,7]@12`` stay whole); an empty list is an error."""
+    items = tuple(x.strip() for x in split_top_level(text) if x.strip())
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
     return items
@@ -31,3 +44,59 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     return _bounded_int(text, 0, "an integer >= 0")
+
+
+# -- argument groups shared by the real-training subcommands (collect, search --dataset) --------
+def add_recipe_args(
+    p: argparse.ArgumentParser, epochs: int, channels: int, cells: int, batch: int, title: str = "training recipe"
+) -> None:
+    """The training-recipe flags (``--epochs``, ``--channels``, ... ``--threads``) with these defaults."""
+    g = p.add_argument_group(title)
+    g.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs per training (default {epochs})")
+    g.add_argument("--channels", type=positive_int, default=channels, help=f"C, channels of the first stage (default {channels})")
+    g.add_argument("--cells", type=non_negative_int, default=cells, help=f"N, cells per stage (default {cells})")
+    g.add_argument("--batch-size", type=positive_int, default=batch, help=f"training batch size (default {batch})")
+    g.add_argument("--lr", type=float, default=0.1, help="initial learning rate, cosine-annealed (default 0.1)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
+    g.add_argument("--no-augment", action="store_true", help="no random crops or flips")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    g.add_argument("--threads", type=positive_int, default=1, help="torch threads per training (default 1)")
+
+
+def recipe_from_args(args: argparse.Namespace):
+    """The :class:`grabnas.train.recipe.TrainConfig` of the :func:`add_recipe_args` flags (seed ``args.seed``)."""
+    from grabnas.train.recipe import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs,
+        channels=args.channels,
+        cells=args.cells,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        augment=not args.no_augment,
+        device=args.device,
+        num_threads=args.threads,
+        seed=args.seed,
+    )
+
+
+def add_ray_args(g) -> None:
+    """``--ray``, ``--ray-address`` and ``--gpus-per-trial`` (into a parser or an argument group)."""
+    g.add_argument("--ray", action="store_true", help="run trainings as tasks of a local Ray instance")
+    g.add_argument("--ray-address", default=None, metavar="ADDR", help="join the Ray cluster at ADDR (HOST:PORT or auto)")
+    g.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per training with Ray (default 0)")
+
+
+def executor_from_args(args: argparse.Namespace, workers: int):
+    """The executor of the :func:`add_ray_args` flags: Ray, else ``workers`` local processes
+    (one training each, ``args.threads`` torch threads), else in this process."""
+    from grabnas.evaluation.executors import make_executor
+
+    return make_executor(
+        workers=workers,
+        ray=args.ray,
+        ray_address=args.ray_address,
+        num_cpus_per_trial=args.threads,
+        num_gpus_per_trial=args.gpus_per_trial,
+    )

@@ -10,6 +10,7 @@ import argparse
 import shlex
 import sys
 
+from grabnas.cli_args import add_ray_args, add_recipe_args, executor_from_args, recipe_from_args
 from grabnas.cli_args import csv_list as _csv_list
 from grabnas.cli_args import non_negative_int as _non_negative_int
 from grabnas.cli_args import positive_int as _positive_int
@@ -20,19 +21,6 @@ def _size_map(text: str) -> tuple[str, int]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected DATASET=SIZE, e.g. mnist-subset=14, got {text!r}")
     return name.strip(), _positive_int(size)
-
-
-def _add_recipe_args(p: argparse.ArgumentParser, epochs: int, channels: int, cells: int, batch: int) -> None:
-    g = p.add_argument_group("training recipe")
-    g.add_argument("--epochs", type=_positive_int, default=epochs, help=f"epochs per training (default {epochs})")
-    g.add_argument("--channels", type=_positive_int, default=channels, help=f"C, channels of the first stage (default {channels})")
-    g.add_argument("--cells", type=_non_negative_int, default=cells, help=f"N, cells per stage (default {cells})")
-    g.add_argument("--batch-size", type=_positive_int, default=batch, help=f"training batch size (default {batch})")
-    g.add_argument("--lr", type=float, default=0.1, help="initial learning rate, cosine-annealed (default 0.1)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
-    g.add_argument("--no-augment", action="store_true", help="no random crops or flips")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    g.add_argument("--threads", type=_positive_int, default=1, help="torch threads per training (default 1)")
 
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
@@ -68,12 +56,10 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--archs", type=_positive_int, default=30, help="architectures per task (default 30)")
     p.add_argument("--shared-archs", type=_non_negative_int, default=10, help="of which the same in every task (default 10)")
     p.add_argument("--seed", type=int, default=0, help="master seed of tasks, architectures and trials (default 0)")
-    _add_recipe_args(p, epochs=5, channels=8, cells=1, batch=128)
+    add_recipe_args(p, epochs=5, channels=8, cells=1, batch=128)
     g = p.add_argument_group("execution")
     g.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes on this machine (default 1)")
-    g.add_argument("--ray", action="store_true", help="run trainings as tasks of a local Ray instance")
-    g.add_argument("--ray-address", default=None, metavar="ADDR", help="join the Ray cluster at ADDR (HOST:PORT or auto)")
-    g.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per training with Ray (default 0)")
+    add_ray_args(g)
     g.add_argument("--retry-failed", action="store_true", help="train again the pairs whose row says failed")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=cmd_collect)
@@ -95,28 +81,10 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(handler=cmd_export)
 
 
-def _recipe(args: argparse.Namespace):
-    from grabnas.train.recipe import TrainConfig
-
-    return TrainConfig(
-        epochs=args.epochs,
-        channels=args.channels,
-        cells=args.cells,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        augment=not args.no_augment,
-        device=args.device,
-        num_threads=args.threads,
-        seed=args.seed,
-    )
-
-
 def cmd_collect(args: argparse.Namespace) -> int:
     from grabnas.collect import collect
     from grabnas.data.tasks import TaskSpec, class_subset_tasks
     from grabnas.errors import GrabnasError
-    from grabnas.evaluation.executors import make_executor
 
     if args.min_classes < 2:
         raise GrabnasError(f"--min-classes must be at least 2, got {args.min_classes}")
@@ -129,14 +97,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         tasks += class_subset_tasks(list(args.datasets), args.tasks, args.seed, args.min_classes, args.max_classes, sizes)
     if not tasks:
         raise GrabnasError("no tasks: pass --tasks N (drawn from --datasets) or --task NAME")
-    config = _recipe(args)
-    executor = make_executor(
-        workers=args.jobs,
-        ray=args.ray,
-        ray_address=args.ray_address,
-        num_cpus_per_trial=args.threads,
-        num_gpus_per_trial=args.gpus_per_trial,
-    )
+    config = recipe_from_args(args)
+    executor = executor_from_args(args, workers=args.jobs)
     command = " ".join(shlex.quote(a) for a in sys.argv)
     with executor:
         summary = collect(

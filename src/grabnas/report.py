@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,10 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
     # pruned-pool benches: did a run find something better than the best left in the pool?
     beat_pool: dict[tuple[str, str, int], bool] = {}
     outside: dict[tuple[str, str], list[int]] = defaultdict(list)
+    decodes: dict[tuple[str, str, int], tuple[int, int]] = {}  # last (tried, valid) per run
     for r in rows:
+        if r.get("decodes") not in (None, ""):
+            decodes[(r["task"], r["optimizer"], r["seed"])] = (int(r["decodes"]), int(r["valid_decodes"]))
         seconds[(r["task"], r["optimizer"])].append(r["seconds"])
         final_test[(r["task"], r["optimizer"], r["seed"])] = r["best_test"]
         if r.get("pool_best") not in (None, ""):
@@ -96,6 +100,9 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         head = ["optimizer", "seeds", *(f"regret@{b}" for b in budgets), "median evals to optimum", "final test", "s/iter"]
         if pruned:
             head += ["seeds beating the pool's best", "proposals outside the pool"]
+        with_decodes = any(t == task and tried for (t, _o, _s), (tried, _v) in decodes.items())
+        if with_decodes:
+            head.append("valid decodes")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for o in opts:
@@ -117,6 +124,10 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
                 wins = [v for (t, oo, _s), v in beat_pool.items() if t == task and oo == o]
                 out = outside[(task, o)]
                 cells += [f"{sum(wins)}/{len(wins)}", f"{sum(out)}/{len(out)}"]
+            if with_decodes:
+                tv = [tv for (t, oo, _s), tv in decodes.items() if t == task and oo == o]
+                tried, valid = sum(x for x, _ in tv), sum(v for _, v in tv)
+                cells.append(f"{valid / tried:.1%} of {tried}" if tried else "-")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -220,15 +231,23 @@ def draw_dag(space, arch, path: str | Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def write_search_report(study, space, out: str | Path, title: str = "") -> Path:
+def write_search_report(
+    study, space, out: str | Path, title: str = "", notes: Sequence[str] = (), test_for_best_only: bool = False
+) -> Path:
     """Write ``out/report.md`` with the best-so-far plot, the best architecture drawn as a
-    picture and the table of evaluations (also ``out/trials.csv``). Returns the report path."""
+    picture and the table of evaluations (also ``out/trials.csv``). Returns the report path.
+
+    ``notes`` are paragraphs put under the title (the dataset, the surrogate checkpoint, ...).
+    With ``test_for_best_only`` the test metric appears for the chosen architecture only, not
+    in the table (searches with real training: the test split is for the final report)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trials = [t for t in study.trials() if t.status != "asked"]
     study.export_csv(out / "trials.csv")
     plot_best_so_far([t.value for t in trials], out / "best_so_far.png", title)
     lines = [f"# grabnas search report{': ' + title if title else ''}", ""]
+    for note in notes:
+        lines += [note, ""]
     best = study.best(1)
     if best:
         b = best[0]
@@ -242,10 +261,15 @@ def write_search_report(study, space, out: str | Path, title: str = "") -> Path:
         test = "" if b.test_value is None else f", test {b.test_value:.4g}"
         lines += [f"Best of {len(trials)} trials: `{b.arch}` — value {b.value:.4g}{test} (trial {b.id}).", ""]
         lines += ["![best architecture](best_cell.png)", "", "![best so far](best_so_far.png)", ""]
-    lines += ["| trial | architecture | status | value | test | cost | error |", "|---|---|---|---|---|---|---|"]
     fmt = lambda x: "" if x is None else f"{x:.4g}"  # noqa: E731
-    for t in trials:
-        lines.append(f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.test_value)} | {fmt(t.cost)} | {t.error or ''} |")
+    if test_for_best_only:
+        lines += ["| trial | architecture | status | value | cost | error |", "|---|---|---|---|---|---|"]
+        for t in trials:
+            lines.append(f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.cost)} | {_md_escape(' '.join((t.error or '').split()))} |")
+    else:
+        lines += ["| trial | architecture | status | value | test | cost | error |", "|---|---|---|---|---|---|---|"]
+        for t in trials:
+            lines.append(f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.test_value)} | {fmt(t.cost)} | {t.error or ''} |")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

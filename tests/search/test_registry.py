@@ -1,7 +1,7 @@
 import pytest
 
 from grabnas.errors import GrabnasError
-from grabnas.search.registry import build_optimizer, optimizer_names, pruned_pool
+from grabnas.search.registry import build_optimizer, optimizer_names, parse_optimizer_spec, pruned_pool
 
 
 def test_grabnas_uses_a_surrogate_that_never_saw_the_target(nb201_bench):
@@ -29,3 +29,30 @@ def test_pruned_pool_removes_the_top_percent(nb201_bench):
 
 def test_names():
     assert {"grabnas", "grabnas-bo", "grabnas-ascent", "grabnas-knn", "gpbo", "transfer-rank"} <= set(optimizer_names())
+
+
+def test_optimizer_spec_with_options():
+    assert parse_optimizer_spec("rea") == ("rea", {})
+    assert parse_optimizer_spec("grabnas[t_bo=5,eta=0.1,acquisition=ucb,adapt_steps=3]") == (
+        "grabnas",
+        {"t_bo": 5, "eta": 0.1, "acquisition": "ucb", "adapt_steps": 3},
+    )
+    assert parse_optimizer_spec("grabnas-knn[n_init=2]") == ("grabnas-knn", {"n_init": 2})
+    for bad, message in [
+        ("grabnas[eta=0.1", "expected NAME or a GraB-NAS variant"),
+        ("rea[x=1]", "expected NAME or a GraB-NAS variant"),
+        ("grabnas[bogus=1]", "unknown GraB-NAS option 'bogus'"),
+        ("grabnas[eta]", "expected KEY=VALUE"),
+        ("grabnas[mode=fast]", "mode 'fast' is unknown"),
+        ("foo", "unknown optimizer 'foo'"),
+    ]:
+        with pytest.raises(GrabnasError, match=message):
+            parse_optimizer_spec(bad)
+
+
+def test_options_reach_the_optimizer_and_its_surrogate(nb201_bench):
+    opt = build_optimizer("grabnas-knn[t_bo=3,eta=0.2,adapt_steps=2]", nb201_bench, "cifar10", seed=0)
+    assert (opt.config.local, opt.config.t_bo, opt.config.eta) == ("knn", 3, 0.2)
+    assert opt.surrogate.fit_options == {"steps": 2}
+    with pytest.raises(GrabnasError, match="unknown surrogate option adapt_bogus"):
+        build_optimizer("grabnas[adapt_bogus=1]", nb201_bench, "cifar10", seed=0)

@@ -83,12 +83,23 @@ def task_instance_features(
 
     ``spec`` is a :class:`grabnas.data.TaskSpec` name (``digits[0,3,7]@12``) or a dataset spec.
     """
-    from grabnas.data import TaskSpec, load_dataset, sample_per_class, split_dataset
+    from grabnas.data import TaskSpec, load_dataset, split_dataset
 
     try:
         ds = TaskSpec.parse(spec).split().train
     except GrabnasError:
         ds = split_dataset(load_dataset(spec), seed=0).train
+    return dataset_instance_features(ds, extractor, k, samples, seed)
+
+
+def dataset_instance_features(
+    ds, extractor: Callable[[torch.Tensor], torch.Tensor], k: int = 20, samples: int = 1, seed: int = 0
+) -> torch.Tensor:
+    """``(samples, K, k, F)`` instance features of the images of ``ds`` (an
+    :class:`grabnas.data.ImageDataset`, normally a task's train split), k per class: the same
+    draws as :func:`task_instance_features`, which meta-training uses."""
+    from grabnas.data import sample_per_class
+
     out = []
     with torch.no_grad():
         for s in range(samples):
@@ -751,6 +762,7 @@ __all__ = [
     "shipped_surrogate_for",
     "shipped_surrogate_names",
     "surrogate_vae",
+    "dataset_instance_features",
     "task_instance_features",
     "transfer_rank_scores",
     "vae_fingerprint",

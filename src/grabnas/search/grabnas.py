@@ -121,8 +121,9 @@ class GraBNAS(Optimizer):
         pool: the candidate pool (default: the whole space); local steps may leave it.
         seed: the optimizer's seed.
         config: :class:`GraBNASConfig` (keyword overrides are accepted too).
-        exclude: architectures that must never be proposed (e.g. a pruned pool's removed set is
-            *not* given here: decodes may reach it; this is for architectures known invalid).
+        pool_latents: ``(len(pool), latent_dim)`` latents of the pool when already computed
+            (default: encoded here with ``codec``). A pruned pool leaves its removed members
+            out of ``pool`` only: decodes may still reach them.
     """
 
     name = "grabnas"
@@ -135,6 +136,7 @@ class GraBNAS(Optimizer):
         pool: Sequence[Architecture] | None = None,
         seed: int = 0,
         config: GraBNASConfig | None = None,
+        pool_latents: Tensor | None = None,
         **overrides: object,
     ) -> None:
         super().__init__(space, pool, seed)
@@ -142,9 +144,13 @@ class GraBNAS(Optimizer):
         self.surrogate = surrogate
         self.codec = codec
         self._pool_index = {a: i for i, a in enumerate(self.pool)}
-        with torch.no_grad():
-            #: ``(len(pool), latent_dim)`` latent means of the pool
-            self.z_pool = _encode_in_chunks(codec, self.pool).double()
+        if pool_latents is None:
+            with torch.no_grad():
+                pool_latents = _encode_in_chunks(codec, self.pool)
+        elif pool_latents.shape[0] != len(self.pool):
+            raise GrabnasError(f"pool_latents has {pool_latents.shape[0]} rows for a pool of {len(self.pool)}")
+        #: ``(len(pool), latent_dim)`` latent means of the pool
+        self.z_pool = pool_latents.detach().double()
         self._z_cache: dict[Architecture, Tensor] = {}
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
         self.asks = 0
@@ -303,17 +309,17 @@ class MetaLatentSurrogate:
     noise) run at each fit; 0 keeps the closed-form adaptation only.
     """
 
-    def __init__(self, surrogate, task_embedding: Tensor, steps: int = 0) -> None:
+    def __init__(self, surrogate, task_embedding: Tensor, **fit_options: object) -> None:
         self.surrogate = surrogate
         with torch.no_grad():
             self.d = task_embedding.detach()
-        self.steps = steps
+        self.fit_options = fit_options
 
     def fit(self, z: Tensor, y: Tensor):
         if len(y) == 0:
             gp = self.surrogate.fit(None, None)
         else:
-            gp = self.surrogate.fit(self.surrogate.inputs(z, self.d), y, steps=self.steps)
+            gp = self.surrogate.fit(self.surrogate.inputs(z, self.d), y, **self.fit_options)
         return _TaskModel(gp, self.surrogate, self.d)
 
 

@@ -28,6 +28,56 @@ def optimizer_names() -> tuple[str, ...]:
     return BASELINE_NAMES + tuple(GRABNAS_VARIANTS)
 
 
+def parse_optimizer_spec(spec: str) -> tuple[str, dict]:
+    """``"grabnas[t_bo=5,eta=0.1]"`` -> ``("grabnas", {"t_bo": 5, "eta": 0.1})``.
+
+    Options in brackets override GraB-NAS settings (:class:`grabnas.search.grabnas.GraBNASConfig`
+    fields, and ``adapt_*`` keywords of the surrogate's ``fit``); values are read as int,
+    float, true/false, or left as text. Baselines take no options.
+    """
+    from grabnas.cli_args import split_top_level
+
+    name, bracket, rest = spec.strip().partition("[")
+    if not bracket:
+        base = spec.strip()
+        if base not in optimizer_names():
+            raise GrabnasError(f"unknown optimizer {base!r}; expected one of {', '.join(optimizer_names())}")
+        return base, {}
+    if not rest.endswith("]") or name not in GRABNAS_VARIANTS:
+        raise GrabnasError(
+            f"bad optimizer {spec!r}; expected NAME or a GraB-NAS variant with options, e.g. grabnas[t_bo=5,eta=0.1]"
+        )
+    options: dict = {}
+    for item in filter(None, (x.strip() for x in split_top_level(rest[:-1]))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise GrabnasError(f"bad option {item!r} in {spec!r}; expected KEY=VALUE, e.g. eta=0.1")
+        options[key.strip()] = _option_value(value.strip())
+    from dataclasses import fields
+
+    from grabnas.search.grabnas import GraBNASConfig
+
+    known = {f.name for f in fields(GraBNASConfig)}
+    bad = [k for k in options if k not in known and not k.startswith("adapt_")]
+    if bad:
+        raise GrabnasError(
+            f"unknown GraB-NAS option {bad[0]!r} in {spec!r}; expected one of {', '.join(sorted(known))} or adapt_*"
+        )
+    GraBNASConfig(**{**GRABNAS_VARIANTS[name], **{k: v for k, v in options.items() if k in known}})  # checks values
+    return name, options
+
+
+def _option_value(text: str) -> object:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def pruned_pool(bench: TabularBenchmark, task: str, prune_top: float) -> list[Architecture]:
     """The task's pool without its best ``prune_top`` percent (by the search metric)."""
     pool = bench.pool(task)
@@ -56,9 +106,11 @@ def build_optimizer(
     """
     from grabnas.search.baselines import TransferRank, make_baseline, transfer_scores
 
+    name, spec_options = parse_optimizer_spec(name)
     pool = list(pool) if pool is not None else bench.pool(task)
     if name in GRABNAS_VARIANTS:
-        return build_grabnas(bench, task, seed, pool, {**GRABNAS_VARIANTS[name], **(options or {})}, log=log)
+        merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
+        return build_grabnas(bench, task, seed, pool, merged, log=log)
     if name == "transfer-rank":
         others = bench.other_tasks(task)
         if not others:
@@ -87,9 +139,8 @@ def build_grabnas(
     import torch
 
     from grabnas.meta.corpus import benchmark_corpus
-    from grabnas.meta.surrogate_training import encode_members, surrogate_for_group
+    from grabnas.meta.surrogate_training import encode_members, latents_for, surrogate_for_group
     from grabnas.meta.vae_training import load_checkpoint
-    from grabnas.search.grabnas import GraBNAS, GraBNASConfig, MetaLatentSurrogate
 
     space = bench.space
     vae = load_checkpoint(space.name, space=space)
@@ -104,8 +155,47 @@ def build_grabnas(
     seen = set(sur.card.get("groups_seen", []))
     if group in seen:  # belt and braces: the target's values must never reach the surrogate
         raise GrabnasError(f"the surrogate for {task!r} saw its group {group!r}; expected one that held it out")
-    steps = int(overrides.pop("adapt_steps", 0))
-    latent_sur = MetaLatentSurrogate(sur, sur.task_embedding(), steps=steps)
-    opt = GraBNAS(space, latent_sur, vae, pool=pool, seed=seed, config=GraBNASConfig(**overrides))
+    member_latents = latents_for(sur, vae, latents)  # (len(space), latent_dim), encoded once
+    return assemble_grabnas(space, sur, vae, sur.task_embedding(), pool, seed, overrides, member_latents)
+
+
+def assemble_grabnas(
+    space,
+    sur,
+    vae,
+    task_embedding,
+    pool: Sequence[Architecture] | None,
+    seed: int,
+    overrides: dict,
+    member_latents=None,
+) -> Optimizer:
+    """GraB-NAS from its parts: a meta-trained surrogate, the graph VAE its latents come from
+    and the target's ``(task_dim,)`` embedding. ``overrides`` are GraBNASConfig fields plus
+    ``adapt_*`` keywords of the surrogate's ``fit`` (e.g. ``adapt_steps``); ``member_latents``
+    ``(len(space), latent_dim)`` saves encoding the pool again."""
+    import inspect
+
+    import torch
+
+    from grabnas.meta.surrogate_training import surrogate_vae
+    from grabnas.search.grabnas import GraBNAS, GraBNASConfig, MetaLatentSurrogate
+
+    overrides = dict(overrides)
+    fit_options = {k[len("adapt_"):]: overrides.pop(k) for k in list(overrides) if k.startswith("adapt_")}
+    known = set(inspect.signature(sur.fit).parameters) - {"X", "Y"}
+    unknown = sorted(set(fit_options) - known)
+    if unknown:
+        raise GrabnasError(
+            f"unknown surrogate option adapt_{unknown[0]}; expected adapt_ followed by one of {', '.join(sorted(known))}"
+        )
+    latent_sur = MetaLatentSurrogate(sur, task_embedding, **fit_options)
+    pool = list(pool) if pool is not None else space.members()
+    pool_latents = None
+    if member_latents is not None:
+        pool_latents = member_latents[torch.as_tensor([space.index_of(a) for a in pool], dtype=torch.long)]
+    opt = GraBNAS(
+        space, latent_sur, surrogate_vae(sur, vae), pool=pool, seed=seed, config=GraBNASConfig(**overrides),
+        pool_latents=pool_latents,
+    )
     opt.surrogate_card = sur.card  # which tasks meta-training saw (reported with each run)
     return opt

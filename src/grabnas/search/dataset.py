@@ -1,0 +1,142 @@
+"""Searching a user's own image dataset: the task, its embedding and the optimizer.
+
+A search with real training has no table of values to learn from: GraB-NAS reads the target
+task through the meta-trained surrogate's *dataset encoder*, so the task embedding is computed
+from the user's images exactly as meta-training computed it for the image corpus — ``k``
+training images per class (``instances_per_class`` of the surrogate's card, drawn with its
+meta-training seed by :func:`grabnas.data.sample_per_class`) through the same feature extractor
+(the shipped ``digits-cnn``: grey, resized to 16x16), then the Set Transformer. Only the
+*training* split is read; validation and test images never reach the optimizer.
+
+The candidates are the whole NB201 space (15,625 cells); the default surrogate is the shipped
+checkpoint that held nothing out (``nb201-all``: every NB201 task plus the image corpus).
+"""
+
+from __future__ import annotations
+
+from grabnas.data.tasks import DatasetSplit, TaskSpec
+from grabnas.errors import GrabnasError
+from grabnas.search.base import Optimizer
+
+#: the search space of dataset searches (what the shipped VAE and surrogates know)
+SPACE = "nb201"
+#: the default surrogate of dataset searches: ``shipped_surrogate_for(SPACE)``, i.e. ``nb201-all``
+DEFAULT_SURROGATE = "auto"
+
+
+def dataset_task(spec: str, image_size: int | None = None) -> TaskSpec:
+    """The task of a ``--dataset`` spec: a task name (``mnist-subset[0,3,7]@12``, ``...~14px``)
+    or a dataset spec (``digits``, ``npz:PATH``, ``folder:PATH``, ...; all classes, split seed 0),
+    resized to ``image_size`` when given. The data are loaded and validated later, by the evaluator."""
+    try:
+        task = TaskSpec.parse(spec)
+    except GrabnasError:
+        task = TaskSpec(spec)
+    if image_size is not None:
+        task = TaskSpec(task.dataset, task.classes, task.seed, task.val_fraction, task.test_fraction, int(image_size))
+    return task
+
+
+def resolve_surrogate(name: str = DEFAULT_SURROGATE) -> str:
+    """The checkpoint name/path of ``name`` (``auto``: the shipped NB201 one that held nothing out)."""
+    if name != "auto":
+        return name
+    from grabnas.meta.surrogate_training import shipped_surrogate_for
+
+    found = shipped_surrogate_for(SPACE)
+    if found is None:
+        raise GrabnasError("no shipped NB201 surrogate without held-out groups (nb201-all); pass a checkpoint path")
+    return found
+
+
+def task_embedding(surrogate, split: DatasetSplit, extractor: str | None = None):
+    """``(task_dim,)`` embedding of a task for ``surrogate`` from the train split of ``split``.
+
+    Mirrors meta-training: ``instances_per_class`` images per class with the card's seed, features
+    from the card's extractor (default ``digits-cnn``), sample 0 of the draws. A surrogate without
+    a dataset encoder gets its learned "no data" embedding.
+    """
+    import torch
+
+    from grabnas.meta.surrogate_training import dataset_instance_features
+    from grabnas.models.feature_extractor import load_feature_extractor
+
+    if not surrogate.task_encoder.has_dataset_encoder:
+        return surrogate.task_embedding(None, None).detach()
+    tc = surrogate.card.get("train_config", {})
+    k = int(tc.get("instances_per_class", 20))
+    seed = int(tc.get("seed", 0))
+    fx = load_feature_extractor(extractor or surrogate.card.get("extractor", "digits-cnn"))
+    dim = int(getattr(fx, "feature_dim", surrogate.config.instance_dim))
+    if dim != surrogate.config.instance_dim:
+        raise GrabnasError(
+            f"the feature extractor gives {dim} features; the surrogate's dataset encoder reads {surrogate.config.instance_dim}"
+        )
+    feats = dataset_instance_features(split.train, fx, k, 1, seed)[0]
+    with torch.no_grad():
+        return surrogate.task_embedding(feats, None).detach()
+
+
+def build_dataset_optimizer(
+    name: str,
+    split: DatasetSplit,
+    seed: int,
+    surrogate: str = DEFAULT_SURROGATE,
+    options: dict | None = None,
+) -> Optimizer:
+    """The optimizer ``name`` over the whole NB201 space for a task with data ``split``.
+
+    GraB-NAS variants (``grabnas``, ``grabnas-bo``, ...) get the shipped NB201 graph VAE and the
+    ``surrogate`` checkpoint (default ``nb201-all``) conditioned on the task embedding of the
+    train split; ``opt.surrogate_card`` and ``opt.surrogate_name`` say which. Baselines
+    (``random``, ``rea``, ``local``, ``gpbo``) need no model; ``transfer-rank`` needs the values of
+    other tasks of a benchmark and is refused.
+    """
+    from grabnas.search.baselines import make_baseline
+    from grabnas.search.registry import GRABNAS_VARIANTS, parse_optimizer_spec
+    from grabnas.spaces import get_space
+
+    space = get_space(SPACE)
+    name, spec_options = parse_optimizer_spec(name)
+    if name == "transfer-rank":
+        raise GrabnasError("transfer-rank ranks by the values of other tasks of a benchmark; use it with --benchmark/--task")
+    if name not in GRABNAS_VARIANTS:
+        return make_baseline(name, space, None, seed)
+    merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
+    return build_grabnas_for_dataset(split, seed, merged, surrogate=surrogate)
+
+
+def build_grabnas_for_dataset(
+    split: DatasetSplit, seed: int, overrides: dict | None = None, surrogate: str = DEFAULT_SURROGATE
+) -> Optimizer:
+    """GraB-NAS over the NB201 space for a task with data ``split`` (see :func:`build_dataset_optimizer`)."""
+    import warnings
+
+    from grabnas.meta.surrogate_training import load_surrogate, vae_fingerprint
+    from grabnas.meta.vae_training import load_checkpoint
+    from grabnas.search.registry import assemble_grabnas
+    from grabnas.spaces import get_space
+
+    space = get_space(SPACE)
+    overrides = dict(overrides or {})
+    name = resolve_surrogate(surrogate)
+    sur = load_surrogate(name)
+    if sur.card.get("space", SPACE) != SPACE:
+        raise GrabnasError(f"surrogate {name!r} was meta-trained on the {sur.card.get('space')} space; expected {SPACE}")
+    vae = load_checkpoint(sur.card.get("vae", {}).get("checkpoint", SPACE), space=space)
+    want = sur.card.get("vae", {}).get("fingerprint")
+    if want and sur.vae_state is None and want != vae_fingerprint(vae):
+        warnings.warn(f"surrogate {name!r} was meta-trained on another VAE's latents; its predictions are unreliable", stacklevel=2)
+    opt = assemble_grabnas(space, sur, vae, task_embedding(sur, split), None, seed, overrides)
+    opt.surrogate_name = name
+    return opt
+
+
+__all__ = [
+    "DEFAULT_SURROGATE",
+    "build_dataset_optimizer",
+    "build_grabnas_for_dataset",
+    "dataset_task",
+    "resolve_surrogate",
+    "task_embedding",
+]

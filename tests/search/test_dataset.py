@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from grabnas.data.tasks import TaskSpec
+from grabnas.errors import GrabnasError
+from grabnas.search.dataset import build_dataset_optimizer, dataset_task, resolve_surrogate, task_embedding
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from grabnas.meta.surrogate_training import load_surrogate
+
+    return load_surrogate(resolve_surrogate())
+
+
+def test_dataset_task_accepts_specs_and_task_names():
+    assert dataset_task("digits") == TaskSpec("digits")
+    assert dataset_task("mnist-subset[0,3,7]@12").classes == (0, 3, 7)
+    t = dataset_task("mnist-subset[0,3,7]@12", image_size=14)
+    assert t.name == "mnist-subset[0,3,7]@12~14px"
+
+
+def test_default_surrogate_is_the_one_that_held_nothing_out(shipped):
+    assert resolve_surrogate() == "nb201-all"
+    assert shipped.card["held_out_groups"] == [] and shipped.task_encoder.has_dataset_encoder
+
+
+def test_task_embedding_shape(shipped):
+    d = task_embedding(shipped, TaskSpec("digits").split())
+    assert d.shape == (shipped.config.task_dim,) and torch.isfinite(d).all()
+    # an image task is not a task without data
+    assert not torch.allclose(d, shipped.task_embedding(None, None).detach())
+
+
+def test_task_embedding_reads_the_train_split_of_the_task():
+    from grabnas.models.surrogate import MetaSurrogate, SurrogateConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        sur = MetaSurrogate(SurrogateConfig(latent_dim=16, dataset_encoder=True)).eval()
+    digits = TaskSpec("digits").split()
+    a = task_embedding(sur, digits)
+    assert a.shape == (sur.config.task_dim,)
+    assert torch.equal(a, task_embedding(sur, digits))  # deterministic draws
+    b = task_embedding(sur, TaskSpec("digits", (0, 1, 2), seed=5).split())
+    assert (a - b).abs().max() > 1e-3
+    # only the train split is read: changing val and test images leaves d unchanged
+    from dataclasses import replace
+
+    noisy = replace(digits, val=digits.val.subset(torch.arange(3)), test=digits.test.subset(torch.arange(3)))
+    assert torch.equal(a, task_embedding(sur, noisy))
+
+
+def test_build_dataset_optimizer():
+    split = TaskSpec("digits", (0, 1, 2)).split()
+    opt = build_dataset_optimizer("grabnas", split, seed=0)
+    assert opt.surrogate_name == "nb201-all" and len(opt.pool) == 15625
+    archs = opt.ask(2)
+    assert len(set(archs)) == 2
+    opt.tell(archs, [None, 50.0])  # a failure is told as None
+    assert opt.ask(1)[0] not in archs
+    assert build_dataset_optimizer("rea", split, seed=0).name == "rea"
+    with pytest.raises(GrabnasError, match="transfer-rank"):
+        build_dataset_optimizer("transfer-rank", split, seed=0)
+    with pytest.raises(GrabnasError, match="unknown optimizer 'sgd'"):
+        build_dataset_optimizer("sgd", split, seed=0)
