@@ -11,40 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _csv_list(text: str) -> tuple[str, ...]:
-    items = tuple(x.strip() for x in text.split(",") if x.strip())
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _task_list(text: str) -> tuple[str, ...]:
-    """Comma-separated task names; commas inside brackets (``digits[0,3,7]@12``) do not split."""
-    items, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            items.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    items.append(cur.strip())
-    items = [x for x in items if x]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected comma-separated task names, got {text!r}")
-    return tuple(items)
+from grabnas.cli_args import csv_list as _csv_list
+from grabnas.cli_args import positive_int as _positive_int
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -87,7 +55,7 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         help="meta-validate on 10%% of each task's architectures instead of on held-out tasks",
     )
     p.add_argument(
-        "--val-tasks", type=_task_list, default=None, help="meta-validation tasks (default: automatic, see the docs)"
+        "--val-tasks", type=_csv_list, default=None, help="meta-validation tasks (default: automatic, see the docs)"
     )
     p.add_argument(
         "--value-transform",
@@ -140,7 +108,7 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201"
     )
     t.add_argument("--holdout", type=_csv_list, default=(), help="groups (datasets) to leave out, e.g. cifar10")
-    t.add_argument("--tasks", type=_task_list, default=None, help="use only these corpus tasks")
+    t.add_argument("--tasks", type=_csv_list, default=None, help="use only these corpus tasks")
     t.add_argument("--out", required=True, help="checkpoint path (OUT.pt and OUT.json are written)")
     t.add_argument(
         "--eval-shots", type=_int_list, default=(0, 20), help="observations for the held-out evaluation (default 0,20)"
@@ -170,7 +138,7 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument(
         "--task",
-        type=_task_list,
+        type=_csv_list,
         default=None,
         help="target task(s), comma-separated (default: every main-fidelity task)",
     )

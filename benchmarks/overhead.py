@@ -1,0 +1,63 @@
+"""Optimizer overhead per iteration: GraB-NAS against GP-BO on NB201 cifar10, in one process.
+
+One iteration = ask(1) + tell (the lookup itself is free). For GraB-NAS that is the surrogate's
+adaptation to the observations, the acquisition over the untried part of the 15,625-cell pool
+and, on local steps, the latent gradient ascent and the decodes. The two optimizers advance
+step by step in turn, so machine noise hits both alike; iterations after ``--warmup`` are
+timed (GraB-NAS's local steps start after its T_BO = 10 observations).
+
+    GRABNAS_NB201=path/to/nb201_accuracies.csv .venv/bin/python benchmarks/overhead.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from grabnas.benchmarks import load_benchmark
+from grabnas.search.registry import build_optimizer
+from grabnas.seeding import child_seed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="NB201 table (default $GRABNAS_NB201)")
+    p.add_argument("--task", default="cifar10")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=10)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    bench = load_benchmark("nb201", args.data)
+    times: dict[str, list[float]] = {"gpbo": [], "grabnas": [], "grabnas-global": [], "grabnas-local": []}
+    for seed in range(args.seeds):
+        opts = {name: build_optimizer(name, bench, args.task, child_seed(0, args.task, seed)) for name in ("gpbo", "grabnas")}
+        for step in range(1, args.iterations + 1):
+            for name, opt in opts.items():
+                local_before = len(getattr(opt, "local_log", []))
+                t0 = time.perf_counter()
+                archs = opt.ask(1)
+                opt.tell(archs, [bench.value(a, args.task) for a in archs])
+                dt = time.perf_counter() - t0
+                if step > args.warmup:
+                    times[name].append(dt)
+                    if name == "grabnas":
+                        kind = "local" if len(opt.local_log) > local_before else "global"
+                        times[f"grabnas-{kind}"].append(dt)
+    print(f"NB201 {args.task}, {args.threads} torch threads, {args.seeds} seeds, iterations {args.warmup + 1}-{args.iterations}")
+    print("| optimizer | iterations timed | median s/iter | 25-75 % | max |")
+    print("|---|---|---|---|---|")
+    for name, ts in times.items():
+        if ts:
+            q25, q50, q75 = np.percentile(ts, [25, 50, 75])
+            print(f"| {name} | {len(ts)} | {q50:.3f} | {q25:.3f}-{q75:.3f} | {max(ts):.3f} |")
+    ratio = np.median(times["grabnas"]) / np.median(times["gpbo"])
+    print(f"median GraB-NAS / GP-BO iteration time: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
