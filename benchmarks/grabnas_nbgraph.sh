@@ -11,4 +11,4 @@ GPBO_SEEDS=${2:-5}
 .venv/bin/grabnas bench --benchmark nasbench-graph --optimizers random,rea,transfer-rank,grabnas \
   --seeds "$SEEDS" --budget 50 --no-progress --out "$OUT"
 .venv/bin/grabnas bench --benchmark nasbench-graph --optimizers gpbo \
-  --seeds "$GPBO_SEEDS" --budget 50 --no-progress --out "$OUT"
+  --seeds "$GPBO_SEEDS" --budget 50 --no-progress --out "$OUT-gpbo"

@@ -154,7 +154,12 @@ def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
     db = tmp_path / "b.db"
     argv = ["search", "--data", str(nb201_path), "--task", "cifar10", "--budget", "3", "--study", str(db), "--no-progress"]
     assert main(argv) == 0
-    assert "best value:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "best value:" in out
+    # the run says which surrogate it used, and that it never saw the target's dataset
+    assert "surrogate checkpoint nb201-no-cifar10" in out and "never on 'cifar10'" in out
     with Study.load(db) as st:
         assert st.settings() == {"benchmark": "nb201", "task": "cifar10", "optimizer": "grabnas", "seed": 0}
         assert len(st.trials("done")) == 3
+        assert "cifar10" not in st.info("surrogate")["card"]["groups_seen"]
+    assert "never on 'cifar10'" in (tmp_path / "b" / "report.md").read_text()

@@ -191,10 +191,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
     settings = {"benchmark": benchmark, "task": args.task, "optimizer": args.optimizer, "seed": args.seed}
     study = _open_existing(args.study, settings)
     try:
-        optimizer = build_optimizer(args.optimizer, bench, args.task, child_seed(args.seed, args.task))
+        messages: list[str] = []
+        optimizer = build_optimizer(args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append)
         study = study or Study.open(args.study, settings)
+        notes = []
+        card = getattr(optimizer, "surrogate_card", None)
+        if card is not None:  # GraB-NAS: say which surrogate, and that it never saw the task's dataset
+            line = (
+                f"{messages[-1] if messages else 'surrogate'}; meta-trained on {', '.join(card.get('train_tasks', []))}, "
+                f"never on {bench.group(args.task)!r}"
+            )
+            print(line)
+            notes.append(f"GraB-NAS: {line}.")
+            study.set_info("surrogate", {"log": messages, "card": card})
         return _run_and_report(
-            args, study, optimizer, evaluate, bench.space, f"{benchmark} {args.task}, {args.optimizer}", args.workers or 1
+            args, study, optimizer, evaluate, bench.space, f"{benchmark} {args.task}, {args.optimizer}", args.workers or 1,
+            notes=notes,
         )
     finally:
         if study is not None:
