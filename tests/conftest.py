@@ -46,3 +46,15 @@ def nbg_space():
     from grabnas.spaces import get_space
 
     return get_space("nasbench-graph")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models and GP tensors gain nothing from intra-op threads, and threads that spin on a
+    busy machine make these tests many times slower; the setting is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -138,20 +138,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m grabnas.cli_train {collect,export} ...`` (the same commands as ``grabnas``)."""
-    from grabnas.errors import GrabnasError
+    """``python -m grabnas.cli_train {collect,export} ...``: the same as ``grabnas collect|export``."""
+    from grabnas.cli import main as grabnas_main
 
-    parser = argparse.ArgumentParser(prog="grabnas", description="grabnas real-training commands")
-    add_train_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except GrabnasError as e:
-        print(f"grabnas: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grabnas: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return grabnas_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

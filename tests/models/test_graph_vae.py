@@ -12,13 +12,7 @@ from grabnas.spaces.base import DAG
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """These models are tiny: one intra-op thread is fastest, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -46,14 +46,7 @@ POOL729 = product_pool(("none", "skip_connect", "nor_conv_3x3"))
 LATER_FAIL = set(POOL729[::4])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # small GP tensors gain nothing from intra-op threads, and threads that spin on a busy
-    # machine make the GP tests many times slower; restore the setting afterwards
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(name: str, pool: list[NB201Arch], seed: int = 0, **kw):

@@ -35,6 +35,7 @@ import torch
 
 from grabnas import __version__
 from grabnas.errors import GrabnasError
+from grabnas.meta.checkpoint_files import read_card
 from grabnas.meta.corpus import Corpus, CorpusTask
 from grabnas.models.surrogate import DTYPE, MetaSurrogate, SurrogateConfig, gaussian_nll, predict, rank_gauss
 from grabnas.seeding import child_seed
@@ -677,12 +678,7 @@ def load_surrogate(path_or_name: str | Path, vae=None, *, check_vae: bool = True
             raise GrabnasError(
                 f"no surrogate checkpoint {name!r}; expected a shipped name ({shipped}) or a .pt file next to its .json card"
             )
-        try:
-            card = json.loads(js.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise GrabnasError(f"surrogate card {js} is corrupt: {' '.join(str(e).split())[:200]}") from None
-        if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-            raise GrabnasError(f"{js} is not a grabnas surrogate card (expected format {CARD_FORMAT!r})")
+        card = read_card(js, "surrogate", CARD_FORMAT)
         try:
             cfg = SurrogateConfig.from_dict(card["config"])
             state = torch.load(pt, map_location="cpu", weights_only=True)

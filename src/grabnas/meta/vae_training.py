@@ -28,6 +28,7 @@ import torch
 
 from grabnas import __version__
 from grabnas.errors import GrabnasError
+from grabnas.meta.checkpoint_files import read_card
 from grabnas.models.graph_vae import ArchitectureVAE, DAGBatch, GraphVAE, GraphVAEConfig
 from grabnas.seeding import child_seed
 from grabnas.spaces import get_space
@@ -377,12 +378,7 @@ def load_checkpoint(path_or_name: str | Path, space: SearchSpace | str | None = 
                 f"no VAE checkpoint {name!r}: {missing} does not exist; expected a shipped name "
                 f"({', '.join(n for n in SHIPPED if n != 'nbgraph')}) or a .pt file next to its .json card"
             )
-        try:
-            card = json.loads(js.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise GrabnasError(f"VAE checkpoint card {js} is corrupt: {_one_line(e)}") from None
-        if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-            raise GrabnasError(f"{js} is not a grabnas VAE checkpoint card (expected format {CARD_FORMAT!r})")
+        card = read_card(js, "VAE checkpoint", CARD_FORMAT)
         if space is not None:
             wanted = space if isinstance(space, str) else space.name
             wanted = "nasbench-graph" if wanted == "nbgraph" else wanted
