@@ -12,3 +12,24 @@ GPBO_SEEDS=${2:-5}
   --seeds "$SEEDS" --budget 50 --no-progress --out "$OUT"
 .venv/bin/grabnas bench --benchmark nasbench-graph --optimizers gpbo \
   --seeds "$GPBO_SEEDS" --budget 50 --no-progress --out "$OUT-gpbo"
+# one table with every optimizer: $OUT-all/{results.csv,summary.md,regret.png}
+.venv/bin/python - "$OUT" "$OUT-gpbo" "$OUT-all" <<'PY'
+import csv, sys
+from pathlib import Path
+from grabnas.report import write_bench_report
+
+*sources, target = map(Path, sys.argv[1:])
+target.mkdir(parents=True, exist_ok=True)
+rows, fields = [], None
+for src in sources:
+    with (src / "results.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = fields or reader.fieldnames
+        rows += list(reader)
+with (target / "results.csv").open("w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+write_bench_report(target)
+print((target / "summary.md").read_text())
+PY
