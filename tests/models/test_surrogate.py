@@ -165,3 +165,28 @@ def test_adaptation_steps_run_and_keep_feature_map():
     tuned = sur.fit(X_obs, y_obs, steps=2, finetune_features=True)
     assert tuned.feature_map is not sur.feature_map
     assert torch.isfinite(tuned.posterior(X_test).mean).all()
+
+
+def test_widening_to_residuals_only_ever_widens():
+    sur = _surrogate()
+    X_obs, y_obs, X_test = _data(sur, n_obs=20)
+    with torch.no_grad():  # meta-learned variances far too small for these residuals
+        sur.covar_module.outputscale = torch.tensor(1e-3, dtype=DTYPE)
+        sur.likelihood.noise = torch.tensor([1e-3], dtype=DTYPE)
+    plain = sur.fit(X_obs, y_obs)
+    wide = sur.fit(X_obs, y_obs, widen_prior_strength=5.0)
+    _, var_plain = predict(plain, X_test, observation_noise=True)
+    _, var_wide = predict(wide, X_test, observation_noise=True)
+    f = float(wide.covar_module.outputscale / plain.covar_module.outputscale)
+    assert f > 10  # residuals of order 1 against a prior variance of 2e-3
+    assert float(wide.prediction_noise / plain.prediction_noise) == pytest.approx(f)
+    # the observations keep their own (rank-Gauss) noise on top of the widened one
+    own_plain = plain.likelihood.noise - plain.prediction_noise
+    own_wide = wide.likelihood.noise - wide.prediction_noise
+    assert torch.allclose(own_plain, own_wide)
+    assert (var_wide > 5 * var_plain).all()
+    # variances already wide enough stay as they are
+    with torch.no_grad():
+        sur.covar_module.outputscale = torch.tensor(50.0, dtype=DTYPE)
+    a, b = sur.fit(X_obs, y_obs), sur.fit(X_obs, y_obs, widen_prior_strength=5.0)
+    assert torch.equal(predict(a, X_test)[1], predict(b, X_test)[1])

@@ -541,6 +541,7 @@ def evaluate_task(
     plain_gp: bool = False,
     onehot: np.ndarray | None = None,
     transfer: np.ndarray | None = None,
+    fit_options: dict | None = None,
 ) -> dict:
     """Metrics of ``sur`` on ``task`` (which it must not have seen), per number of observations.
 
@@ -548,7 +549,8 @@ def evaluate_task(
     metric is over all the task's architectures (observed ones included) and averaged over
     seeds. With ``plain_gp`` (needs ``onehot``, aligned with ``task.index``) a BoTorch
     ``SingleTaskGP`` on one-hot encodings gets the same observations. ``transfer`` (scores
-    aligned with ``task.index``) adds the zero-shot transfer-rank baseline.
+    aligned with ``task.index``) adds the zero-shot transfer-rank baseline. ``fit_options`` go to
+    ``sur.fit`` (e.g. ``widen_prior_strength``).
     """
     y = task.values
     ys = task_targets(task, sur.config.value_transform)
@@ -575,7 +577,7 @@ def evaluate_task(
             obs = g.choice(len(y), size=n, replace=False) if n else np.zeros(0, dtype=np.int64)
             t0 = time.perf_counter()
             with torch.no_grad() if steps == 0 else contextlib.nullcontext():
-                model = sur.fit(X[obs], torch.as_tensor(y[obs], dtype=DTYPE), steps=steps)
+                model = sur.fit(X[obs], torch.as_tensor(y[obs], dtype=DTYPE), steps=steps, **(fit_options or {}))
             mu, var = predict(model, X, observation_noise=True)
             times.append(time.perf_counter() - t0)
             if model.units == "observed":  # raw units -> the task's standardised units

@@ -378,6 +378,41 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         self.prediction_strategy = None
         return s2
 
+    @torch.no_grad()
+    def widen_to_residuals(self, extra_noise: float, prior_strength: float = 5.0) -> float:
+        """Widen (never narrow) the meta-learned prior variance ``v = outputscale +
+        prediction_noise`` when the observations deviate from the mean more than it says.
+
+        With residuals ``r`` of the training targets from the mean and ``extra_noise`` the
+        variance the observations carry on top of ``prediction_noise`` (the rank-Gauss sampling
+        noise), ``E[r^2] = v + extra_noise`` under the model; the observed mean square, shrunk
+        towards that by ``prior_strength`` pseudo-observations, gives ``v' = max(v, ms -
+        extra_noise)``. The output scale and the prediction noise are multiplied by ``f = v' / v``
+        (the training noise keeps its extra part). ``extra_noise`` is the part left once the
+        affine fit took the shared part out (:func:`rank_score_variance` with
+        ``affine_removed``). Residual correlations are ignored (a marginal
+        moment estimate). Returns ``f``.
+
+        Why: the meta-learned variances are fitted on the training tasks' own residuals, which
+        are smaller than those of a held-out task unlike every training task (NB201 imagenet16).
+        """
+        if self.num_train == 0 or self.prediction_noise is None:
+            return 1.0
+        x, y = self.train_inputs[0], self.train_targets
+        m, _ = self.feature_map(x)
+        r = y - (self.mean_offset + self.mean_scale * m)
+        v = float(self.covar_module.outputscale + self.prediction_noise.reshape(-1)[0])
+        n = len(y)
+        ms = (prior_strength * (v + extra_noise) + float((r**2).sum())) / (prior_strength + n)
+        f = max(1.0, (ms - extra_noise) / v)
+        if f > 1.0:
+            own = self.likelihood.noise - self.prediction_noise  # the observations' extra noise
+            self.covar_module.outputscale = self.covar_module.outputscale * f
+            self.prediction_noise = self.prediction_noise * f
+            self.likelihood.noise = self.prediction_noise + own
+            self.prediction_strategy = None
+        return f
+
     def fit_hyperparameters(
         self,
         steps: int = 20,
@@ -522,6 +557,7 @@ class MetaSurrogate(nn.Module):
         scale_prior_std: float = 0.5,
         offset_prior_std: float = 0.5,
         variance_prior_strength: float | None = None,
+        widen_prior_strength: float | None = None,
         units_scale_std: float | None = None,
         units_offset_std: float | None = None,
     ) -> DeepKernelGP:
@@ -546,6 +582,11 @@ class MetaSurrogate(nn.Module):
           the posterior is in raw units, ``units = "observed"``) and the mean's (scale, offset)
           are fitted in closed form.
 
+        With ``widen_prior_strength`` (rank-Gauss units) the prior variance is widened, never
+        narrowed, to the observations' residuals (:meth:`DeepKernelGP.widen_to_residuals`);
+        off by default: on NB201 imagenet16 it brings the 90 % coverage after 5/10/20 random
+        observations from 0.81/0.79/0.76 to 0.86/0.88/0.81, but in a GraB-NAS search there it
+        trades a better start for a miss of the optimum within 50 evaluations.
         With ``variance_prior_strength`` the meta-learned variances (output scale and noise) get
         one common factor fitted in closed form (:meth:`DeepKernelGP.fit_variance_scale`, shrunk
         towards 1 by that many pseudo-observations). Off by default: on NB201 it narrowed the
@@ -588,6 +629,8 @@ class MetaSurrogate(nn.Module):
                 gp.mean_offset.fill_(0.0)
             gp.units = "rank-gauss"
             gp.prediction_strategy = None
+            if widen_prior_strength is not None:
+                gp.widen_to_residuals(rank_score_variance(n, affine_removed=True) / a**2, widen_prior_strength)
         if variance_prior_strength is not None:
             gp.fit_variance_scale(variance_prior_strength)
         if steps > 0:
