@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-src/grabnas/checkpoints}
-REPORTS=${REPORTS:-results/surrogate}
+REPORTS=${REPORTS:-benchmarks/results/surrogate}
 THREADS=${THREADS:-1}
 NB201=${GRABNAS_NB201:-../shared/data/nb201/nb201_accuracies.csv}
 PARTS=("$@")
@@ -39,11 +39,15 @@ for part in "${PARTS[@]}"; do
       "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint train \
         --save-dir "$OUT" --steps 10000 --shots 0,5,10,20 --seeds 5 --plain-gp \
         --threads "$THREADS" --no-progress --out "$REPORTS/nb201.json" | tee "$REPORTS/nb201.md"
+      "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint auto --widen 5 \
+        --threads "$THREADS" --no-progress --out "$REPORTS/nb201-widen5.json" | tee "$REPORTS/nb201-widen5.md"
       ;;
     nasbench-graph)
       "$PY" -m grabnas.cli surrogate eval --benchmark nasbench-graph --checkpoint train \
         --save-dir "$OUT" --steps 4000 --shots 0,5,10,20 --seeds 5 --plain-gp \
         --threads "$THREADS" --no-progress --out "$REPORTS/nasbench-graph.json" | tee "$REPORTS/nasbench-graph.md"
+      "$PY" -m grabnas.cli surrogate eval --benchmark nasbench-graph --checkpoint auto --widen 5 \
+        --threads "$THREADS" --no-progress --out "$REPORTS/nasbench-graph-widen5.json" | tee "$REPORTS/nasbench-graph-widen5.md"
       ;;
     images)
       TASKS="digits[0,1,5,7,8,9]@4881,digits[1,2,3,4,5,6]@6942,mnist-subset[0,1,2,5,6,9]@9634~14px,mnist-subset[0,3,4,6]@8487~14px"
