@@ -53,6 +53,7 @@ def run_one(
     budget: int,
     master_seed: int = 0,
     prune_top: float = 0.0,
+    cache: dict | None = None,
 ) -> list[dict]:
     """One optimizer run of ``budget`` evaluations; returns its rows (see ``RESULT_COLUMNS``).
 
@@ -62,10 +63,11 @@ def run_one(
     still measured against the task's true optimum, ``in_pool`` says whether a proposal was a
     pool member and ``pool_best`` is the best value left in the pool. ``decodes`` and
     ``valid_decodes`` count the graph-VAE decodes of GraB-NAS's local steps so far (empty for
-    optimizers that do not decode).
+    optimizers that do not decode). ``cache`` (a dict kept across the runs of one process)
+    lets GraB-NAS runs share their VAE, latents and surrogates; results do not depend on it.
     """
     pool = pruned_pool(bench, task, prune_top)
-    opt = build_optimizer(optimizer, bench, task, child_seed(master_seed, task, seed), pool=pool)
+    opt = build_optimizer(optimizer, bench, task, child_seed(master_seed, task, seed), pool=pool, cache=cache)
     in_pool = set(pool)
     values = bench.values(task)
     pool_best = max(values[a] for a in pool)
@@ -121,7 +123,8 @@ def _run_chunk(
 
         torch.set_num_threads(threads)
     bench = load_benchmark(spec, data)
-    return [run_one(bench, t, o, s, budget, master_seed, prune_top) for t, o, s in runs]
+    cache: dict = {}
+    return [run_one(bench, t, o, s, budget, master_seed, prune_top, cache) for t, o, s in runs]
 
 
 def _done_runs(results: Path) -> set[tuple[str, str, int]]:
@@ -199,8 +202,9 @@ def run_bench(
                 bar.update(1)
 
         if jobs <= 1:
+            cache: dict = {}  # GraB-NAS's VAE, latents and surrogates, shared by the runs
             for t, o, s in todo:
-                save(run_one(bench, t, o, s, config.budget, config.master_seed, config.prune_top))
+                save(run_one(bench, t, o, s, config.budget, config.master_seed, config.prune_top, cache))
         else:
             # one run per task: rows reach the file (and the bar) as each run ends
             with ProcessPoolExecutor(max_workers=jobs) as pool:

@@ -56,3 +56,14 @@ def test_options_reach_the_optimizer_and_its_surrogate(nb201_bench):
     assert opt.surrogate.fit_options == {"steps": 2}
     with pytest.raises(GrabnasError, match="unknown surrogate option adapt_bogus"):
         build_optimizer("grabnas[adapt_bogus=1]", nb201_bench, "cifar10", seed=0)
+
+
+def test_a_shared_cache_gives_the_same_runs(nb201_bench):
+    from grabnas.bench import run_one
+
+    cache: dict = {}
+    first = run_one(nb201_bench, "cifar10", "grabnas[t_bo=2]", seed=1, budget=5, cache=cache)
+    assert any(k[0] == "surrogate" for k in cache) and any(k[0] == "vae" for k in cache)
+    again = run_one(nb201_bench, "cifar10", "grabnas[t_bo=2]", seed=1, budget=5, cache=cache)
+    fresh = run_one(nb201_bench, "cifar10", "grabnas[t_bo=2]", seed=1, budget=5)
+    assert [r["arch"] for r in first] == [r["arch"] for r in again] == [r["arch"] for r in fresh]

@@ -99,10 +99,13 @@ def build_optimizer(
     pool: Sequence[Architecture] | None = None,
     options: dict | None = None,
     log=None,
+    cache: dict | None = None,
 ) -> Optimizer:
     """The optimizer ``name`` over ``pool`` (default: the task's pool), seeded with ``seed``.
 
     ``options`` override GraB-NAS settings (:class:`grabnas.search.grabnas.GraBNASConfig`).
+    ``cache``: a dict the caller keeps between calls on one benchmark (e.g. the runs of a
+    bench) so GraB-NAS loads its VAE, encodes the space and loads each surrogate only once.
     """
     from grabnas.search.baselines import TransferRank, make_baseline, transfer_scores
 
@@ -110,7 +113,7 @@ def build_optimizer(
     pool = list(pool) if pool is not None else bench.pool(task)
     if name in GRABNAS_VARIANTS:
         merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
-        return build_grabnas(bench, task, seed, pool, merged, log=log)
+        return build_grabnas(bench, task, seed, pool, merged, log=log, cache=cache)
     if name == "transfer-rank":
         others = bench.other_tasks(task)
         if not others:
@@ -132,6 +135,7 @@ def build_grabnas(
     overrides: dict,
     checkpoint: str = "auto",
     log=None,
+    cache: dict | None = None,
 ) -> Optimizer:
     """GraB-NAS for ``task``: the space's shipped graph VAE and a surrogate that never saw the
     task's group (the shipped checkpoint for that hold-out, or one meta-trained now on the
@@ -143,15 +147,25 @@ def build_grabnas(
     from grabnas.meta.vae_training import load_checkpoint
 
     space = bench.space
-    vae = load_checkpoint(space.name, space=space)
-    with torch.no_grad():
-        latents = encode_members(vae)
+    cache = {} if cache is None else cache
+    if ("vae", space.name) not in cache:
+        vae = load_checkpoint(space.name, space=space)
+        with torch.no_grad():
+            cache[("vae", space.name)] = (vae, encode_members(vae))
+    vae, latents = cache[("vae", space.name)]
     group = bench.group(task)
-    corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
-    sur = surrogate_for_group(
-        corpus, group, vae, latents, checkpoint=checkpoint, benchmark=bench.name.split(":")[0],
-        vae_name=space.name, log=log or (lambda _msg: None),
-    )
+    key = ("surrogate", bench.name, group, checkpoint)
+    if key not in cache:
+        corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
+        messages: list[str] = []
+        sur = surrogate_for_group(
+            corpus, group, vae, latents, checkpoint=checkpoint, benchmark=bench.name.split(":")[0],
+            vae_name=space.name, log=messages.append,
+        )
+        cache[key] = (sur, messages)
+    sur, messages = cache[key]
+    for message in messages:
+        (log or (lambda _msg: None))(message)
     seen = set(sur.card.get("groups_seen", []))
     if group in seen:  # belt and braces: the target's values must never reach the surrogate
         raise GrabnasError(f"the surrogate for {task!r} saw its group {group!r}; expected one that held it out")
