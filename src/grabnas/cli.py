@@ -198,8 +198,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         card = getattr(optimizer, "surrogate_card", None)
         if card is not None:  # GraB-NAS: say which surrogate, and that it never saw the task's dataset
             line = (
-                f"{messages[-1] if messages else 'surrogate'}; meta-trained on {', '.join(card.get('train_tasks', []))}, "
-                f"never on {bench.group(args.task)!r}"
+                f"{messages[-1] if messages else 'surrogate'}; meta-trained on datasets "
+                f"{', '.join(card.get('groups_seen', []))}, never on {bench.group(args.task)!r}"
             )
             print(line)
             notes.append(f"GraB-NAS: {line}.")
