@@ -35,7 +35,7 @@ import torch
 
 from grabnas import __version__
 from grabnas.errors import GrabnasError
-from grabnas.meta.checkpoint_files import read_card
+from grabnas.meta.checkpoint_files import checkpoint_paths, checkpoint_stem, read_card, shipped_root
 from grabnas.meta.corpus import Corpus, CorpusTask
 from grabnas.models.surrogate import DTYPE, MetaSurrogate, SurrogateConfig, gaussian_nll, predict, rank_gauss
 from grabnas.seeding import child_seed
@@ -609,17 +609,12 @@ def _mean_rows(rows: list[dict]) -> dict:
 
 
 # -- checkpoints -------------------------------------------------------------------------------------
-def _stem(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".pt", ".json") else p
-
-
 def save_surrogate(
     sur: MetaSurrogate, path: str | Path, *, vae_state: dict | None = None, **card_fields: object
 ) -> tuple[Path, Path]:
     """Write ``<stem>.pt`` (float32 state dict; a fine-tuned VAE's state under ``vae``) and
     ``<stem>.json`` (the card: ``sur.card`` + ``card_fields`` + config and versions)."""
-    stem = _stem(path)
+    stem = checkpoint_stem(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
     card = {
         "format": CARD_FORMAT,
@@ -641,13 +636,9 @@ def save_surrogate(
     return pt, js
 
 
-def _shipped_root():
-    return importlib.resources.files("grabnas") / "checkpoints"
-
-
 def shipped_surrogate_names() -> list[str]:
     """Names of the surrogate checkpoints shipped with the package (``nb201-no-cifar10``, ...)."""
-    root = _shipped_root()
+    root = shipped_root()
     names = []
     for entry in root.iterdir():
         n = entry.name
@@ -663,18 +654,13 @@ def load_surrogate(path_or_name: str | Path, vae=None, *, check_vae: bool = True
     name = str(path_or_name)
     with contextlib.ExitStack() as stack:
         stem_name = name if name.startswith(CHECKPOINT_PREFIX) else CHECKPOINT_PREFIX + name
-        root = _shipped_root()
-        if (
+        shipped = (
             "/" not in name
             and "\\" not in name
             and not name.endswith((".pt", ".json"))
-            and (root / f"{stem_name}.pt").is_file()
-        ):
-            pt = stack.enter_context(importlib.resources.as_file(root / f"{stem_name}.pt"))
-            js = stack.enter_context(importlib.resources.as_file(root / f"{stem_name}.json"))
-        else:
-            stem = _stem(path_or_name)
-            pt, js = stem.with_suffix(".pt"), stem.with_suffix(".json")
+            and (shipped_root() / f"{stem_name}.pt").is_file()
+        )
+        pt, js = checkpoint_paths(stack, stem_name if shipped else None, path_or_name)
         if not pt.is_file() or not js.is_file():
             shipped = ", ".join(shipped_surrogate_names()) or "none"
             raise GrabnasError(
@@ -735,7 +721,7 @@ def shipped_surrogate_for(benchmark: str, held_out_group: str | None = None) -> 
     (for a search on that dataset of the benchmark), or, with ``held_out_group=None``, the one
     that held nothing out (for a search on a task outside the benchmark, e.g. ``nb201-all``)."""
     for name in shipped_surrogate_names():
-        with importlib.resources.as_file(_shipped_root() / f"{CHECKPOINT_PREFIX}{name}.json") as js:
+        with importlib.resources.as_file(shipped_root() / f"{CHECKPOINT_PREFIX}{name}.json") as js:
             try:
                 card = json.loads(Path(js).read_text())
             except (OSError, json.JSONDecodeError):

@@ -15,7 +15,6 @@ All randomness comes from explicit seeds (``torch.Generator`` / ``numpy.random.G
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import json
 import math
 import time
@@ -28,7 +27,7 @@ import torch
 
 from grabnas import __version__
 from grabnas.errors import GrabnasError
-from grabnas.meta.checkpoint_files import read_card
+from grabnas.meta.checkpoint_files import checkpoint_paths, checkpoint_stem, read_card, shipped_root
 from grabnas.models.graph_vae import ArchitectureVAE, DAGBatch, GraphVAE, GraphVAEConfig
 from grabnas.seeding import child_seed
 from grabnas.spaces import get_space
@@ -316,18 +315,13 @@ def evaluate_vae(
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
-def _stem(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".pt", ".json") else p
-
-
 def save_checkpoint(vae: ArchitectureVAE, path: str | Path, **card_fields: object) -> tuple[Path, Path]:
     """Write ``<stem>.pt`` (state dict) and ``<stem>.json`` (card); returns both paths.
 
     The card is ``vae.card`` plus ``card_fields`` plus the format, space, config, torch and
     grabnas versions; ``vae.card`` is updated to it.
     """
-    stem = _stem(path)
+    stem = checkpoint_stem(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
     card = {
         "format": CARD_FORMAT,
@@ -348,7 +342,7 @@ def save_checkpoint(vae: ArchitectureVAE, path: str | Path, **card_fields: objec
 
 def shipped_checkpoint_names() -> list[str]:
     """Space names whose VAE checkpoint ships with the package."""
-    root = importlib.resources.files("grabnas") / "checkpoints"
+    root = shipped_root()
     return [n for n, stem in SHIPPED.items() if n != "nbgraph" and (root / f"{stem}.pt").is_file()]
 
 
@@ -365,13 +359,7 @@ def load_checkpoint(path_or_name: str | Path, space: SearchSpace | str | None = 
     with contextlib.ExitStack() as stack:
         name = str(path_or_name)
         stem_name = SHIPPED.get(name, name if name in SHIPPED.values() else None)
-        if stem_name is not None:
-            root = importlib.resources.files("grabnas") / "checkpoints"
-            pt = stack.enter_context(importlib.resources.as_file(root / f"{stem_name}.pt"))
-            js = stack.enter_context(importlib.resources.as_file(root / f"{stem_name}.json"))
-        else:
-            stem = _stem(path_or_name)
-            pt, js = stem.with_suffix(".pt"), stem.with_suffix(".json")
+        pt, js = checkpoint_paths(stack, stem_name, path_or_name)
         if not pt.is_file() or not js.is_file():
             missing = pt if not pt.is_file() else js
             raise GrabnasError(
