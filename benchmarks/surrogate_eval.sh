@@ -8,9 +8,11 @@
 #
 # nb201:          leave-one-dataset-out over cifar10 / cifar100 / imagenet16; each surrogate is
 #                 meta-trained on the two other datasets, all their fidelities (200-epoch and
-#                 12-epoch tasks), 10,000 steps; then zero-shot and 5/10/20 random observations
-#                 (5 seeds), beside transfer-rank and a plain GP on one-hot encodings.
-#                 ~10 min per dataset on one shared CPU core.
+#                 12-epoch tasks), 16,000 steps, one learned embedding offset per training task
+#                 (--task-offsets: the target's embedding is inferred from its observations);
+#                 then zero-shot and 5/10/20 random observations (5 seeds), beside
+#                 transfer-rank and a plain GP on one-hot encodings.
+#                 ~6 min per dataset on one CPU core.
 # nasbench-graph: leave-one-dataset-out over its 9 datasets, 4,000 steps each; ~6 min each.
 # images:         leave-one-task-out over four tasks of the image corpus (tasks with data, so the
 #                 dataset encoder is used), with and without the dataset encoder (--ignore-data).
@@ -36,8 +38,8 @@ for part in "${PARTS[@]}"; do
   echo "== $part"
   case "$part" in
     nb201)
-      "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint train \
-        --save-dir "$OUT" --steps 10000 --shots 0,5,10,20 --seeds 5 --plain-gp \
+      "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint train --task-offsets \
+        --save-dir "$OUT" --steps 16000 --shots 0,5,10,20 --seeds 5 --plain-gp \
         --threads "$THREADS" --no-progress --out "$REPORTS/nb201.json" | tee "$REPORTS/nb201.md"
       "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint auto --widen 5 \
         --threads "$THREADS" --no-progress --out "$REPORTS/nb201-widen5.json" | tee "$REPORTS/nb201-widen5.md"

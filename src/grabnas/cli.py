@@ -278,6 +278,15 @@ def _open_existing(path: str, settings: dict):
     return Study.open(path, settings) if Path(path).exists() else None
 
 
+def _task_inference_line(optimizer) -> str | None:
+    """What GraB-NAS's surrogate inferred about the task at its last fit (None: nothing)."""
+    weights = getattr(getattr(optimizer, "surrogate", None), "task_weights", None)
+    if not weights:
+        return None
+    parts = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(weights.items(), key=lambda kv: -kv[1]))
+    return f"the observations moved the task embedding towards these meta-training tasks (weights): {parts}"
+
+
 def _run_and_report(
     args, study, optimizer, evaluate, space, title, workers, executor=None, notes=(), test_for_best_only=False
 ) -> int:
@@ -295,6 +304,10 @@ def _run_and_report(
         if bar is not None:
             bar.close()
     out = Path(args.out) if args.out else Path(args.study).with_suffix("")
+    inferred = _task_inference_line(optimizer)
+    if inferred:
+        print(inferred)
+        notes = [*notes, f"GraB-NAS: {inferred}."]
     report = write_search_report(study, space, out, title=title, notes=notes, test_for_best_only=test_for_best_only)
     trials = [t for t in study.trials() if t.status != "asked"]
     failed = sum(t.status == "failed" for t in trials)

@@ -84,6 +84,11 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         action="store_true",
         help="treat every task as one without data samples (no dataset encoder; an ablation)",
     )
+    p.add_argument(
+        "--task-offsets",
+        action="store_true",
+        help="learn an embedding offset per training task (lets a search infer which task the target resembles)",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (default: torch's)")
@@ -204,6 +209,7 @@ def _configs(args, corpus, vae, has_data: bool):
         seed=args.seed,
         finetune_encoder=args.finetune_encoder,
         max_minutes=args.max_minutes,
+        task_offsets=args.task_offsets,
     )
     return cfg, tc
 

@@ -190,3 +190,83 @@ def test_widening_to_residuals_only_ever_widens():
         sur.covar_module.outputscale = torch.tensor(50.0, dtype=DTYPE)
     a, b = sur.fit(X_obs, y_obs), sur.fit(X_obs, y_obs, widen_prior_strength=5.0)
     assert torch.equal(predict(a, X_test)[1], predict(b, X_test)[1])
+
+
+def test_affine_value_map_is_the_maximum_likelihood_map():
+    from grabnas.models.surrogate import affine_value_map
+
+    g = torch.Generator().manual_seed(3)
+    n = 9
+    mean = torch.randn(n, generator=g, dtype=DTYPE)
+    a = torch.randn(n, n, generator=g, dtype=DTYPE)
+    cov = a @ a.T / n + 0.1 * torch.eye(n, dtype=DTYPE)
+    y = 40 + 2.5 * (mean + 0.3 * torch.randn(n, generator=g, dtype=DTYPE))
+    beta, offset, ll = affine_value_map(y, mean, cov)
+    dist = torch.distributions.MultivariateNormal(mean, cov)
+
+    def loglik(b: float, c: float) -> float:  # log density of y = b (f + c), f ~ N(mean, cov)
+        return float(dist.log_prob(y / b - c)) - n * torch.log(torch.tensor(b)).item()
+
+    # the closed form is the maximum over a grid around it, and its value is the log likelihood
+    # (up to the constant n/2 log 2 pi the closed form leaves out)
+    best = loglik(beta, offset)
+    for db in (0.9, 0.97, 1.03, 1.1):
+        for dc in (-0.2, -0.05, 0.0, 0.05, 0.2):
+            assert loglik(beta * db, offset + dc) <= best + 1e-9
+    assert ll - 0.5 * n * torch.log(torch.tensor(2 * torch.pi)).item() == pytest.approx(best)
+    assert 1.5 < beta < 4.0  # the scale the values were drawn with (2.5)
+    with pytest.raises(GrabnasError, match="at least 2"):
+        affine_value_map(y[:1], mean[:1], cov[:1, :1])
+
+
+def test_affine_units_fit_maps_values_and_keeps_the_noise():
+    sur = _surrogate()
+    X_obs, y_obs, X_test = _data(sur)
+    model = sur.fit(X_obs, y_obs, units="affine")
+    assert model.units == "rank-gauss" and model.num_train == len(y_obs)
+    torch.testing.assert_close(model.train_targets, model.transform_values(y_obs))
+    assert float(model.best_f) == pytest.approx(float(model.transform_values(y_obs.max())))
+    torch.testing.assert_close(model.likelihood.noise, sur.likelihood.noise)
+    assert torch.isfinite(model.posterior(X_test).mean).all()
+    with pytest.raises(GrabnasError, match="unknown surrogate units"):
+        sur.fit(X_obs, y_obs, units="logit")
+
+
+def test_task_offsets_candidates_and_inference():
+    torch.manual_seed(0)
+    cfg = SurrogateConfig(
+        latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, fidelities=("12ep",), task_offsets=("a", "b", "a@12ep")
+    )
+    sur = MetaSurrogate(cfg)
+    with torch.no_grad():
+        sur.task_encoder.task_offsets.copy_(torch.tensor([[20.0, 0, 0], [-20.0, 5, 0], [0, 30.0, 0]], dtype=torch.float32))
+    enc = sur.task_encoder
+    torch.testing.assert_close(sur.task_embedding(task="a"), (enc.no_data + enc.task_offsets[0]).to(DTYPE))
+    fid = (enc.no_data + enc.fidelity_offsets[0] + enc.task_offsets[2]).to(DTYPE)
+    torch.testing.assert_close(sur.task_embedding(fidelity="12ep", task="a@12ep"), fid)
+    # a task without an offset sits at the centre of the meta-training tasks of its fidelity
+    centre = (enc.no_data + enc.task_offsets[:2].mean(0)).to(DTYPE)
+    torch.testing.assert_close(sur.task_embedding(), centre)
+    torch.testing.assert_close(sur.task_embedding(task="new"), centre)
+    torch.testing.assert_close(sur.task_embedding(fidelity="12ep"), fid)  # its only task
+    own = sur.task_offset_embeddings()
+    assert list(own) == ["a", "b"] and list(sur.task_offset_embeddings("12ep")) == ["a@12ep"]
+    torch.testing.assert_close(sur.task_offset_embeddings("12ep")["a@12ep"], fid)
+    torch.testing.assert_close(0.5 * (own["a"] + own["b"]), centre)
+    # observations drawn from task b's model move the embedding towards b's
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(25, 4, generator=g, dtype=DTYPE)
+    with torch.no_grad():
+        m_b, _ = sur.prior().prior_moments(sur.inputs(z, own["b"]))
+    y = 60 + 4 * m_b  # an affine image of b's mean
+    d, weights = sur.infer_task(z, y, centre)
+    assert weights["b"] > 0.3 and weights["a"] < weights["b"]
+    assert torch.linalg.norm(d - own["b"]) < torch.linalg.norm(centre - own["b"])
+    # a tight prior keeps the centre; fewer than 2 observations or no offsets: the centre as is
+    d_tight, _ = sur.infer_task(z, y, centre, prior_std=1e-4)
+    assert torch.linalg.norm(d_tight - centre) < 1e-2 * torch.linalg.norm(d - centre)
+    d_one, w_one = sur.infer_task(z[:1], y[:1], centre)
+    assert torch.equal(d_one, centre) and w_one == {}
+    plain = _surrogate()
+    assert plain.task_offset_embeddings() == {}
+    assert plain.infer_task(z, y, plain.task_embedding())[1] == {}

@@ -90,3 +90,31 @@ def test_failures_are_not_fatal(nb201_space, vae, small_pool):
 def test_bad_settings(kw, fragment):
     with pytest.raises(GrabnasError, match=fragment):
         GraBNASConfig(**kw)
+
+
+def test_meta_latent_surrogate_infers_the_task_from_enough_observations():
+    from grabnas.models.surrogate import DTYPE, MetaSurrogate, SurrogateConfig
+    from grabnas.search.grabnas import MetaLatentSurrogate
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, task_offsets=("a", "b")))
+    with torch.no_grad():
+        sur.task_encoder.task_offsets.copy_(torch.tensor([[20.0, 0, 0], [-20.0, 5, 0]]))
+    d = sur.task_embedding()
+    z = torch.randn(12, 4, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
+    with torch.no_grad():
+        m_b, _ = sur.prior().prior_moments(sur.inputs(z, sur.task_embedding(task="b")))
+    y = 50 + 3 * m_b
+    latent = MetaLatentSurrogate(sur, d)
+    assert latent.infer_task and latent.infer_min_obs == 5
+    model = latent.fit(z, y)
+    assert latent.task_weights["b"] > latent.task_weights["a"]
+    assert not torch.equal(model.task_embedding, d)
+    # the posterior is over latents with the inferred embedding
+    post = model.posterior(z[:3].unsqueeze(-2))
+    want = model.gp.posterior(sur.inputs(z[:3], model.task_embedding)).mean.squeeze(-1)
+    torch.testing.assert_close(post.mean.reshape(-1), want)
+    few = latent.fit(z[:4], y[:4])  # below infer_min_obs: the zero-shot embedding
+    assert latent.task_weights == {} and torch.equal(few.task_embedding, d)
+    off = MetaLatentSurrogate(sur, d, infer_task=False)
+    assert torch.equal(off.fit(z, y).task_embedding, d) and off.task_weights == {}

@@ -20,6 +20,7 @@ Units in reports: NLL and coverage are computed in the held-out task's standardi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.resources
 import json
@@ -127,6 +128,11 @@ class MetaTrainConfig:
     validation score): ``uniform`` (default), or ``sqrt`` of its number of records, for corpora
     that mix tasks of very different sizes (a 15,625-record table next to 30-record image tasks,
     which uniform draws would overfit long before the table's tasks are learned).
+
+    ``task_offsets``: give each training task a learned offset of its embedding ``d`` of its
+    own (:attr:`grabnas.models.surrogate.SurrogateConfig.task_offsets`), so the surrogate models
+    each task's function rather than only their average, and a search can infer which of them
+    a new task resembles from its observations.
     """
 
     steps: int = 10000
@@ -151,6 +157,7 @@ class MetaTrainConfig:
     instances_per_class: int = 20
     instance_samples: int = 4
     max_minutes: float | None = None
+    task_offsets: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -256,7 +263,10 @@ def meta_train(
         from grabnas.models.feature_extractor import load_feature_extractor
 
         extractor = load_feature_extractor("digits-cnn" if extractor == "auto" else extractor)
+    train_views, val_views, val_desc = _split_views(corpus, tc, rng)
     cfg = config or _default_config(corpus, vae.latent_dim, has_data)
+    if tc.task_offsets and not cfg.task_offsets:  # one learned offset per training task
+        cfg = dataclasses.replace(cfg, task_offsets=tuple(dict.fromkeys(v.task.name for v in train_views)))
     if cfg.latent_dim != vae.latent_dim:
         raise GrabnasError(f"surrogate latent_dim {cfg.latent_dim} does not match the VAE's {vae.latent_dim}")
     missing_fid = set(corpus.fidelities) - set(cfg.fidelities)
@@ -266,7 +276,6 @@ def meta_train(
         torch.manual_seed(child_seed(tc.seed, "surrogate-init"))
         sur = MetaSurrogate(cfg)
     del torch_gen
-    train_views, val_views, val_desc = _split_views(corpus, tc, rng)
     for v in train_views + val_views:
         v.targets = task_targets(v.task, cfg.value_transform)
     if has_data and cfg.dataset_encoder:
@@ -339,7 +348,7 @@ def meta_train(
             y = torch.as_tensor(view.targets[pos], dtype=DTYPE)
             z = latents_of(idx, grad=True)
             feats = None if view.feats is None else view.feats[int(rng.integers(view.feats.shape[0]))]
-            d = sur.task_embedding(feats, view.task.fidelity)
+            d = sur.task_embedding(feats, view.task.fidelity, task=view.task.name)
             X = sur.inputs(z, d)
             gp.set_train_data(X, y, strict=False)
             gp.train()
@@ -434,7 +443,7 @@ def _validate(sur: MetaSurrogate, views: list[_View], latents_of, tc: MetaTrainC
         g = np.random.default_rng(child_seed(tc.seed, "surrogate-val", vi))
         pos = v.pos if len(v.pos) <= tc.val_queries else np.sort(g.choice(v.pos, tc.val_queries, replace=False))
         y = v.targets[pos]
-        d = sur.task_embedding(None if v.feats is None else v.feats[0], v.task.fidelity)
+        d = sur.task_embedding(None if v.feats is None else v.feats[0], v.task.fidelity, task=v.task.name)
         X = sur.inputs(latents_of(v.task.index[pos], grad=False), d)
         yt = torch.as_tensor(y, dtype=DTYPE)
         for n_ctx in (0, tc.val_context):
@@ -550,13 +559,18 @@ def evaluate_task(
     seeds. With ``plain_gp`` (needs ``onehot``, aligned with ``task.index``) a BoTorch
     ``SingleTaskGP`` on one-hot encodings gets the same observations. ``transfer`` (scores
     aligned with ``task.index``) adds the zero-shot transfer-rank baseline. ``fit_options`` go to
-    ``sur.fit`` (e.g. ``widen_prior_strength``).
+    :class:`grabnas.search.grabnas.MetaLatentSurrogate`, as in a search (e.g.
+    ``widen_prior_strength``; ``infer_task``, on by default for a surrogate with task offsets).
     """
     y = task.values
     ys = task_targets(task, sur.config.value_transform)
     top = y >= np.quantile(y, 1.0 - top_fraction)
+    from grabnas.search.grabnas import MetaLatentSurrogate
+
     d = sur.task_embedding(instance_features, None).detach()
-    X = sur.inputs(latents[torch.from_numpy(task.index)], d)
+    Z = latents[torch.from_numpy(task.index)]
+    X = sur.inputs(Z, d)
+    task_model = MetaLatentSurrogate(sur, d, steps=steps, **(fit_options or {}))
     yt = torch.as_tensor(ys, dtype=DTYPE)
     out: dict = {
         "task": task.name,
@@ -577,8 +591,9 @@ def evaluate_task(
             obs = g.choice(len(y), size=n, replace=False) if n else np.zeros(0, dtype=np.int64)
             t0 = time.perf_counter()
             with torch.no_grad() if steps == 0 else contextlib.nullcontext():
-                model = sur.fit(X[obs], torch.as_tensor(y[obs], dtype=DTYPE), steps=steps, **(fit_options or {}))
-            mu, var = predict(model, X, observation_noise=True)
+                fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
+            model = fitted.gp
+            mu, var = predict(model, X if fitted.task_embedding is d else sur.inputs(Z, fitted.task_embedding), observation_noise=True)
             times.append(time.perf_counter() - t0)
             if model.units == "observed":  # raw units -> the task's standardised units
                 mu, var = _standardize_pred(mu, var, task.mean, task.std)
@@ -671,7 +686,10 @@ def load_surrogate(path_or_name: str | Path, vae=None, *, check_vae: bool = True
             cfg = SurrogateConfig.from_dict(card["config"])
             state = torch.load(pt, map_location="cpu", weights_only=True)
             sur = MetaSurrogate(cfg, card)
-            sur.load_state_dict(state["surrogate"])  # copied into each parameter's own dtype
+            weights = dict(state["surrogate"])
+            # checkpoints from before task offsets existed have none (an empty parameter)
+            weights.setdefault("task_encoder.task_offsets", sur.task_encoder.task_offsets.detach().clone())
+            sur.load_state_dict(weights)  # copied into each parameter's own dtype
         except GrabnasError:
             raise
         except Exception as e:  # damaged file or mismatched config

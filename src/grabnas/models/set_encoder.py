@@ -114,8 +114,17 @@ class DatasetEncoder(nn.Module):
         return out.squeeze(0) if single else out
 
 
+def fidelity_of(task: str, fidelities: tuple[str, ...]) -> str | None:
+    """The fidelity label of a task named ``dataset@fidelity`` when it is one of ``fidelities``
+    (None: the main fidelity)."""
+    if "@" in task and task.rsplit("@", 1)[1] in fidelities:
+        return task.rsplit("@", 1)[1]
+    return None
+
+
 class TaskEncoder(nn.Module):
-    """Task embedding ``d``: dataset encoder or the learned "no data" vector, plus a fidelity offset.
+    """Task embedding ``d``: dataset encoder or the learned "no data" vector, plus a fidelity
+    offset, plus (with ``task_offsets`` in the config) a learned offset per meta-training task.
 
     Built from a :class:`grabnas.models.surrogate.SurrogateConfig` (``task_dim``,
     ``fidelities``, ``dataset_encoder``, ``instance_dim``, ``encoder_dim``).
@@ -127,6 +136,9 @@ class TaskEncoder(nn.Module):
         self.fidelities = tuple(config.fidelities)
         self.no_data = nn.Parameter(torch.zeros(config.task_dim))
         self.fidelity_offsets = nn.Parameter(torch.zeros(len(self.fidelities), config.task_dim))
+        self.task_names = tuple(config.task_offsets)
+        #: ``(len(task_names), task_dim)`` learned offset of each meta-training task (none: empty)
+        self.task_offsets = nn.Parameter(torch.zeros(len(self.task_names), config.task_dim))
         self.dataset_encoder = (
             DatasetEncoder(config.instance_dim, config.encoder_dim, config.task_dim) if config.dataset_encoder else None
         )
@@ -135,9 +147,12 @@ class TaskEncoder(nn.Module):
     def has_dataset_encoder(self) -> bool:
         return self.dataset_encoder is not None
 
-    def forward(self, instance_features: Tensor | None = None, fidelity: str | None = None) -> Tensor:
+    def forward(
+        self, instance_features: Tensor | None = None, fidelity: str | None = None, task: str | None = None
+    ) -> Tensor:
         """``(task_dim,)``. Without a dataset encoder, instance features are ignored (the task
-        counts as one without data)."""
+        counts as one without data). ``task``: a meta-training task's name adds its learned
+        offset (when the config has ``task_offsets``); any other name adds none."""
         if instance_features is not None and self.dataset_encoder is not None:
             p = next(self.dataset_encoder.parameters())
             d = self.dataset_encoder(torch.as_tensor(instance_features).to(p.dtype))
@@ -152,7 +167,12 @@ class TaskEncoder(nn.Module):
                     f"unknown fidelity {fidelity!r} for this surrogate; expected None (main) or one seen in meta-training ({known})"
                 ) from None
             d = d + self.fidelity_offsets[i]
+        if task is not None and task in self.task_names:
+            d = d + self.task_offsets[self.task_names.index(task)]
+        elif self.task_names:  # a new task: the centre of the meta-training tasks of its fidelity
+            same = [i for i, t in enumerate(self.task_names) if fidelity_of(t, self.fidelities) == fidelity]
+            d = d + self.task_offsets[same or list(range(len(self.task_names)))].mean(0)
         return d
 
 
-__all__ = ["DatasetEncoder", "ISAB", "MAB", "PMA", "SAB", "TaskEncoder"]
+__all__ = ["DatasetEncoder", "ISAB", "MAB", "PMA", "SAB", "TaskEncoder", "fidelity_of"]

@@ -85,6 +85,10 @@ class SurrogateConfig:
         dataset_encoder: whether the task encoder has a Set-Transformer dataset encoder.
         instance_dim: size of the instance features the dataset encoder reads.
         encoder_dim: width of the dataset encoder.
+        task_offsets: names of the meta-training tasks that get a learned offset of ``d`` of
+            their own (empty: tasks of one fidelity without data share ``d``). A new task's
+            embedding can then be inferred from its observations among these tasks' (see
+            :meth:`MetaSurrogate.task_candidates`).
     """
 
     latent_dim: int = 16
@@ -99,6 +103,7 @@ class SurrogateConfig:
     dataset_encoder: bool = False
     instance_dim: int = 64
     encoder_dim: int = 64
+    task_offsets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.value_transform not in VALUE_TRANSFORMS:
@@ -111,6 +116,7 @@ class SurrogateConfig:
             if int(getattr(self, name)) < 1:
                 raise GrabnasError(f"surrogate {name} must be a positive integer, got {getattr(self, name)}")
         object.__setattr__(self, "fidelities", tuple(str(f) for f in self.fidelities))
+        object.__setattr__(self, "task_offsets", tuple(str(t) for t in self.task_offsets))
 
     @property
     def input_dim(self) -> int:
@@ -120,14 +126,16 @@ class SurrogateConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["fidelities"] = list(self.fidelities)
+        d["task_offsets"] = list(self.task_offsets)
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> SurrogateConfig:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known}
-        if "fidelities" in kw:
-            kw["fidelities"] = tuple(kw["fidelities"])
+        for key in ("fidelities", "task_offsets"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
         return cls(**kw)
 
 
@@ -258,6 +266,13 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
     def prior_mean(self, x: Tensor) -> Tensor:
         m, _ = self.feature_map(x)
         return self.mean_offset + self.mean_scale * m
+
+    def prior_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Prior mean ``(n,)`` and covariance ``(n, n)`` of noisy observations at ``(n, D)``
+        inputs (kernel plus the likelihood's noise)."""
+        m, phi = self.feature_map(x)
+        cov = self.covar_module(phi).to_dense() + self.likelihood.noise * torch.eye(x.shape[-2], dtype=DTYPE)
+        return self.mean_offset + self.mean_scale * m, cov
 
     def forward(self, x: Tensor) -> MultivariateNormal:
         m, phi = self.feature_map(x)
@@ -498,11 +513,66 @@ class MetaSurrogate(nn.Module):
         self.vae_state: dict | None = None
 
     # -- inputs --------------------------------------------------------------------------------
-    def task_embedding(self, instance_features: Tensor | None = None, fidelity: str | None = None) -> Tensor:
+    def task_embedding(
+        self, instance_features: Tensor | None = None, fidelity: str | None = None, task: str | None = None
+    ) -> Tensor:
         """``(task_dim,)`` embedding of a task: from ``(K, k, instance_dim)`` instance features
         (K classes, k instances each) through the dataset encoder, or the learned "no data"
-        embedding; plus the learned offset of ``fidelity`` (None: the main fidelity)."""
-        return self.task_encoder(instance_features, fidelity).to(DTYPE)
+        embedding; plus the learned offset of ``fidelity`` (None: the main fidelity) and that of
+        ``task`` when it is a meta-training task with an offset."""
+        return self.task_encoder(instance_features, fidelity, task).to(DTYPE)
+
+    def task_offset_embeddings(self, fidelity: str | None = None) -> dict[str, Tensor]:
+        """``(task_dim,)`` embeddings of the meta-training tasks of ``fidelity`` that have a
+        learned offset, by name (empty without ``task_offsets`` in the config)."""
+        from grabnas.models.set_encoder import fidelity_of
+
+        names = [t for t in self.config.task_offsets if fidelity_of(t, self.config.fidelities) == fidelity]
+        with torch.no_grad():
+            return {t: self.task_embedding(None, fidelity, task=t) for t in names}
+
+    def infer_task(
+        self,
+        z: Tensor,
+        y: Tensor,
+        centre: Tensor,
+        fidelity: str | None = None,
+        prior_std: float = 1.0,
+        steps: int = 30,
+    ) -> tuple[Tensor, dict[str, float]]:
+        """The task embedding that makes a new task's observations most probable a posteriori.
+
+        ``z``: ``(n, latent_dim)`` latents, ``y``: ``n`` raw values, ``centre``: the
+        ``(task_dim,)`` zero-shot embedding. The embedding moves in the span of the
+        meta-training tasks' (of ``fidelity``; :meth:`task_offset_embeddings`):
+        ``d = centre + sum_k w_k (e_k - centre)``, ``w ~ N(0, prior_std^2 I)``, so ``w = e_k``'s
+        one-hot puts the task on meta-training task k. ``w`` maximises the log likelihood of
+        ``y`` under the zero-shot model at ``d`` with the maximum-likelihood affine value map
+        (:func:`affine_profile_loglik`) plus the log prior, by L-BFGS (at most ``steps``
+        iterations) from 0; only ``w`` is optimised. Returns ``(d, weights by task name)``; ``(centre, {})`` when the
+        surrogate has no such tasks.
+        """
+        own = self.task_offset_embeddings(fidelity)
+        centre = centre.detach().to(DTYPE)
+        if not own or len(y) < 2:
+            return centre, {}
+        basis = torch.stack(list(own.values())) - centre  # (K, task_dim)
+        y = torch.as_tensor(y, dtype=DTYPE).reshape(-1)
+        z = torch.as_tensor(z, dtype=DTYPE).detach()
+        w = torch.zeros(len(own), dtype=DTYPE, requires_grad=True)
+        opt = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+        gp = self.prior()
+
+        def closure() -> Tensor:
+            with torch.enable_grad():
+                m, cov = gp.prior_moments(self.inputs(z, centre + w @ basis))
+                loss = -affine_profile_loglik(y, m, cov)[2] + 0.5 * (w / prior_std).pow(2).sum()
+                (w.grad,) = torch.autograd.grad(loss, [w])
+            return loss.detach()
+
+        opt.step(closure)
+        w = w.detach()
+        return centre + w @ basis, dict(zip(own, w.tolist()))
 
     def inputs(self, z: Tensor, d: Tensor) -> Tensor:
         """``X = concat[d, z]``: ``(..., latent_dim)`` latents and a ``(task_dim,)`` embedding
@@ -560,6 +630,7 @@ class MetaSurrogate(nn.Module):
         widen_prior_strength: float | None = None,
         units_scale_std: float | None = None,
         units_offset_std: float | None = None,
+        units: str = "rank-gauss",
     ) -> DeepKernelGP:
         """Condition on a target task's observations: ``(n, D)`` inputs and ``n`` raw values.
 
@@ -581,6 +652,11 @@ class MetaSurrogate(nn.Module):
         * ``standardize``: targets are standardised by their mean/std (BoTorch ``Standardize``;
           the posterior is in raw units, ``units = "observed"``) and the mean's (scale, offset)
           are fitted in closed form.
+
+        * ``units="affine"`` (rank-Gauss configs): raw values map to the task's normal-score
+          units by the maximum-likelihood affine map of :func:`affine_value_map` (no assumption
+          that the observations are a random sample of the task; what a search needs, whose
+          observations are the task's best). The model's noise is kept.
 
         With ``widen_prior_strength`` (rank-Gauss units) the prior variance is widened, never
         narrowed, to the observations' residuals (:meth:`DeepKernelGP.widen_to_residuals`);
@@ -611,6 +687,18 @@ class MetaSurrogate(nn.Module):
             tf.eval()
             gp = self._new_gp(X, Y_std.detach(), tf, copy_features=finetune_features)
             gp.fit_mean_affine(scale_prior_std, offset_prior_std)
+        elif units == "affine":
+            gp = self._new_gp(X, Y, None, copy_features=finetune_features)
+            with torch.no_grad():
+                m, cov = gp.prior_moments(X)
+                beta, offset, _ = affine_value_map(Y.squeeze(-1), m, cov)
+                gp.set_train_data(targets=Y.squeeze(-1) / beta - offset, strict=False)
+                gp.prediction_noise = gp.likelihood.noise.detach().clone()
+            gp.value_map = AffineValueMap(beta, offset)
+            gp.units = "rank-gauss"
+            gp.prediction_strategy = None
+        elif units != "rank-gauss":
+            raise GrabnasError(f"unknown surrogate units {units!r}; expected rank-gauss or affine")
         else:
             scores = rank_gauss(Y.squeeze(-1))
             gp = self._new_gp(X, scores.unsqueeze(-1), None, copy_features=finetune_features)
@@ -715,6 +803,64 @@ class RankGaussMap:
         return (score - self.offset) / self.scale
 
 
+def affine_value_map(y: Tensor, mean: Tensor, cov: Tensor) -> tuple[float, float, float]:
+    """Maximum-likelihood affine map of raw values to the model's units.
+
+    The model says ``f ~ N(mean, cov)`` at the n observed points (``(n,)`` mean, ``(n, n)``
+    covariance including the noise); raw values are ``y = beta * (f + offset)`` with ``beta > 0``.
+    The log likelihood of ``y`` (Jacobian ``-n log beta`` included) is maximised in closed form:
+    with the offset profiled out (generalised least squares) it is
+    ``-q(beta)/2 - n log beta - log|cov|/2``, ``q = P / beta^2 - 2 Q / beta + R`` in the inner
+    product ``<u, v> = u' C^-1 v`` on the complement of the constant vector, ``P = <y, y>``,
+    ``Q = <y, mean>``, ``R = <mean, mean>``, whose stationary point is the positive root of
+    ``n beta^2 + Q beta - P = 0``.
+
+    Unlike normal scores of the observations, this does not assume that the observations are a
+    random sample of the task: in a search they are its best architectures, and their spread
+    says little about the task's. Returns ``(beta, offset, log likelihood)`` (the likelihood
+    without its ``n/2 log 2 pi``); maps values by ``y / beta - offset``. See
+    :func:`affine_profile_loglik` for the differentiable form.
+    """
+    beta, offset, loglik = affine_profile_loglik(y, mean, cov)
+    return float(beta), float(offset), float(loglik)
+
+
+def affine_profile_loglik(y: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`affine_value_map` as differentiable tensors ``(beta, offset, loglik)`` (0-dim;
+    differentiable in ``mean`` and ``cov``)."""
+    y = torch.as_tensor(y, dtype=DTYPE).reshape(-1)
+    n = y.numel()
+    if n < 2:
+        raise GrabnasError("an affine value map needs at least 2 observations")
+    mean = mean.reshape(-1).to(DTYPE)
+    chol = _safe_cholesky(cov.to(DTYPE))
+    basis = torch.stack([y, torch.ones_like(y), mean], -1)  # (n, 3)
+    gram = basis.T @ torch.cholesky_solve(basis, chol)  # (3, 3): <., .> in C^-1
+
+    def inner(i: int, j: int) -> Tensor:
+        return gram[i, j] - gram[i, 1] * gram[j, 1] / gram[1, 1]
+
+    p, q, r = inner(0, 0), inner(0, 2), inner(2, 2)
+    if float(p.detach()) <= 1e-300:  # all observed values equal: no scale information
+        beta = y.abs().max().clamp_min(1.0)
+    else:
+        beta = (-q + torch.sqrt(q * q + 4 * n * p)) / (2 * n)
+    offset = (gram[0, 1] / beta - gram[2, 1]) / gram[1, 1]
+    quad = p / beta**2 - 2 * q / beta + r
+    loglik = -0.5 * quad - n * torch.log(beta) - torch.log(torch.diagonal(chol)).sum()
+    return beta, offset, loglik
+
+
+class AffineValueMap:
+    """Raw value -> model units ``y / beta - offset`` (see :func:`affine_value_map`)."""
+
+    def __init__(self, beta: float, offset: float) -> None:
+        self.beta, self.offset = float(beta), float(offset)
+
+    def __call__(self, y: Tensor) -> Tensor:
+        return torch.as_tensor(y, dtype=DTYPE) / self.beta - self.offset
+
+
 @torch.no_grad()
 def predict(
     model: DeepKernelGP, X: Tensor, observation_noise: bool = False, chunk: int = 4096
@@ -738,6 +884,7 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
 
 
 __all__ = [
+    "AffineValueMap",
     "KERNELS",
     "VALUE_TRANSFORMS",
     "DeepKernelGP",
@@ -745,6 +892,8 @@ __all__ = [
     "MetaSurrogate",
     "RankGaussMap",
     "SurrogateConfig",
+    "affine_profile_loglik",
+    "affine_value_map",
     "gaussian_nll",
     "predict",
     "rank_gauss",
