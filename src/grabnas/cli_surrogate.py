@@ -168,6 +168,13 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         help="widen the predictive variance to the observations' residuals, shrunk by NU pseudo-observations "
         "(default: off; 5 calibrates NB201 imagenet16)",
     )
+    e.add_argument(
+        "--task-prior-var",
+        type=float,
+        default=1.0,
+        metavar="S2",
+        help="prior variance of the task term's weights for surrogates with per-task offsets (default 1; 0: off)",
+    )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
         "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
@@ -431,7 +438,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             shots=args.shots,
             seeds=args.seeds,
             steps=args.adapt_steps,
-            fit_options={"widen_prior_strength": args.widen},
+            fit_options={"widen_prior_strength": args.widen, "task_prior_var": args.task_prior_var},
             instance_features=target_features(sur, task, args.extractor),
             seed=args.seed,
             plain_gp=args.plain_gp,

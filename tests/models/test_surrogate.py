@@ -253,20 +253,31 @@ def test_task_offsets_candidates_and_inference():
     assert list(own) == ["a", "b"] and list(sur.task_offset_embeddings("12ep")) == ["a@12ep"]
     torch.testing.assert_close(sur.task_offset_embeddings("12ep")["a@12ep"], fid)
     torch.testing.assert_close(0.5 * (own["a"] + own["b"]), centre)
-    # observations drawn from task b's model move the embedding towards b's
+    # the task term: D_k(x) = m(e_k, z) - m(x), of rank K in the prior covariance
     g = torch.Generator().manual_seed(1)
     z = torch.randn(25, 4, generator=g, dtype=DTYPE)
+    X = sur.inputs(z, centre)
+    prior = sur.prior()
+    assert prior.task_names == ["a", "b"]
     with torch.no_grad():
-        m_b, _ = sur.prior().prior_moments(sur.inputs(z, own["b"]))
-    y = 60 + 4 * m_b  # an affine image of b's mean
-    d, weights = sur.infer_task(z, y, centre)
-    assert weights["b"] > 0.3 and weights["a"] < weights["b"]
-    assert torch.linalg.norm(d - own["b"]) < torch.linalg.norm(centre - own["b"])
-    # a tight prior keeps the centre; fewer than 2 observations or no offsets: the centre as is
-    d_tight, _ = sur.infer_task(z, y, centre, prior_std=1e-4)
-    assert torch.linalg.norm(d_tight - centre) < 1e-2 * torch.linalg.norm(d - centre)
-    d_one, w_one = sur.infer_task(z[:1], y[:1], centre)
-    assert torch.equal(d_one, centre) and w_one == {}
+        dirs = prior.task_directions(X)
+        m_c, _ = sur.prior(task_prior_var=0.0).prior_moments(X)
+        m_b, _ = sur.prior(task_prior_var=0.0).prior_moments(sur.inputs(z, own["b"]))
+        torch.testing.assert_close(dirs[:, 1], m_b - m_c)
+        _, cov = prior.prior_moments(X)
+        _, cov0 = sur.prior(task_prior_var=0.0).prior_moments(X)
+        torch.testing.assert_close(cov - cov0, dirs @ dirs.T)
+        # the lazy posterior (how search scores a pool) equals the dense prior covariance
+        post = prior.posterior(X)
+        torch.testing.assert_close(post.variance.squeeze(-1), torch.diagonal(cov0 + dirs @ dirs.T) - prior.likelihood.noise)
+    # observations that follow task b's mean call for a positive weight on b
+    y = 60 + 4 * m_b
+    model = sur.fit(X, y)
+    w = model.task_weights()
+    assert w is not None and float(w[1] - w[0]) > 0.3  # (D_a = -D_b here: two tasks about their centre)
+    assert sur.fit(X, y, task_prior_var=0.0).task_weights() is None
+    # conditioning on the observations through the task term beats ignoring it
+    err = lambda mdl: float(((predict(mdl, X)[0] - model.transform_values(y)) ** 2).mean())
+    assert err(model) < err(sur.fit(X, y, task_prior_var=0.0))
     plain = _surrogate()
-    assert plain.task_offset_embeddings() == {}
-    assert plain.infer_task(z, y, plain.task_embedding())[1] == {}
+    assert plain.task_offset_embeddings() == {} and plain.prior().task_embeddings is None

@@ -92,7 +92,7 @@ def test_bad_settings(kw, fragment):
         GraBNASConfig(**kw)
 
 
-def test_meta_latent_surrogate_infers_the_task_from_enough_observations():
+def test_meta_latent_surrogate_reports_task_weights():
     from grabnas.models.surrogate import DTYPE, MetaSurrogate, SurrogateConfig
     from grabnas.search.grabnas import MetaLatentSurrogate
 
@@ -103,18 +103,16 @@ def test_meta_latent_surrogate_infers_the_task_from_enough_observations():
     d = sur.task_embedding()
     z = torch.randn(12, 4, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
     with torch.no_grad():
-        m_b, _ = sur.prior().prior_moments(sur.inputs(z, sur.task_embedding(task="b")))
-    y = 50 + 3 * m_b
+        m_b, _ = sur.prior(task_prior_var=0.0).prior_moments(sur.inputs(z, sur.task_embedding(task="b")))
     latent = MetaLatentSurrogate(sur, d)
-    assert latent.infer_task and latent.infer_min_obs == 5
-    model = latent.fit(z, y)
-    assert latent.task_weights["b"] > latent.task_weights["a"]
-    assert not torch.equal(model.task_embedding, d)
-    # the posterior is over latents with the inferred embedding
+    model = latent.fit(z, 50 + 3 * m_b)
+    assert set(latent.task_weights) == {"a", "b"} and latent.task_weights["b"] > latent.task_weights["a"]
+    assert torch.equal(model.task_embedding, d) and model.gp.task_prior_var == 1.0
+    # the posterior over latents is the GP's on concat[d, z]
     post = model.posterior(z[:3].unsqueeze(-2))
-    want = model.gp.posterior(sur.inputs(z[:3], model.task_embedding)).mean.squeeze(-1)
+    want = model.gp.posterior(sur.inputs(z[:3], d)).mean.squeeze(-1)
     torch.testing.assert_close(post.mean.reshape(-1), want)
-    few = latent.fit(z[:4], y[:4])  # below infer_min_obs: the zero-shot embedding
-    assert latent.task_weights == {} and torch.equal(few.task_embedding, d)
-    off = MetaLatentSurrogate(sur, d, infer_task=False)
-    assert torch.equal(off.fit(z, y).task_embedding, d) and off.task_weights == {}
+    off = MetaLatentSurrogate(sur, d, task_prior_var=0.0)
+    off.fit(z, 50 + 3 * m_b)
+    assert off.task_weights == {}
+    assert latent.fit(z[:0], torch.zeros(0, dtype=DTYPE)).gp.task_prior_var == 1.0 and latent.task_weights == {}

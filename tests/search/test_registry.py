@@ -57,11 +57,8 @@ def test_options_reach_the_optimizer_and_its_surrogate(nb201_bench):
     with pytest.raises(GrabnasError, match="unknown surrogate option adapt_bogus"):
         build_optimizer("grabnas[adapt_bogus=1]", nb201_bench, "cifar10", seed=0)
     # task inference options go to the latent surrogate, the rest to the surrogate's fit
-    opt = build_optimizer(
-        "grabnas[adapt_infer_task=false,adapt_infer_min_obs=3,adapt_units=affine]", nb201_bench, "cifar10", seed=0
-    )
-    assert opt.surrogate.fit_options == {"units": "affine"}
-    assert opt.surrogate.infer_task is False and opt.surrogate.infer_min_obs == 3
+    opt = build_optimizer("grabnas[adapt_task_prior_var=3,adapt_units=affine]", nb201_bench, "cifar10", seed=0)
+    assert opt.surrogate.fit_options == {"task_prior_var": 3, "units": "affine"}
 
 
 def test_a_shared_cache_gives_the_same_runs(nb201_bench):

@@ -450,7 +450,8 @@ def _validate(sur: MetaSurrogate, views: list[_View], latents_of, tc: MetaTrainC
             if n_ctx >= len(pos) - 1:
                 continue
             ctx = g.choice(len(pos), n_ctx, replace=False) if n_ctx else np.zeros(0, dtype=np.int64)
-            model = sur.fit(X[ctx], yt[ctx]) if n_ctx >= 2 else sur.prior()
+            # within-task fit: no task term (the view's task is a known one)
+            model = sur.fit(X[ctx], yt[ctx], task_prior_var=0.0) if n_ctx >= 2 else sur.prior(task_prior_var=0.0)
             mu, var = predict(model, X, observation_noise=True)  # the context is in task units already
             nlls.append(float(gaussian_nll(mu, var, yt).mean()))
             wts.append(view_weights[vi])
@@ -560,7 +561,7 @@ def evaluate_task(
     ``SingleTaskGP`` on one-hot encodings gets the same observations. ``transfer`` (scores
     aligned with ``task.index``) adds the zero-shot transfer-rank baseline. ``fit_options`` go to
     :class:`grabnas.search.grabnas.MetaLatentSurrogate`, as in a search (e.g.
-    ``widen_prior_strength``; ``infer_task``, on by default for a surrogate with task offsets).
+    ``widen_prior_strength``, ``task_prior_var``).
     """
     y = task.values
     ys = task_targets(task, sur.config.value_transform)
@@ -593,7 +594,7 @@ def evaluate_task(
             with torch.no_grad() if steps == 0 else contextlib.nullcontext():
                 fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
             model = fitted.gp
-            mu, var = predict(model, X if fitted.task_embedding is d else sur.inputs(Z, fitted.task_embedding), observation_noise=True)
+            mu, var = predict(model, X, observation_noise=True)
             times.append(time.perf_counter() - t0)
             if model.units == "observed":  # raw units -> the task's standardised units
                 mu, var = _standardize_pred(mu, var, task.mean, task.std)

@@ -180,8 +180,14 @@ def _make_likelihood() -> GaussianLikelihood:
 class DeepKernelGP(ExactGP, GPyTorchModel):
     """An exact GP on learned features, as a single-output BoTorch model.
 
-    ``f(x) ~ GP(mean_offset + mean_scale * m(x), covar_module(phi(x)))`` with
-    ``(m, phi) = feature_map(x)`` and ``x = concat[d, z]``.
+    ``f(x) ~ GP(mean_offset + mean_scale * m(x), covar_module(phi(x)) + s^2 D(x) D(x')')`` with
+    ``(m, phi) = feature_map(x)`` and ``x = concat[d, z]``. The second, low-rank term (only with
+    :attr:`task_embeddings`) is the task term: ``D(x)`` holds, for K meta-training tasks, how
+    their learned mean differs from that of the input's task, ``D_k(x) = mean_scale *
+    (m(concat[e_k, z]) - m(x))``. It is the marginal of ``f = m + sum_k w_k D_k + g`` with
+    ``w ~ N(0, s^2 I)``: a new task is some unknown mixture of the known ones, which widens the
+    prior where they disagree and lets observations infer the mixture in closed form
+    (:meth:`task_weights`).
 
     Args:
         feature_map: the :class:`FeatureMap` (shared, not copied).
@@ -226,6 +232,14 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         #: noise variance of a new evaluation when it differs from the training points' (None:
         #: the likelihood's); ``posterior(X, observation_noise=True)`` adds it
         self.prediction_noise: Tensor | None = None
+        #: ``(K, task_dim)`` embeddings of meta-training tasks whose differences from the
+        #: input's own task span the task term of the kernel (None: no task term); see
+        #: :meth:`task_directions`
+        self.task_embeddings: Tensor | None = None
+        #: prior variance ``s^2`` of the weights of the task term
+        self.task_prior_var: float = 0.0
+        #: names of the rows of :attr:`task_embeddings`
+        self.task_names: list[str] = []
         for module in (self.covar_module, self.likelihood):
             module.to(DTYPE)
 
@@ -267,16 +281,61 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         m, _ = self.feature_map(x)
         return self.mean_offset + self.mean_scale * m
 
+    def task_directions(self, x: Tensor, m: Tensor | None = None) -> Tensor | None:
+        """``(..., n, K)`` differences ``D_k(x)`` of the K task embeddings' learned means from
+        the inputs' own (``(..., n, D)`` inputs; ``m``: their ``(..., n)`` raw learned mean when
+        at hand), scaled by ``mean_scale``; None without a task term."""
+        if self.task_embeddings is None or self.task_prior_var <= 0:
+            return None
+        e = self.task_embeddings.to(x.dtype)  # (K, task_dim)
+        k, t = e.shape
+        if m is None:
+            m, _ = self.feature_map(x)
+        xk = x.unsqueeze(0).expand(k, *x.shape).clone()
+        xk[..., :t] = e.reshape(k, *([1] * (x.dim() - 1)), t).expand(k, *x.shape[:-1], t)
+        mk, _ = self.feature_map(xk)  # (K, ..., n)
+        return self.mean_scale * (mk - m.unsqueeze(0)).movedim(0, -1)
+
+    def _covar(self, phi: Tensor, dirs: Tensor | None, phi2: Tensor | None = None, dirs2: Tensor | None = None):
+        """Kernel between two sets (one set when ``phi2`` is None, kept lazy), task term included."""
+        if phi2 is None:
+            base = self.covar_module(phi)
+            if dirs is None:
+                return base
+            from linear_operator.operators import RootLinearOperator, SumLinearOperator
+
+            # an explicit sum: ``base + root`` would take linear_operator's low-rank-update path,
+            # which evaluates the whole n x n matrix
+            return SumLinearOperator(base, RootLinearOperator(dirs * self.task_prior_var**0.5))
+        base = self.covar_module(phi, phi2).to_dense()
+        if dirs is None:
+            return base
+        return base + self.task_prior_var * dirs @ dirs2.transpose(-1, -2)
+
     def prior_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Prior mean ``(n,)`` and covariance ``(n, n)`` of noisy observations at ``(n, D)``
-        inputs (kernel plus the likelihood's noise)."""
+        inputs (kernel, task term included, plus the likelihood's noise)."""
         m, phi = self.feature_map(x)
-        cov = self.covar_module(phi).to_dense() + self.likelihood.noise * torch.eye(x.shape[-2], dtype=DTYPE)
+        cov = self._covar(phi, self.task_directions(x, m)).to_dense()
+        cov = cov + self.likelihood.noise * torch.eye(x.shape[-2], dtype=DTYPE)
         return self.mean_offset + self.mean_scale * m, cov
+
+    def task_weights(self) -> Tensor | None:
+        """``(K,)`` posterior mean of the task term's weights given the training data (how much
+        of each meta-training task's difference the observations call for); None without a task
+        term or observations."""
+        if self.num_train == 0 or self.task_embeddings is None or self.task_prior_var <= 0:
+            return None
+        with torch.no_grad():
+            x, y = self.train_inputs[0], self.train_targets
+            mean, cov = self.prior_moments(x)
+            dirs = self.task_directions(x)
+            alpha = torch.cholesky_solve((y - mean).unsqueeze(-1), _safe_cholesky(cov))
+            return self.task_prior_var * (dirs.transpose(-1, -2) @ alpha).squeeze(-1)
 
     def forward(self, x: Tensor) -> MultivariateNormal:
         m, phi = self.feature_map(x)
-        return MultivariateNormal(self.mean_offset + self.mean_scale * m, self.covar_module(phi))
+        return MultivariateNormal(self.mean_offset + self.mean_scale * m, self._covar(phi, self.task_directions(x, m)))
 
     def posterior(self, X: Tensor, observation_noise: bool | Tensor = False, posterior_transform=None, **kwargs):
         """BoTorch's ``GPyTorchModel.posterior``, with two shortcuts that give the same numbers.
@@ -325,10 +384,12 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         (x_train,), (x_test,) = tuple(train_inputs), tuple(test_inputs)
         batch_shape = torch.broadcast_shapes(x_train.shape[:-2], x_test.shape[:-2])
         m_test, phi_test = self.feature_map(x_test)
-        _, phi_train = self.feature_map(x_train)
+        m_train, phi_train = self.feature_map(x_train)
         test_mean = (self.mean_offset + self.mean_scale * m_test).expand(*batch_shape, x_test.shape[-2])
-        test_test_covar = self.covar_module(phi_test)
-        test_train_covar = self.covar_module(phi_test, phi_train).to_dense()
+        dirs_test = self.task_directions(x_test, m_test)
+        dirs_train = None if dirs_test is None else self.task_directions(x_train, m_train)
+        test_test_covar = self._covar(phi_test, dirs_test)
+        test_train_covar = self._covar(phi_test, dirs_test, phi_train, dirs_train)
         if test_train_covar.shape[:-2] != batch_shape:
             test_train_covar = test_train_covar.expand(*batch_shape, *test_train_covar.shape[-2:])
             test_test_covar = test_test_covar.expand(*batch_shape, *test_test_covar.shape[-2:])
@@ -356,7 +417,7 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         m, phi = self.feature_map(x)
         k = self.likelihood.noise * torch.eye(len(y), dtype=y.dtype)
         if use_kernel:
-            k = k + self.covar_module(phi).to_dense()
+            k = k + self._covar(phi, self.task_directions(x, m)).to_dense()
         chol = _safe_cholesky(k)
         design = torch.stack([m, torch.ones_like(m)], -1)  # (n, 2)
         a = torch.cholesky_solve(design, chol)  # K^-1 M
@@ -382,7 +443,7 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         x, y = self.train_inputs[0], self.train_targets
         m, phi = self.feature_map(x)
         r = y - (self.mean_offset + self.mean_scale * m)
-        k = self.covar_module(phi).to_dense() + self.likelihood.noise * torch.eye(len(y), dtype=y.dtype)
+        k = self._covar(phi, self.task_directions(x, m)).to_dense() + self.likelihood.noise * torch.eye(len(y), dtype=y.dtype)
         chol = _safe_cholesky(k)
         q = float((r.unsqueeze(-1) * torch.cholesky_solve(r.unsqueeze(-1), chol)).sum())
         s2 = (prior_strength + q) / (prior_strength + len(y))
@@ -531,49 +592,6 @@ class MetaSurrogate(nn.Module):
         with torch.no_grad():
             return {t: self.task_embedding(None, fidelity, task=t) for t in names}
 
-    def infer_task(
-        self,
-        z: Tensor,
-        y: Tensor,
-        centre: Tensor,
-        fidelity: str | None = None,
-        prior_std: float = 1.0,
-        steps: int = 30,
-    ) -> tuple[Tensor, dict[str, float]]:
-        """The task embedding that makes a new task's observations most probable a posteriori.
-
-        ``z``: ``(n, latent_dim)`` latents, ``y``: ``n`` raw values, ``centre``: the
-        ``(task_dim,)`` zero-shot embedding. The embedding moves in the span of the
-        meta-training tasks' (of ``fidelity``; :meth:`task_offset_embeddings`):
-        ``d = centre + sum_k w_k (e_k - centre)``, ``w ~ N(0, prior_std^2 I)``, so ``w = e_k``'s
-        one-hot puts the task on meta-training task k. ``w`` maximises the log likelihood of
-        ``y`` under the zero-shot model at ``d`` with the maximum-likelihood affine value map
-        (:func:`affine_profile_loglik`) plus the log prior, by L-BFGS (at most ``steps``
-        iterations) from 0; only ``w`` is optimised. Returns ``(d, weights by task name)``; ``(centre, {})`` when the
-        surrogate has no such tasks.
-        """
-        own = self.task_offset_embeddings(fidelity)
-        centre = centre.detach().to(DTYPE)
-        if not own or len(y) < 2:
-            return centre, {}
-        basis = torch.stack(list(own.values())) - centre  # (K, task_dim)
-        y = torch.as_tensor(y, dtype=DTYPE).reshape(-1)
-        z = torch.as_tensor(z, dtype=DTYPE).detach()
-        w = torch.zeros(len(own), dtype=DTYPE, requires_grad=True)
-        opt = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
-        gp = self.prior()
-
-        def closure() -> Tensor:
-            with torch.enable_grad():
-                m, cov = gp.prior_moments(self.inputs(z, centre + w @ basis))
-                loss = -affine_profile_loglik(y, m, cov)[2] + 0.5 * (w / prior_std).pow(2).sum()
-                (w.grad,) = torch.autograd.grad(loss, [w])
-            return loss.detach()
-
-        opt.step(closure)
-        w = w.detach()
-        return centre + w @ basis, dict(zip(own, w.tolist()))
-
     def inputs(self, z: Tensor, d: Tensor) -> Tensor:
         """``X = concat[d, z]``: ``(..., latent_dim)`` latents and a ``(task_dim,)`` embedding
         broadcast to ``(..., task_dim + latent_dim)`` (float64; differentiable in both)."""
@@ -597,7 +615,12 @@ class MetaSurrogate(nn.Module):
         return gp
 
     def _new_gp(
-        self, train_X: Tensor | None, train_Y: Tensor | None, outcome_transform=None, copy_features: bool = False
+        self,
+        train_X: Tensor | None,
+        train_Y: Tensor | None,
+        outcome_transform=None,
+        copy_features: bool = False,
+        task_prior_var: float = 1.0,
     ) -> DeepKernelGP:
         fmap = copy.deepcopy(self.feature_map) if copy_features else self.feature_map
         gp = DeepKernelGP(
@@ -609,12 +632,18 @@ class MetaSurrogate(nn.Module):
             outcome_transform=outcome_transform,
             covar_module=copy.deepcopy(self.covar_module),
         )
+        own = self.task_offset_embeddings()
+        if own and task_prior_var > 0:
+            gp.task_embeddings = torch.stack(list(own.values()))
+            gp.task_prior_var = float(task_prior_var)
+            gp.task_names = list(own)
         gp.eval()
         return gp
 
-    def prior(self) -> DeepKernelGP:
-        """The zero-shot model (no observations; standardised prior units)."""
-        return self._new_gp(None, None)
+    def prior(self, task_prior_var: float = 1.0) -> DeepKernelGP:
+        """The zero-shot model (no observations; standardised prior units); with per-task
+        offsets, the task term of prior variance ``task_prior_var`` (0: none) is in its kernel."""
+        return self._new_gp(None, None, task_prior_var=task_prior_var)
 
     def fit(
         self,
@@ -631,6 +660,7 @@ class MetaSurrogate(nn.Module):
         units_scale_std: float | None = None,
         units_offset_std: float | None = None,
         units: str = "rank-gauss",
+        task_prior_var: float = 1.0,
     ) -> DeepKernelGP:
         """Condition on a target task's observations: ``(n, D)`` inputs and ``n`` raw values.
 
@@ -658,6 +688,11 @@ class MetaSurrogate(nn.Module):
           that the observations are a random sample of the task; what a search needs, whose
           observations are the task's best). The model's noise is kept.
 
+        With per-task offsets in the config (``task_offsets``) the kernel has the task term of
+        :class:`DeepKernelGP` over the main-fidelity meta-training tasks, with weight prior
+        variance ``task_prior_var`` (default 1: a new task is as far from the tasks' centre as a
+        known one; 0 turns the term off).
+
         With ``widen_prior_strength`` (rank-Gauss units) the prior variance is widened, never
         narrowed, to the observations' residuals (:meth:`DeepKernelGP.widen_to_residuals`);
         off by default: on NB201 imagenet16 it brings the 90 % coverage after 5/10/20 random
@@ -671,7 +706,7 @@ class MetaSurrogate(nn.Module):
         scale and the noise (and the feature map, on a copy, with ``finetune_features``).
         """
         if X is None or Y is None or len(Y) < 2:
-            return self.prior()
+            return self.prior(task_prior_var)
         X = torch.as_tensor(X, dtype=DTYPE)
         Y = torch.as_tensor(Y, dtype=DTYPE).reshape(-1, 1)
         if X.dim() != 2 or X.shape[0] != Y.shape[0] or X.shape[1] != self.config.input_dim:
@@ -685,10 +720,10 @@ class MetaSurrogate(nn.Module):
             tf = Standardize(m=1)
             Y_std, _ = tf(Y)
             tf.eval()
-            gp = self._new_gp(X, Y_std.detach(), tf, copy_features=finetune_features)
+            gp = self._new_gp(X, Y_std.detach(), tf, copy_features=finetune_features, task_prior_var=task_prior_var)
             gp.fit_mean_affine(scale_prior_std, offset_prior_std)
         elif units == "affine":
-            gp = self._new_gp(X, Y, None, copy_features=finetune_features)
+            gp = self._new_gp(X, Y, None, copy_features=finetune_features, task_prior_var=task_prior_var)
             with torch.no_grad():
                 m, cov = gp.prior_moments(X)
                 beta, offset, _ = affine_value_map(Y.squeeze(-1), m, cov)
@@ -701,7 +736,9 @@ class MetaSurrogate(nn.Module):
             raise GrabnasError(f"unknown surrogate units {units!r}; expected rank-gauss or affine")
         else:
             scores = rank_gauss(Y.squeeze(-1))
-            gp = self._new_gp(X, scores.unsqueeze(-1), None, copy_features=finetune_features)
+            gp = self._new_gp(
+                X, scores.unsqueeze(-1), None, copy_features=finetune_features, task_prior_var=task_prior_var
+            )
             with torch.no_grad():
                 gp.prediction_noise = gp.likelihood.noise.detach().clone()
                 gp.likelihood.noise = gp.likelihood.noise + rank_score_variance(len(Y))

@@ -305,47 +305,27 @@ class MetaLatentSurrogate:
     """:class:`LatentSurrogate` from a meta-trained :class:`grabnas.models.surrogate.MetaSurrogate`
     and the target task's embedding ``d`` ``(task_dim,)``.
 
-    ``fit_options`` go to the surrogate's ``fit`` (e.g. ``steps``, ``units``), except three:
-
-    * ``infer_task`` (default: on when the surrogate has per-task offsets): once there are
-      ``infer_min_obs`` (default 5) observations, each fit first moves the task's embedding
-      from ``d`` towards the meta-training tasks' that explain the observations best
-      (:meth:`~grabnas.models.surrogate.MetaSurrogate.infer_task`, a Gaussian prior of
-      standard deviation ``infer_prior_std``, default 1, on the weights): the observations
-      say which known tasks the target resembles;
-    * ``infer_min_obs``, ``infer_prior_std``: as above.
-
-    :attr:`task_weights` holds the weights of the last fit (empty: ``d`` itself).
+    ``fit_options`` go to the surrogate's ``fit`` (e.g. ``steps``, ``units``,
+    ``task_prior_var``). :attr:`task_weights` reports, after each fit of a surrogate with
+    per-task offsets, the posterior mean weight of each meta-training task in the task term
+    (which known tasks the observations say the target resembles).
     """
-
-    INFER_OPTIONS = ("infer_task", "infer_min_obs", "infer_prior_std")
 
     def __init__(self, surrogate, task_embedding: Tensor, **fit_options: object) -> None:
         self.surrogate = surrogate
         with torch.no_grad():
             self.d = task_embedding.detach()
-        infer = {k: fit_options.pop(k) for k in self.INFER_OPTIONS if k in fit_options}
-        has_offsets = bool(getattr(surrogate.config, "task_offsets", ()))
-        self.infer_task = bool(infer.get("infer_task", has_offsets)) and has_offsets
-        self.infer_min_obs = int(infer.get("infer_min_obs", 5))
-        self.infer_prior_std = float(infer.get("infer_prior_std", 1.0))
         self.fit_options = fit_options
         self.task_weights: dict[str, float] = {}
 
-    def _embedding(self, z: Tensor, y: Tensor) -> Tensor:
-        self.task_weights = {}
-        if not self.infer_task or len(y) < max(2, self.infer_min_obs):
-            return self.d
-        d, self.task_weights = self.surrogate.infer_task(z, y, self.d, prior_std=self.infer_prior_std)
-        return d
-
     def fit(self, z: Tensor, y: Tensor):
         if len(y) == 0:
-            self.task_weights = {}
-            return _TaskModel(self.surrogate.fit(None, None), self.surrogate, self.d)
-        d = self._embedding(z, y)
-        gp = self.surrogate.fit(self.surrogate.inputs(z, d), y, **self.fit_options)
-        return _TaskModel(gp, self.surrogate, d)
+            gp = self.surrogate.fit(None, None, **{k: v for k, v in self.fit_options.items() if k == "task_prior_var"})
+        else:
+            gp = self.surrogate.fit(self.surrogate.inputs(z, self.d), y, **self.fit_options)
+        weights = gp.task_weights() if hasattr(gp, "task_weights") else None
+        self.task_weights = {} if weights is None else dict(zip(gp.task_names, weights.tolist()))
+        return _TaskModel(gp, self.surrogate, self.d)
 
 
 class _TaskModel(Model):

@@ -196,7 +196,7 @@ def assemble_grabnas(
 
     overrides = dict(overrides)
     fit_options = {k[len("adapt_"):]: overrides.pop(k) for k in list(overrides) if k.startswith("adapt_")}
-    known = (set(inspect.signature(sur.fit).parameters) - {"X", "Y"}) | set(MetaLatentSurrogate.INFER_OPTIONS)
+    known = set(inspect.signature(sur.fit).parameters) - {"X", "Y"}
     unknown = sorted(set(fit_options) - known)
     if unknown:
         raise GrabnasError(
