@@ -43,6 +43,8 @@ for part in "${PARTS[@]}"; do
         --threads "$THREADS" --no-progress --out "$REPORTS/nb201.json" | tee "$REPORTS/nb201.md"
       "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint auto --widen 5 \
         --threads "$THREADS" --no-progress --out "$REPORTS/nb201-widen5.json" | tee "$REPORTS/nb201-widen5.md"
+      "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint auto --task-prior-var 0 \
+        --threads "$THREADS" --no-progress --out "$REPORTS/nb201-no-task-term.json" | tee "$REPORTS/nb201-no-task-term.md"
       ;;
     nasbench-graph)
       "$PY" -m grabnas.cli surrogate eval --benchmark nasbench-graph --checkpoint train \
