@@ -563,11 +563,11 @@ def evaluate_task(
     :class:`grabnas.search.grabnas.MetaLatentSurrogate`, as in a search (e.g.
     ``widen_prior_strength``, ``task_prior_var``).
     """
+    from grabnas.search.grabnas import MetaLatentSurrogate
+
     y = task.values
     ys = task_targets(task, sur.config.value_transform)
     top = y >= np.quantile(y, 1.0 - top_fraction)
-    from grabnas.search.grabnas import MetaLatentSurrogate
-
     d = sur.task_embedding(instance_features, None).detach()
     Z = latents[torch.from_numpy(task.index)]
     X = sur.inputs(Z, d)

@@ -87,8 +87,8 @@ class SurrogateConfig:
         encoder_dim: width of the dataset encoder.
         task_offsets: names of the meta-training tasks that get a learned offset of ``d`` of
             their own (empty: tasks of one fidelity without data share ``d``). A new task's
-            embedding can then be inferred from its observations among these tasks' (see
-            :meth:`MetaSurrogate.task_candidates`).
+            embedding can then be inferred from its observations as a mixture of these tasks'
+            (the task term of :class:`DeepKernelGP`).
     """
 
     latent_dim: int = 16
@@ -328,9 +328,11 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
             return None
         with torch.no_grad():
             x, y = self.train_inputs[0], self.train_targets
-            mean, cov = self.prior_moments(x)
-            dirs = self.task_directions(x)
-            alpha = torch.cholesky_solve((y - mean).unsqueeze(-1), _safe_cholesky(cov))
+            m, phi = self.feature_map(x)
+            dirs = self.task_directions(x, m)
+            cov = self._covar(phi, dirs).to_dense() + self.likelihood.noise * torch.eye(len(y), dtype=DTYPE)
+            resid = y - (self.mean_offset + self.mean_scale * m)
+            alpha = torch.cholesky_solve(resid.unsqueeze(-1), _safe_cholesky(cov))
             return self.task_prior_var * (dirs.transpose(-1, -2) @ alpha).squeeze(-1)
 
     def forward(self, x: Tensor) -> MultivariateNormal:
@@ -855,16 +857,8 @@ def affine_value_map(y: Tensor, mean: Tensor, cov: Tensor) -> tuple[float, float
     Unlike normal scores of the observations, this does not assume that the observations are a
     random sample of the task: in a search they are its best architectures, and their spread
     says little about the task's. Returns ``(beta, offset, log likelihood)`` (the likelihood
-    without its ``n/2 log 2 pi``); maps values by ``y / beta - offset``. See
-    :func:`affine_profile_loglik` for the differentiable form.
+    without its ``n/2 log 2 pi``); maps values by ``y / beta - offset``.
     """
-    beta, offset, loglik = affine_profile_loglik(y, mean, cov)
-    return float(beta), float(offset), float(loglik)
-
-
-def affine_profile_loglik(y: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`affine_value_map` as differentiable tensors ``(beta, offset, loglik)`` (0-dim;
-    differentiable in ``mean`` and ``cov``)."""
     y = torch.as_tensor(y, dtype=DTYPE).reshape(-1)
     n = y.numel()
     if n < 2:
@@ -874,17 +868,17 @@ def affine_profile_loglik(y: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor,
     basis = torch.stack([y, torch.ones_like(y), mean], -1)  # (n, 3)
     gram = basis.T @ torch.cholesky_solve(basis, chol)  # (3, 3): <., .> in C^-1
 
-    def inner(i: int, j: int) -> Tensor:
-        return gram[i, j] - gram[i, 1] * gram[j, 1] / gram[1, 1]
+    def inner(i: int, j: int) -> float:
+        return float(gram[i, j] - gram[i, 1] * gram[j, 1] / gram[1, 1])
 
     p, q, r = inner(0, 0), inner(0, 2), inner(2, 2)
-    if float(p.detach()) <= 1e-300:  # all observed values equal: no scale information
-        beta = y.abs().max().clamp_min(1.0)
+    if p <= 1e-300:  # all observed values equal: no scale information
+        beta = max(float(y.abs().max()), 1.0)
     else:
-        beta = (-q + torch.sqrt(q * q + 4 * n * p)) / (2 * n)
-    offset = (gram[0, 1] / beta - gram[2, 1]) / gram[1, 1]
+        beta = (-q + math.sqrt(q * q + 4 * n * p)) / (2 * n)
+    offset = float((gram[0, 1] / beta - gram[2, 1]) / gram[1, 1])
     quad = p / beta**2 - 2 * q / beta + r
-    loglik = -0.5 * quad - n * torch.log(beta) - torch.log(torch.diagonal(chol)).sum()
+    loglik = -0.5 * quad - n * math.log(beta) - float(torch.log(torch.diagonal(chol)).sum())
     return beta, offset, loglik
 
 
@@ -929,7 +923,6 @@ __all__ = [
     "MetaSurrogate",
     "RankGaussMap",
     "SurrogateConfig",
-    "affine_profile_loglik",
     "affine_value_map",
     "gaussian_nll",
     "predict",

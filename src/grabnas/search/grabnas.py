@@ -319,10 +319,8 @@ class MetaLatentSurrogate:
         self.task_weights: dict[str, float] = {}
 
     def fit(self, z: Tensor, y: Tensor):
-        if len(y) == 0:
-            gp = self.surrogate.fit(None, None, **{k: v for k, v in self.fit_options.items() if k == "task_prior_var"})
-        else:
-            gp = self.surrogate.fit(self.surrogate.inputs(z, self.d), y, **self.fit_options)
+        X = self.surrogate.inputs(z, self.d) if len(y) else None
+        gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         weights = gp.task_weights() if hasattr(gp, "task_weights") else None
         self.task_weights = {} if weights is None else dict(zip(gp.task_names, weights.tolist()))
         return _TaskModel(gp, self.surrogate, self.d)
