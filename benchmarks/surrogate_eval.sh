@@ -9,7 +9,9 @@
 # nb201:          leave-one-dataset-out over cifar10 / cifar100 / imagenet16; each surrogate is
 #                 meta-trained on the two other datasets, all their fidelities (200-epoch and
 #                 12-epoch tasks), 16,000 steps, one learned embedding offset per training task
-#                 (--task-offsets: the target's embedding is inferred from its observations);
+#                 (--task-offsets: the target's embedding is inferred from its observations), and the
+#                 new-task variance calibrated by leaving each training dataset out (meta-train does
+#                 it; `grabnas surrogate calibrate` for older checkpoints);
 #                 then zero-shot and 5/10/20 random observations (5 seeds), beside
 #                 transfer-rank and a plain GP on one-hot encodings.
 #                 ~6 min per dataset on one CPU core.
@@ -45,6 +47,8 @@ for part in "${PARTS[@]}"; do
         --threads "$THREADS" --no-progress --out "$REPORTS/nb201-widen5.json" | tee "$REPORTS/nb201-widen5.md"
       "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint auto --task-prior-var 0 \
         --threads "$THREADS" --no-progress --out "$REPORTS/nb201-no-task-term.json" | tee "$REPORTS/nb201-no-task-term.md"
+      "$PY" -m grabnas.cli surrogate eval --benchmark nb201 --data "$NB201" --checkpoint auto --variance-scale 1 \
+        --threads "$THREADS" --no-progress --out "$REPORTS/nb201-uncalibrated.json" | tee "$REPORTS/nb201-uncalibrated.md"
       ;;
     nasbench-graph)
       "$PY" -m grabnas.cli surrogate eval --benchmark nasbench-graph --checkpoint train \

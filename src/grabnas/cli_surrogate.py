@@ -175,6 +175,14 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="S2",
         help="prior variance of the task term's weights for surrogates with per-task offsets (default 1; 0: off)",
     )
+    e.add_argument(
+        "--variance-scale",
+        type=float,
+        default=None,
+        metavar="F",
+        help="factor on a new task's prior covariance (default: the checkpoint's calibrated table, see "
+        "'surrogate calibrate'; 1: as meta-learned)",
+    )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
         "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
@@ -183,6 +191,25 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default=None, help="also write the JSON report to this file")
     _add_training_options(e)
     e.set_defaults(handler=cmd_surrogate_eval)
+
+    c = sub.add_parser(
+        "calibrate",
+        help="fit a surrogate's new-task variance scale by leaving each meta-training task out",
+        description="For a surrogate meta-trained with --task-offsets: predict each main-fidelity training task "
+        "from the others (zero-shot and after 5, 10, 20 random observations), fit the variance factor that "
+        "makes its 90%% interval cover 90%%, and write the table into the checkpoint (meta-train does this "
+        "itself; this command updates checkpoints trained before it did).",
+    )
+    c.add_argument("--checkpoint", required=True, help="surrogate checkpoint: shipped name or path")
+    c.add_argument(
+        "--benchmark", default="nb201", help="the corpus it was meta-trained on: nb201, nasbench-graph, csv:PATH, ..."
+    )
+    c.add_argument(
+        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201"
+    )
+    c.add_argument("--out", default=None, help="where to write (default: over the checkpoint when it is a path)")
+    c.add_argument("--threads", type=_positive_int, default=None, help="torch threads")
+    c.set_defaults(handler=cmd_surrogate_calibrate)
 
 
 # -- shared ----------------------------------------------------------------------------------------
@@ -438,7 +465,11 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             shots=args.shots,
             seeds=args.seeds,
             steps=args.adapt_steps,
-            fit_options={"widen_prior_strength": args.widen, "task_prior_var": args.task_prior_var},
+            fit_options={
+                "widen_prior_strength": args.widen,
+                "task_prior_var": args.task_prior_var,
+                "variance_scale": args.variance_scale,
+            },
             instance_features=target_features(sur, task, args.extractor),
             seed=args.seed,
             plain_gp=args.plain_gp,
@@ -475,4 +506,48 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_surrogate_commands", "cmd_meta_train", "cmd_surrogate_eval"]
+# -- surrogate calibrate -------------------------------------------------------------------------------
+def cmd_surrogate_calibrate(args: argparse.Namespace) -> int:
+    _threads(args)
+    from grabnas.errors import GrabnasError
+    from grabnas.meta.corpus import load_corpus
+    from grabnas.meta.surrogate_training import (
+        calibrate_new_task_variance,
+        encode_members,
+        latents_for,
+        load_surrogate,
+        save_surrogate,
+        shipped_surrogate_names,
+        surrogate_vae,
+    )
+
+    shipped = args.checkpoint in shipped_surrogate_names()
+    if shipped and not args.out:
+        raise GrabnasError(f"{args.checkpoint!r} is a shipped checkpoint; give --out PATH to write the calibrated copy")
+    sur = load_surrogate(args.checkpoint)
+    if not sur.config.task_offsets:
+        raise GrabnasError(
+            f"surrogate {args.checkpoint!r} has no per-task offsets; calibration needs one meta-trained with --task-offsets"
+        )
+    corpus = load_corpus(args.benchmark, args.data).without_groups(sur.card.get("held_out_groups", []))
+    vae = surrogate_vae(sur)
+    result = calibrate_new_task_variance(sur, corpus, latents_for(sur, vae, encode_members(vae)))
+    if result is None:
+        raise GrabnasError(
+            f"the corpus {args.benchmark!r} holds fewer than two of the surrogate's meta-training tasks "
+            "(without data, main fidelity); give the corpus it was meta-trained on"
+        )
+    for task, rows in result["tasks"].items():
+        print(
+            f"{task} left out: 90% coverage "
+            + ", ".join(f"{r['coverage90_uncalibrated']:.3f} at {n} obs (factor {r['factor']:.2f})" for n, r in rows.items())
+        )
+    print("new-task variance scale: " + ", ".join(f"{f:.3f} at {n} obs" for n, f in result["scale"]))
+    card = {k: v for k, v in sur.card.items() if k != "config"}
+    card["new_task_calibration"] = result
+    pt, _ = save_surrogate(sur, args.out or args.checkpoint, vae_state=sur.vae_state, **card)
+    print(f"wrote {pt}")
+    return 0
+
+
+__all__ = ["add_surrogate_commands", "cmd_meta_train", "cmd_surrogate_calibrate", "cmd_surrogate_eval"]

@@ -12,12 +12,14 @@ import torch
 from grabnas.errors import GrabnasError
 from grabnas.meta.corpus import Corpus, CorpusTask
 from grabnas.meta.surrogate_training import (
+    calibrate_new_task_variance,
     MetaTrainConfig,
     evaluate_task,
     load_surrogate,
     meta_train,
     save_surrogate,
     surrogate_for_group,
+    task_targets,
     transfer_rank_scores,
     vae_fingerprint,
 )
@@ -259,6 +261,27 @@ def test_cli_meta_train_and_eval(tmp_path, space, vae, capsys):
     )
     with pytest.raises(GrabnasError, match="saw the group 'ga'"):
         args.handler(args)
+    # calibration of the new-task variance: needs per-task offsets; never over a shipped file
+    calibrate = ["surrogate", "calibrate", "--benchmark", f"records:{csv}", "--checkpoint"]
+    args = _parser().parse_args([*calibrate, str(tmp_path / "s")])
+    with pytest.raises(GrabnasError, match="no per-task offsets"):
+        args.handler(args)
+    args = _parser().parse_args([*calibrate, "nb201-no-cifar10"])
+    with pytest.raises(GrabnasError, match="give --out PATH"):
+        args.handler(args)
+    train = ["meta-train", "--corpus", f"records:{csv}", "--holdout", "gc", "--task-offsets", "--eval-shots", "0"]
+    args = _parser().parse_args([*train, "--out", str(tmp_path / "o"), *common])
+    assert args.handler(args) == 0
+    card = json.loads((tmp_path / "o.json").read_text())
+    assert set(card["new_task_calibration"]["tasks"]) == {"a", "b"}
+    assert card["config"]["new_task_variance_scale"] == card["new_task_calibration"]["scale"]
+    args = _parser().parse_args([*calibrate, str(tmp_path / "o"), "--out", str(tmp_path / "o2")])
+    capsys.readouterr()
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "a left out: 90% coverage" in out and "new-task variance scale:" in out
+    again = json.loads((tmp_path / "o2.json").read_text())
+    np.testing.assert_allclose(again["config"]["new_task_variance_scale"], card["config"]["new_task_variance_scale"])
 
 
 def test_shipped_checkpoints_name_their_held_out_dataset():
@@ -295,3 +318,46 @@ def test_task_weighting():
     np.testing.assert_allclose(_task_weights([4, 100], "sqrt"), [2 / 12, 10 / 12])
     with pytest.raises(GrabnasError, match="task weighting"):
         _task_weights([1], "size")
+
+
+def test_new_task_variance_calibration(tmp_path, space, vae, latents):
+    corpus = _corpus(space, latents, groups=4)
+    train = corpus.without_groups(["g3"])
+    res = meta_train(train, vae, _cfg(train), _tc(task_offsets=True), latents=latents, progress=False)
+    sur, cal = res.surrogate, res.calibration
+    assert cal is not None and set(cal["tasks"]) == {"t0", "t1", "t2"}
+    table = dict(sur.config.new_task_variance_scale)
+    assert list(table) == [0, 5, 10, 20] and [list(p) for p in table.items()] == cal["scale"]
+    for n, f in table.items():  # K = 3 tasks: the excess over 1 shrinks by 1 - 1/K^2
+        mean = np.mean([cal["tasks"][t][n]["factor"] for t in cal["tasks"]])
+        assert f == pytest.approx(1 + (mean - 1) * (1 - 1 / 9))
+    # t0's factor is the variance scale that makes its left-out zero-shot 90% interval cover 90%
+    t0, offsets = train.task("t0"), sur.task_offset_embeddings()
+    X = sur.inputs(latents[torch.from_numpy(t0.index)], (offsets["t1"] + offsets["t2"]) / 2)
+    y = torch.as_tensor(task_targets(t0, "rank-gauss"))
+
+    def coverage(scale: float) -> float:
+        mu, var = predict(sur.prior(variance_scale=scale, tasks=["t1", "t2"]), X, observation_noise=True)
+        return float(((y - mu).abs() <= 1.6448536 * var.sqrt()).double().mean())
+
+    row = cal["tasks"]["t0"][0]
+    assert coverage(1.0) == pytest.approx(row["coverage90_uncalibrated"])
+    assert coverage(row["factor"] * 1.0001) == pytest.approx(0.9, abs=0.006)
+    # a new task's prior covariance is the meta-learned one times the factor; the mean is kept
+    Xc = sur.inputs(latents[:40], sur.task_embedding())
+    base, scaled = predict(sur.prior(variance_scale=1.0), Xc), predict(sur.prior(), Xc)
+    torch.testing.assert_close(scaled[0], base[0])
+    torch.testing.assert_close(scaled[1], base[1] * table[0])
+    fitted = sur.fit(Xc[:5], torch.linspace(0, 1, 5, dtype=torch.float64))
+    torch.testing.assert_close(fitted.covar_module.outputscale, sur.covar_module.outputscale * table[5])
+    assert fitted.task_prior_var == pytest.approx(table[5])
+    # the table survives a checkpoint round trip; calibrating again gives the same table
+    save_surrogate(sur, tmp_path / "cal")
+    loaded = load_surrogate(tmp_path / "cal", vae)
+    assert loaded.config.new_task_variance_scale == sur.config.new_task_variance_scale
+    again = calibrate_new_task_variance(loaded, train, latents)
+    np.testing.assert_allclose(np.array(again["scale"]), np.array(cal["scale"]), rtol=1e-3)
+    # nothing to calibrate from: no offsets, or a single task with one
+    plain = meta_train(train, vae, _cfg(train), _tc(steps=10, eval_every=5), latents=latents, progress=False)
+    assert plain.calibration is None and plain.surrogate.config.new_task_variance_scale == ()
+    assert calibrate_new_task_variance(sur, train.select(["t0"]), latents) is None

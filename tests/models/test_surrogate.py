@@ -281,3 +281,17 @@ def test_task_offsets_candidates_and_inference():
     assert err(model) < err(sur.fit(X, y, task_prior_var=0.0))
     plain = _surrogate()
     assert plain.task_offset_embeddings() == {} and plain.prior().task_embeddings is None
+
+
+def test_new_task_variance_table():
+    cfg = SurrogateConfig(new_task_variance_scale=[[20, 3.0], [0, 2.0], (10, 2.0)])
+    assert cfg.new_task_variance_scale == ((0, 2.0), (10, 2.0), (20, 3.0))  # sorted pairs
+    assert [cfg.variance_scale_at(n) for n in (0, 5, 15, 20, 50)] == [2.0, 2.0, 2.5, 3.0, 3.0]
+    assert SurrogateConfig().variance_scale_at(7) == 1.0
+    assert SurrogateConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(GrabnasError, match="positive factors"):
+        SurrogateConfig(new_task_variance_scale=[(0, -1.0)])
+    with pytest.raises(GrabnasError, match=r"pairs \(number of observations, factor\)"):
+        SurrogateConfig(new_task_variance_scale=[1.5])
+    with pytest.raises(GrabnasError, match="variance scale must be a positive number"):
+        _surrogate().prior(variance_scale=0.0)

@@ -133,6 +133,9 @@ class MetaTrainConfig:
     own (:attr:`grabnas.models.surrogate.SurrogateConfig.task_offsets`), so the surrogate models
     each task's function rather than only their average, and a search can infer which of them
     a new task resembles from its observations.
+
+    ``calibrate_variance``: with per-task offsets, fit the variance scale of a new task after
+    training by leaving each training task out (:func:`calibrate_new_task_variance`).
     """
 
     steps: int = 10000
@@ -158,6 +161,7 @@ class MetaTrainConfig:
     instance_samples: int = 4
     max_minutes: float | None = None
     task_offsets: bool = False
+    calibrate_variance: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -175,6 +179,8 @@ class MetaTrainResult:
     val_tasks: list[str] = field(default_factory=list)
     val_split: str = ""
     vae_state: dict | None = None
+    #: what :func:`calibrate_new_task_variance` found (None: not calibrated)
+    calibration: dict | None = None
 
 
 @dataclass
@@ -406,7 +412,13 @@ def meta_train(
     sur.eval()
     if tc.finetune_encoder:
         sur.vae_state = _state_copy(vae_model)
+    calibration = None
+    if tc.calibrate_variance and sur.config.task_offsets:
+        with torch.no_grad():
+            all_z = Z if Z is not None else vae_model.encode(dag_batch)[0].to(DTYPE)
+            calibration = calibrate_new_task_variance(sur, corpus, all_z, seed=tc.seed)
     return MetaTrainResult(
+        calibration=calibration,
         surrogate=sur,
         history=history,
         best_step=best[1],
@@ -451,7 +463,11 @@ def _validate(sur: MetaSurrogate, views: list[_View], latents_of, tc: MetaTrainC
                 continue
             ctx = g.choice(len(pos), n_ctx, replace=False) if n_ctx else np.zeros(0, dtype=np.int64)
             # within-task fit: no task term (the view's task is a known one)
-            model = sur.fit(X[ctx], yt[ctx], task_prior_var=0.0) if n_ctx >= 2 else sur.prior(task_prior_var=0.0)
+            model = (
+                sur.fit(X[ctx], yt[ctx], task_prior_var=0.0, variance_scale=1.0)
+                if n_ctx >= 2
+                else sur.prior(task_prior_var=0.0, variance_scale=1.0)
+            )
             mu, var = predict(model, X, observation_noise=True)  # the context is in task units already
             nlls.append(float(gaussian_nll(mu, var, yt).mean()))
             wts.append(view_weights[vi])
@@ -611,6 +627,80 @@ def evaluate_task(
             out["shots"][str(n)]["plain_gp"] = _mean_rows(gp_rows)
     out["seconds_per_fit_predict"] = float(np.mean(times)) if times else float("nan")
     return out
+
+
+def calibrate_new_task_variance(
+    sur: MetaSurrogate,
+    corpus: Corpus,
+    latents: torch.Tensor,
+    shots: Sequence[int] = (0, 5, 10, 20),
+    seeds: int = 3,
+    max_archs: int = 20000,
+    seed: int = 0,
+) -> dict | None:
+    """Fit :attr:`SurrogateConfig.new_task_variance_scale` by leaving each meta-training task out.
+
+    The meta-learned variances fit the training tasks' residuals from their own learned means,
+    smaller than those of a task the surrogate never saw. For each main-fidelity training task
+    ``g`` without data that has a learned offset (``task_offsets``), the model of ``g`` as if it
+    were new is built from the *other* such tasks (their embeddings' centre and their task
+    term), zero-shot and after ``n`` random observations of ``g`` (``shots``; ``seeds`` draws),
+    and ``g``'s standardised values give z-scores ``(y - mu) / sigma`` (predictive variance with
+    noise; at most ``max_archs`` architectures per task). The factor of ``g`` at ``n`` is
+    ``(q90(|z|) / 1.645)^2``, the variance scale under which its 90 % interval covers 90 %.
+
+    With K tasks, a left-out one is predicted from the centre of K - 1 tasks, a new task from
+    that of K: if tasks are exchangeable, the part of the variance between tasks is
+    ``(1 + 1/(K-1)) tau^2`` for the first and ``(1 + 1/K) tau^2`` for the second, so the excess
+    of the mean factor over 1 is multiplied by their ratio ``1 - 1/K^2`` (3/4 for K = 2).
+
+    Needs at least two such tasks; returns None otherwise (the config stays as it is). On
+    success sets ``sur.config`` to the table ``((n, factor), ...)`` and returns ``{"scale":
+    [[n, factor], ...], "tasks": {name: {n: {"factor", "coverage90_uncalibrated"}}}}``;
+    ``latents`` are ``(len(space), latent_dim)`` (what the surrogate reads).
+    """
+    offsets = sur.task_offset_embeddings()
+    tasks = [t for t in corpus.tasks if t.fidelity is None and t.data is None and t.name in offsets]
+    if len(tasks) < 2:
+        return None
+    k = len(tasks)
+    per_task: dict[str, dict] = {}
+    for task in tasks:
+        rest = [t.name for t in tasks if t.name != task.name]
+        d = torch.stack([offsets[t] for t in rest]).mean(0)
+        rng = np.random.default_rng(child_seed(seed, "new-task-calibration", task.name))
+        pos = np.arange(len(task))
+        if len(pos) > max_archs:
+            pos = np.sort(rng.choice(len(pos), size=max_archs, replace=False))
+        y = torch.as_tensor(task_targets(task, sur.config.value_transform)[pos], dtype=DTYPE)
+        raw = torch.as_tensor(task.values[pos], dtype=DTYPE)
+        X = sur.inputs(latents[torch.from_numpy(task.index[pos])], d)
+        per_task[task.name] = {}
+        for n in shots:
+            if n > len(pos) - 1:
+                continue
+            factors, covered = [], []
+            for _ in range(seeds if n >= 2 else 1):
+                obs = rng.choice(len(pos), size=n, replace=False) if n >= 2 else np.zeros(0, dtype=np.int64)
+                with torch.no_grad():
+                    gp = sur.fit(X[obs], raw[obs], variance_scale=1.0, tasks=rest)
+                    mu, var = predict(gp, X, observation_noise=True)
+                if gp.units == "observed":
+                    mu, var = _standardize_pred(mu, var, task.mean, task.std)
+                z = ((y - mu) / var.clamp_min(1e-12).sqrt()).abs()
+                factors.append(float((torch.quantile(z, 0.9) / Z90) ** 2))
+                covered.append(float((z <= Z90).double().mean()))
+            per_task[task.name][int(n)] = {
+                "factor": float(np.mean(factors)),
+                "coverage90_uncalibrated": float(np.mean(covered)),
+            }
+    shrink = 1.0 - 1.0 / k**2
+    table = []
+    for n in sorted({n for r in per_task.values() for n in r}):
+        mean = float(np.mean([r[n]["factor"] for r in per_task.values() if n in r]))
+        table.append((n, 1.0 + (mean - 1.0) * shrink))
+    sur.config = dataclasses.replace(sur.config, new_task_variance_scale=tuple(table))
+    return {"scale": [list(p) for p in table], "tasks": per_task}
 
 
 def _standardize_pred(
@@ -799,6 +889,7 @@ def card_fields(
         "best_step": result.best_step,
         "train_seconds": round(result.train_seconds, 1),
         "history": result.history[-3:],
+        "new_task_calibration": result.calibration,
     }
 
 

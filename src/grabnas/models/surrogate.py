@@ -89,6 +89,13 @@ class SurrogateConfig:
             their own (empty: tasks of one fidelity without data share ``d``). A new task's
             embedding can then be inferred from its observations as a mixture of these tasks'
             (the task term of :class:`DeepKernelGP`).
+        new_task_variance_scale: ``((n, f), ...)``, by increasing number of observations ``n``:
+            the factor ``f`` on the prior covariance (output scale, noise and task-term
+            variance) of a task meta-training did not see, when ``n`` of its values are known
+            (linear in between, constant beyond the ends; see :meth:`variance_scale_at`).
+            Meta-training fits it by leaving each training task out in turn
+            (:func:`grabnas.meta.surrogate_training.calibrate_new_task_variance`); empty: 1,
+            the meta-learned variances as they are.
     """
 
     latent_dim: int = 16
@@ -104,8 +111,20 @@ class SurrogateConfig:
     instance_dim: int = 64
     encoder_dim: int = 64
     task_offsets: tuple[str, ...] = ()
+    new_task_variance_scale: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
+        try:
+            table = tuple(sorted((int(n), float(f)) for n, f in self.new_task_variance_scale))
+        except (TypeError, ValueError):
+            raise GrabnasError(
+                f"new_task_variance_scale must be pairs (number of observations, factor), got {self.new_task_variance_scale!r}"
+            ) from None
+        if any(n < 0 or not (math.isfinite(f) and f > 0) for n, f in table):
+            raise GrabnasError(
+                f"new_task_variance_scale needs observation counts >= 0 and positive factors, got {table}"
+            )
+        object.__setattr__(self, "new_task_variance_scale", table)
         if self.value_transform not in VALUE_TRANSFORMS:
             raise GrabnasError(
                 f"unknown value transform {self.value_transform!r}; expected one of {', '.join(VALUE_TRANSFORMS)}"
@@ -118,6 +137,18 @@ class SurrogateConfig:
         object.__setattr__(self, "fidelities", tuple(str(f) for f in self.fidelities))
         object.__setattr__(self, "task_offsets", tuple(str(t) for t in self.task_offsets))
 
+    def variance_scale_at(self, n: int) -> float:
+        """The new-task variance factor with ``n`` observations (1 without a table)."""
+        table = self.new_task_variance_scale
+        if not table:
+            return 1.0
+        if n <= table[0][0]:
+            return table[0][1]
+        for (n0, f0), (n1, f1) in zip(table, table[1:]):
+            if n <= n1:
+                return f0 + (f1 - f0) * (n - n0) / (n1 - n0)
+        return table[-1][1]
+
     @property
     def input_dim(self) -> int:
         """Width of ``X = concat[d, z]``."""
@@ -127,6 +158,7 @@ class SurrogateConfig:
         d = asdict(self)
         d["fidelities"] = list(self.fidelities)
         d["task_offsets"] = list(self.task_offsets)
+        d["new_task_variance_scale"] = [list(p) for p in self.new_task_variance_scale]
         return d
 
     @classmethod
@@ -136,6 +168,8 @@ class SurrogateConfig:
         for key in ("fidelities", "task_offsets"):
             if key in kw:
                 kw[key] = tuple(kw[key])
+        if "new_task_variance_scale" in kw:
+            kw["new_task_variance_scale"] = tuple(tuple(p) for p in kw["new_task_variance_scale"])
         return cls(**kw)
 
 
@@ -623,6 +657,8 @@ class MetaSurrogate(nn.Module):
         outcome_transform=None,
         copy_features: bool = False,
         task_prior_var: float = 1.0,
+        variance_scale: float | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> DeepKernelGP:
         fmap = copy.deepcopy(self.feature_map) if copy_features else self.feature_map
         gp = DeepKernelGP(
@@ -635,17 +671,32 @@ class MetaSurrogate(nn.Module):
             covar_module=copy.deepcopy(self.covar_module),
         )
         own = self.task_offset_embeddings()
-        if own and task_prior_var > 0:
+        if tasks is not None:
+            own = {t: e for t, e in own.items() if t in set(tasks)}
+        n = 0 if train_Y is None else int(train_Y.shape[0])
+        f = self.config.variance_scale_at(n) if variance_scale is None else float(variance_scale)
+        if not (math.isfinite(f) and f > 0):
+            raise GrabnasError(f"the variance scale must be a positive number, got {variance_scale}")
+        if own and task_prior_var > 0 and (tasks is None or len(own) >= 2):
             gp.task_embeddings = torch.stack(list(own.values()))
-            gp.task_prior_var = float(task_prior_var)
+            gp.task_prior_var = float(task_prior_var) * f
             gp.task_names = list(own)
+        if f != 1.0:
+            with torch.no_grad():
+                gp.covar_module.outputscale = gp.covar_module.outputscale * f
+                gp.likelihood.noise = gp.likelihood.noise * f
         gp.eval()
         return gp
 
-    def prior(self, task_prior_var: float = 1.0) -> DeepKernelGP:
-        """The zero-shot model (no observations; standardised prior units); with per-task
-        offsets, the task term of prior variance ``task_prior_var`` (0: none) is in its kernel."""
-        return self._new_gp(None, None, task_prior_var=task_prior_var)
+    def prior(
+        self, task_prior_var: float = 1.0, variance_scale: float | None = None, tasks: Sequence[str] | None = None
+    ) -> DeepKernelGP:
+        """The zero-shot model of a new task (no observations; standardised prior units); with
+        per-task offsets, the task term of prior variance ``task_prior_var`` (0: none) is in its
+        kernel. The prior covariance is multiplied by ``variance_scale`` (None: the config's
+        ``new_task_variance_scale`` at 0 observations). ``tasks`` restricts the task term to those meta-training
+        tasks (it needs two; with fewer there is none), as when one is left out to calibrate."""
+        return self._new_gp(None, None, task_prior_var=task_prior_var, variance_scale=variance_scale, tasks=tasks)
 
     def fit(
         self,
@@ -663,6 +714,8 @@ class MetaSurrogate(nn.Module):
         units_offset_std: float | None = None,
         units: str = "rank-gauss",
         task_prior_var: float = 1.0,
+        variance_scale: float | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> DeepKernelGP:
         """Condition on a target task's observations: ``(n, D)`` inputs and ``n`` raw values.
 
@@ -695,6 +748,11 @@ class MetaSurrogate(nn.Module):
         variance ``task_prior_var`` (default 1: a new task is as far from the tasks' centre as a
         known one; 0 turns the term off).
 
+        The meta-learned prior covariance (output scale, noise, task term) is multiplied by
+        ``variance_scale`` (None: the config's ``new_task_variance_scale`` at n observations,
+        fitted in meta-training by leaving each training task out; 1: as meta-learned), because the
+        target is a task meta-training did not see.
+
         With ``widen_prior_strength`` (rank-Gauss units) the prior variance is widened, never
         narrowed, to the observations' residuals (:meth:`DeepKernelGP.widen_to_residuals`);
         off by default: on NB201 imagenet16 it brings the 90 % coverage after 5/10/20 random
@@ -708,7 +766,7 @@ class MetaSurrogate(nn.Module):
         scale and the noise (and the feature map, on a copy, with ``finetune_features``).
         """
         if X is None or Y is None or len(Y) < 2:
-            return self.prior(task_prior_var)
+            return self.prior(task_prior_var, variance_scale, tasks)
         X = torch.as_tensor(X, dtype=DTYPE)
         Y = torch.as_tensor(Y, dtype=DTYPE).reshape(-1, 1)
         if X.dim() != 2 or X.shape[0] != Y.shape[0] or X.shape[1] != self.config.input_dim:
@@ -722,10 +780,12 @@ class MetaSurrogate(nn.Module):
             tf = Standardize(m=1)
             Y_std, _ = tf(Y)
             tf.eval()
-            gp = self._new_gp(X, Y_std.detach(), tf, copy_features=finetune_features, task_prior_var=task_prior_var)
+            gp = self._new_gp(
+                X, Y_std.detach(), tf, finetune_features, task_prior_var, variance_scale, tasks
+            )
             gp.fit_mean_affine(scale_prior_std, offset_prior_std)
         elif units == "affine":
-            gp = self._new_gp(X, Y, None, copy_features=finetune_features, task_prior_var=task_prior_var)
+            gp = self._new_gp(X, Y, None, finetune_features, task_prior_var, variance_scale, tasks)
             with torch.no_grad():
                 m, cov = gp.prior_moments(X)
                 beta, offset, _ = affine_value_map(Y.squeeze(-1), m, cov)
@@ -739,7 +799,7 @@ class MetaSurrogate(nn.Module):
         else:
             scores = rank_gauss(Y.squeeze(-1))
             gp = self._new_gp(
-                X, scores.unsqueeze(-1), None, copy_features=finetune_features, task_prior_var=task_prior_var
+                X, scores.unsqueeze(-1), None, finetune_features, task_prior_var, variance_scale, tasks
             )
             with torch.no_grad():
                 gp.prediction_noise = gp.likelihood.noise.detach().clone()
