@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from grabnas.errors import GrabnasError
+from grabnas.models.feature_cache import RowCache
 
 try:  # heavy, but this module is only imported where the surrogate is used
     import gpytorch
@@ -179,6 +180,10 @@ class FeatureMap(nn.Module):
     The MLP computes in float32 (its parameters stay float32); inputs are cast to it and both
     outputs are cast back to the input's dtype, so the GP around it works in float64 and
     gradients flow to the inputs.
+
+    With :meth:`enable_cache`, float64 inputs evaluated without gradients (how a search scores
+    its pool every iteration) are served from a :class:`~grabnas.models.feature_cache.RowCache`
+    by row; any change of the weights empties it.
     """
 
     def __init__(self, config: SurrogateConfig) -> None:
@@ -192,11 +197,30 @@ class FeatureMap(nn.Module):
         self.mean_head = nn.Linear(width, 1)
         self.feature_head = nn.Linear(width, config.feature_dim)
         self.learned_mean = config.learned_mean
+        #: outputs by input row, for no-gradient calls (None: off; see :meth:`enable_cache`)
+        self.cache: RowCache | None = None
+
+    def enable_cache(self, max_rows: int = 2_000_000) -> None:
+        """Serve repeated no-gradient float64 inputs from a row cache (idempotent)."""
+        if self.cache is None:
+            self.cache = RowCache(max_rows)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(..., D)`` inputs -> mean ``(...)`` and features ``(..., feature_dim)``."""
+        if self.cache is not None and not torch.is_grad_enabled() and x.dtype == torch.float64 and x.numel():
+            version = tuple((id(p), p._version) for p in self.parameters())
+            out = self.cache.lookup(x.reshape(-1, x.shape[-1]), self._stacked, version)
+            return out[:, 0].reshape(x.shape[:-1]), out[:, 1:].reshape(*x.shape[:-1], -1)
+        return self._compute(x)
+
+    def _compute(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.trunk(x.to(self.mean_head.weight.dtype))
         m = self.mean_head(h).squeeze(-1).to(x.dtype) if self.learned_mean else x.new_zeros(x.shape[:-1])
         return m, self.feature_head(h).to(x.dtype)
+
+    def _stacked(self, rows: Tensor) -> Tensor:
+        m, phi = self._compute(rows)
+        return torch.cat([m.unsqueeze(-1), phi], -1)
 
 
 def _make_kernel(name: str) -> ScaleKernel:

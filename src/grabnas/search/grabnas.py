@@ -313,6 +313,8 @@ class MetaLatentSurrogate:
 
     def __init__(self, surrogate, task_embedding: Tensor, **fit_options: object) -> None:
         self.surrogate = surrogate
+        # the pool is scored every iteration: keep the feature map's outputs by row
+        surrogate.feature_map.enable_cache()
         with torch.no_grad():
             self.d = task_embedding.detach()
         self.fit_options = fit_options
