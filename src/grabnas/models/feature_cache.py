@@ -65,8 +65,6 @@ class RowCache:
         out: Tensor | None = None
         hit = torch.zeros(len(rows), dtype=torch.bool)
         for lkeys, lrows, lvalues in self._levels:
-            if lrows.shape[-1] != rows.shape[-1]:
-                continue
             pos = torch.searchsorted(lkeys, keys).clamp(max=len(lkeys) - 1)
             found = ~hit & (lkeys[pos] == keys) & (lrows[pos] == rows).all(-1)
             if found.any():
@@ -81,14 +79,14 @@ class RowCache:
         if n_miss == 0:
             return out
         new = compute(rows[miss]).detach()
-        if out is None or out.shape[-1] != new.shape[-1]:
+        if out is None:
             out = new.new_empty(len(rows), new.shape[-1])
         out[miss] = new
         self._add(keys[miss], rows[miss], new)
         return out
 
     def _add(self, keys: Tensor, rows: Tensor, values: Tensor) -> None:
-        if len(self) + len(keys) > self.max_rows or any(v.shape[-1] != values.shape[-1] for _, _, v in self._levels):
+        if len(self) + len(keys) > self.max_rows:
             self._levels = []
         if len(self._levels) == 2:
             main, recent = self._levels

@@ -500,10 +500,9 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         Returns ``s2``."""
         if self.num_train == 0:
             return 1.0
-        x, y = self.train_inputs[0], self.train_targets
-        m, phi = self.feature_map(x)
-        r = y - (self.mean_offset + self.mean_scale * m)
-        k = self._covar(phi, self.task_directions(x, m)).to_dense() + self.likelihood.noise * torch.eye(len(y), dtype=y.dtype)
+        mean, k = self.prior_moments(self.train_inputs[0])
+        y = self.train_targets
+        r = y - mean
         chol = _safe_cholesky(k)
         q = float((r.unsqueeze(-1) * torch.cholesky_solve(r.unsqueeze(-1), chol)).sum())
         s2 = (prior_strength + q) / (prior_strength + len(y))
@@ -694,14 +693,15 @@ class MetaSurrogate(nn.Module):
             outcome_transform=outcome_transform,
             covar_module=copy.deepcopy(self.covar_module),
         )
-        own = self.task_offset_embeddings()
-        if tasks is not None:
-            own = {t: e for t, e in own.items() if t in set(tasks)}
         n = 0 if train_Y is None else int(train_Y.shape[0])
         f = self.config.variance_scale_at(n) if variance_scale is None else float(variance_scale)
         if not (math.isfinite(f) and f > 0):
             raise GrabnasError(f"the variance scale must be a positive number, got {variance_scale}")
-        if own and task_prior_var > 0 and (tasks is None or len(own) >= 2):
+        own = self.task_offset_embeddings() if task_prior_var > 0 else {}
+        if tasks is not None:
+            wanted = set(tasks)
+            own = {t: e for t, e in own.items() if t in wanted}
+        if own and (tasks is None or len(own) >= 2):
             gp.task_embeddings = torch.stack(list(own.values()))
             gp.task_prior_var = float(task_prior_var) * f
             gp.task_names = list(own)

@@ -318,13 +318,19 @@ class MetaLatentSurrogate:
         with torch.no_grad():
             self.d = task_embedding.detach()
         self.fit_options = fit_options
-        self.task_weights: dict[str, float] = {}
+        self._last_gp = None
+
+    @property
+    def task_weights(self) -> dict[str, float]:
+        """Posterior mean weight of each meta-training task in the last fit's task term (empty
+        without one); computed when asked, not at every fit."""
+        weights = self._last_gp.task_weights() if hasattr(self._last_gp, "task_weights") else None
+        return {} if weights is None else dict(zip(self._last_gp.task_names, weights.tolist()))
 
     def fit(self, z: Tensor, y: Tensor):
         X = self.surrogate.inputs(z, self.d) if len(y) else None
         gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
-        weights = gp.task_weights() if hasattr(gp, "task_weights") else None
-        self.task_weights = {} if weights is None else dict(zip(gp.task_names, weights.tolist()))
+        self._last_gp = gp
         return _TaskModel(gp, self.surrogate, self.d)
 
 
