@@ -194,10 +194,11 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser(
         "calibrate",
-        help="fit a surrogate's new-task variance scale by leaving each meta-training task out",
-        description="For a surrogate meta-trained with --task-offsets: predict each main-fidelity training task "
-        "from the others (zero-shot and after 5, 10, 20 random observations), fit the variance factor that "
-        "makes its 90%% interval cover 90%%, and write the table into the checkpoint (meta-train does this "
+        help="fit a surrogate's new-task variance scale on its meta-training tasks",
+        description="Predict each main-fidelity training task as a new one (zero-shot and after 5, 10, 20 random "
+        "observations): from the other tasks for a surrogate meta-trained with --task-offsets, by the surrogate "
+        "as it is otherwise (its residuals then widened by (K+1)/(K-1) for K tasks); fit the variance factor "
+        "that makes the 90%% interval cover 90%% and write the table into the checkpoint (meta-train does this "
         "itself; this command updates checkpoints trained before it did).",
     )
     c.add_argument("--checkpoint", required=True, help="surrogate checkpoint: shipped name or path")
@@ -525,10 +526,6 @@ def cmd_surrogate_calibrate(args: argparse.Namespace) -> int:
     if shipped and not args.out:
         raise GrabnasError(f"{args.checkpoint!r} is a shipped checkpoint; give --out PATH to write the calibrated copy")
     sur = load_surrogate(args.checkpoint)
-    if not sur.config.task_offsets:
-        raise GrabnasError(
-            f"surrogate {args.checkpoint!r} has no per-task offsets; calibration needs one meta-trained with --task-offsets"
-        )
     corpus = load_corpus(args.benchmark, args.data).without_groups(sur.card.get("held_out_groups", []))
     vae = surrogate_vae(sur)
     result = calibrate_new_task_variance(sur, corpus, latents_for(sur, vae, encode_members(vae)))
@@ -537,9 +534,10 @@ def cmd_surrogate_calibrate(args: argparse.Namespace) -> int:
             f"the corpus {args.benchmark!r} holds fewer than two of the surrogate's meta-training tasks "
             "(without data, main fidelity); give the corpus it was meta-trained on"
         )
+    how = "left out" if result["method"] == "leave-one-out" else "in-sample"
     for task, rows in result["tasks"].items():
         print(
-            f"{task} left out: 90% coverage "
+            f"{task} {how}: 90% coverage "
             + ", ".join(f"{r['coverage90_uncalibrated']:.3f} at {n} obs (factor {r['factor']:.2f})" for n, r in rows.items())
         )
     print("new-task variance scale: " + ", ".join(f"{f:.3f} at {n} obs" for n, f in result["scale"]))

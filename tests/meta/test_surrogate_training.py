@@ -261,11 +261,13 @@ def test_cli_meta_train_and_eval(tmp_path, space, vae, capsys):
     )
     with pytest.raises(GrabnasError, match="saw the group 'ga'"):
         args.handler(args)
-    # calibration of the new-task variance: needs per-task offsets; never over a shipped file
+    # calibration of the new-task variance: in-sample without per-task offsets; never over a shipped file
     calibrate = ["surrogate", "calibrate", "--benchmark", f"records:{csv}", "--checkpoint"]
-    args = _parser().parse_args([*calibrate, str(tmp_path / "s")])
-    with pytest.raises(GrabnasError, match="no per-task offsets"):
-        args.handler(args)
+    args = _parser().parse_args([*calibrate, str(tmp_path / "s"), "--out", str(tmp_path / "s2")])
+    capsys.readouterr()
+    assert args.handler(args) == 0
+    assert "a in-sample: 90% coverage" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s2.json").read_text())["new_task_calibration"]["method"] == "in-sample"
     args = _parser().parse_args([*calibrate, "nb201-no-cifar10"])
     with pytest.raises(GrabnasError, match="give --out PATH"):
         args.handler(args)
@@ -357,7 +359,17 @@ def test_new_task_variance_calibration(tmp_path, space, vae, latents):
     assert loaded.config.new_task_variance_scale == sur.config.new_task_variance_scale
     again = calibrate_new_task_variance(loaded, train, latents)
     np.testing.assert_allclose(np.array(again["scale"]), np.array(cal["scale"]), rtol=1e-3)
-    # nothing to calibrate from: no offsets, or a single task with one
+    assert cal["method"] == "leave-one-out"
+    # without offsets every task has the same embedding: in-sample factors times (K+1)/(K-1)
     plain = meta_train(train, vae, _cfg(train), _tc(steps=10, eval_every=5), latents=latents, progress=False)
-    assert plain.calibration is None and plain.surrogate.config.new_task_variance_scale == ()
+    pcal, psur = plain.calibration, plain.surrogate
+    assert pcal["method"] == "in-sample" and set(pcal["tasks"]) == {"t0", "t1", "t2"}
+    for n, f in psur.config.new_task_variance_scale:
+        assert f == pytest.approx(np.mean([pcal["tasks"][t][n]["factor"] for t in pcal["tasks"]]) * 4 / 2)
+    X0 = psur.inputs(latents[torch.from_numpy(t0.index)], psur.task_embedding())
+    row = pcal["tasks"]["t0"][0]
+    mu, var = predict(psur.prior(variance_scale=row["factor"] * 1.0001), X0, observation_noise=True)
+    assert float(((y - mu).abs() <= 1.6448536 * var.sqrt()).double().mean()) == pytest.approx(0.9, abs=0.006)
+    # nothing to calibrate from: a single task
     assert calibrate_new_task_variance(sur, train.select(["t0"]), latents) is None
+    assert calibrate_new_task_variance(psur, train.select(["t0"]), latents) is None

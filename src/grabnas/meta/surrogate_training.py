@@ -134,8 +134,9 @@ class MetaTrainConfig:
     each task's function rather than only their average, and a search can infer which of them
     a new task resembles from its observations.
 
-    ``calibrate_variance``: with per-task offsets, fit the variance scale of a new task after
-    training by leaving each training task out (:func:`calibrate_new_task_variance`).
+    ``calibrate_variance``: fit the variance scale of a new task after training, by leaving each
+    training task out (with per-task offsets) or from the training tasks' own residuals
+    (without) (:func:`calibrate_new_task_variance`).
     """
 
     steps: int = 10000
@@ -413,7 +414,7 @@ def meta_train(
     if tc.finetune_encoder:
         sur.vae_state = _state_copy(vae_model)
     calibration = None
-    if tc.calibrate_variance and sur.config.task_offsets:
+    if tc.calibrate_variance:
         with torch.no_grad():
             all_z = Z if Z is not None else vae_model.encode(dag_batch)[0].to(DTYPE)
             calibration = calibrate_new_task_variance(sur, corpus, all_z, seed=tc.seed)
@@ -638,36 +639,49 @@ def calibrate_new_task_variance(
     max_archs: int = 20000,
     seed: int = 0,
 ) -> dict | None:
-    """Fit :attr:`SurrogateConfig.new_task_variance_scale` by leaving each meta-training task out.
+    """Fit :attr:`SurrogateConfig.new_task_variance_scale` on the meta-training tasks.
 
     The meta-learned variances fit the training tasks' residuals from their own learned means,
-    smaller than those of a task the surrogate never saw. For each main-fidelity training task
-    ``g`` without data that has a learned offset (``task_offsets``), the model of ``g`` as if it
-    were new is built from the *other* such tasks (their embeddings' centre and their task
-    term), zero-shot and after ``n`` random observations of ``g`` (``shots``; ``seeds`` draws),
-    and ``g``'s standardised values give z-scores ``(y - mu) / sigma`` (predictive variance with
-    noise; at most ``max_archs`` architectures per task). The factor of ``g`` at ``n`` is
-    ``(q90(|z|) / 1.645)^2``, the variance scale under which its 90 % interval covers 90 %.
+    smaller than those of a task the surrogate never saw. Each main-fidelity training task ``g``
+    without data is predicted as a new task would be, zero-shot and after ``n`` random
+    observations of ``g`` (``shots``; ``seeds`` draws), and ``g``'s standardised values give
+    z-scores ``(y - mu) / sigma`` (predictive variance with noise; at most ``max_archs``
+    architectures per task). The factor of ``g`` at ``n`` is ``(q90(|z|) / 1.645)^2``, the
+    variance scale under which its 90 % interval covers 90 %. How ``g`` is predicted, and how
+    the mean factor over the K tasks becomes a new task's, depends on the surrogate:
 
-    With K tasks, a left-out one is predicted from the centre of K - 1 tasks, a new task from
-    that of K: if tasks are exchangeable, the part of the variance between tasks is
-    ``(1 + 1/(K-1)) tau^2`` for the first and ``(1 + 1/K) tau^2`` for the second, so the excess
-    of the mean factor over 1 is multiplied by their ratio ``1 - 1/K^2`` (3/4 for K = 2).
+    * **leave-one-out** (per-task offsets, ``task_offsets``): ``g``'s model is built from the
+      *other* tasks (their embeddings' centre and their task term). A left-out task is
+      predicted from the centre of K - 1 tasks, a new task from that of K: if tasks are
+      exchangeable, the part of the variance between tasks is ``(1 + 1/(K-1)) tau^2`` for the
+      first and ``(1 + 1/K) tau^2`` for the second, so the excess of the mean factor over 1 is
+      multiplied by their ratio ``1 - 1/K^2`` (3/4 for K = 2).
+    * **in-sample** (no offsets: every task without data has the same embedding, so the learned
+      mean is the tasks' average): ``g`` is predicted by the surrogate as it is, which saw it.
+      Its residual from the average of K tasks that include it has between-task variance
+      ``(1 - 1/K) tau^2``, a new task's ``(1 + 1/K) tau^2``; the mean factor is multiplied by
+      their ratio ``(K + 1) / (K - 1)``.
 
     Needs at least two such tasks; returns None otherwise (the config stays as it is). On
-    success sets ``sur.config`` to the table ``((n, factor), ...)`` and returns ``{"scale":
-    [[n, factor], ...], "tasks": {name: {n: {"factor", "coverage90_uncalibrated"}}}}``;
-    ``latents`` are ``(len(space), latent_dim)`` (what the surrogate reads).
+    success sets ``sur.config`` to the table ``((n, factor), ...)`` and returns ``{"method":
+    "leave-one-out" | "in-sample", "scale": [[n, factor], ...], "tasks": {name: {n: {"factor",
+    "coverage90_uncalibrated"}}}}``; ``latents`` are ``(len(space), latent_dim)`` (what the
+    surrogate reads).
     """
     offsets = sur.task_offset_embeddings()
-    tasks = [t for t in corpus.tasks if t.fidelity is None and t.data is None and t.name in offsets]
+    eligible = [t for t in corpus.tasks if t.fidelity is None and t.data is None]
+    leave_one_out = bool(offsets)
+    tasks = [t for t in eligible if t.name in offsets] if leave_one_out else eligible
     if len(tasks) < 2:
         return None
     k = len(tasks)
     per_task: dict[str, dict] = {}
     for task in tasks:
-        rest = [t.name for t in tasks if t.name != task.name]
-        d = torch.stack([offsets[t] for t in rest]).mean(0)
+        if leave_one_out:
+            rest: list[str] | None = [t.name for t in tasks if t.name != task.name]
+            d = torch.stack([offsets[t] for t in rest]).mean(0)
+        else:
+            rest, d = None, sur.task_embedding()
         rng = np.random.default_rng(child_seed(seed, "new-task-calibration", task.name))
         pos = np.arange(len(task))
         if len(pos) > max_archs:
@@ -694,13 +708,16 @@ def calibrate_new_task_variance(
                 "factor": float(np.mean(factors)),
                 "coverage90_uncalibrated": float(np.mean(covered)),
             }
-    shrink = 1.0 - 1.0 / k**2
     table = []
     for n in sorted({n for r in per_task.values() for n in r}):
         mean = float(np.mean([r[n]["factor"] for r in per_task.values() if n in r]))
-        table.append((n, 1.0 + (mean - 1.0) * shrink))
+        table.append((n, 1.0 + (mean - 1.0) * (1.0 - 1.0 / k**2) if leave_one_out else mean * (k + 1) / (k - 1)))
     sur.config = dataclasses.replace(sur.config, new_task_variance_scale=tuple(table))
-    return {"scale": [list(p) for p in table], "tasks": per_task}
+    return {
+        "method": "leave-one-out" if leave_one_out else "in-sample",
+        "scale": [list(p) for p in table],
+        "tasks": per_task,
+    }
 
 
 def _standardize_pred(
