@@ -15,7 +15,8 @@
 #                 then zero-shot and 5/10/20 random observations (5 seeds), beside
 #                 transfer-rank and a plain GP on one-hot encodings.
 #                 ~6 min per dataset on one CPU core.
-# nasbench-graph: leave-one-dataset-out over its 9 datasets, 4,000 steps each; ~6 min each.
+# nasbench-graph: leave-one-dataset-out over its 9 datasets, 4,000 steps each; ~6 min each
+#                 (calibrated in-sample: no per-task offsets); then the same checkpoints uncalibrated.
 # images:         leave-one-task-out over four tasks of the image corpus (tasks with data, so the
 #                 dataset encoder is used), with and without the dataset encoder (--ignore-data).
 # all:            the deployment checkpoint surrogate-nb201-all: every NB201 task (all fidelities)
@@ -56,6 +57,8 @@ for part in "${PARTS[@]}"; do
         --threads "$THREADS" --no-progress --out "$REPORTS/nasbench-graph.json" | tee "$REPORTS/nasbench-graph.md"
       "$PY" -m grabnas.cli surrogate eval --benchmark nasbench-graph --checkpoint auto --widen 5 \
         --threads "$THREADS" --no-progress --out "$REPORTS/nasbench-graph-widen5.json" | tee "$REPORTS/nasbench-graph-widen5.md"
+      "$PY" -m grabnas.cli surrogate eval --benchmark nasbench-graph --checkpoint auto --variance-scale 1 --plain-gp \
+        --threads "$THREADS" --no-progress --out "$REPORTS/nasbench-graph-uncalibrated.json" | tee "$REPORTS/nasbench-graph-uncalibrated.md"
       ;;
     images)
       TASKS="digits[0,1,5,7,8,9]@4881,digits[1,2,3,4,5,6]@6942,mnist-subset[0,1,2,5,6,9]@9634~14px,mnist-subset[0,3,4,6]@8487~14px"

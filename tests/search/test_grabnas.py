@@ -50,6 +50,25 @@ def test_initial_design_is_the_zero_shot_top(nb201_space, vae, small_pool):
     assert first == want
 
 
+def test_initial_design_lasts_n_init_asks_whatever_is_observed(nb201_space, vae, small_pool):
+    w = torch.randn(vae.latent_dim, generator=torch.Generator().manual_seed(1))
+    prior = (vae.encode_archs(small_pool).double() @ w.double()).detach().numpy()
+    top = [small_pool[i] for i in np.argsort(-prior)[:5]]
+
+    def run(n_init: int) -> list:
+        opt = GraBNAS(nb201_space, FixedGP(w), vae, pool=small_pool, seed=0, n_init=n_init)
+        seen = []
+        for step in range(5):
+            archs = opt.ask(1)
+            seen += archs
+            opt.tell(archs, [-float(step)])  # each prior pick worse than the last: the data disagree
+        return seen
+
+    assert run(4)[:4] == top[:4]  # the observations do not reorder the initial design
+    conditioned = run(1)
+    assert conditioned[0] == top[0] and conditioned[1:4] != top[1:4]
+
+
 def test_hybrid_search_runs_proposes_new_archs_and_can_leave_the_pool(nb201_space, vae, small_pool):
     torch.set_num_threads(1)
     w = torch.zeros(vae.latent_dim)

@@ -2,8 +2,9 @@
 
 Each ask conditions the surrogate on the target task's observations, then proposes:
 
-* **initial design** (no successful observation yet): the untried pool members with the highest
-  zero-shot prior mean (the meta-trained surrogate's ranking for the task);
+* **initial design** (the first ``n_init`` asks, and any ask before a successful observation):
+  the untried pool members with the highest zero-shot prior mean (the meta-trained surrogate's
+  ranking for the task, not conditioned on observations);
 * **global step**: the untried pool member maximising the acquisition function (LogEI by
   default, UCB as an option, both BoTorch's);
 * **local step** (after ``t_bo`` warm-up observations, on the iterations chosen by
@@ -68,7 +69,9 @@ class GraBNASConfig:
         local: ``decode`` (graph VAE) or ``knn`` (nearest untried pool member of the ascended z).
         acquisition: ``logei`` or ``ucb``.
         ucb_beta: UCB's beta.
-        n_init: proposals of the zero-shot initial design.
+        n_init: asks of the zero-shot initial design (the prior's top untried pool members,
+            whatever was observed meanwhile); 1: only the first ask, later ones condition on
+            the observations.
         t_bo: successful observations before the first local step.
         local_every: after the warm-up, every ``local_every``-th ask is a local step (1: all).
         ascent_steps: K gradient steps on z.
@@ -82,7 +85,7 @@ class GraBNASConfig:
     local: str = "decode"
     acquisition: str = "logei"
     ucb_beta: float = 2.0
-    n_init: int = 5
+    n_init: int = 1
     t_bo: int = 10
     local_every: int = 2
     ascent_steps: int = 20
@@ -154,6 +157,8 @@ class GraBNAS(Optimizer):
         self._z_cache: dict[Architecture, Tensor] = {}
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
         self.asks = 0
+        #: ``(len(pool),)`` zero-shot prior means of the pool (computed at the first initial-design ask)
+        self._prior_scores: Tensor | None = None
         #: per local step: (decodes tried, valid decodes, proposal left the pool)
         self.local_log: list[dict] = []
 
@@ -230,6 +235,8 @@ class GraBNAS(Optimizer):
     def _propose_one(self, model, values: np.ndarray, pending: list[Architecture]) -> Architecture | None:
         tried = self.history.tried | set(pending)
         cand = np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
+        if cand.size and (values.size == 0 or self.asks < self.config.n_init):
+            return self._prior_top(cand)
         z_pending = self.latent(pending) if pending else None
         acq = self._acquisition(model, values, z_pending)
         if self._is_local_step(values):
@@ -238,9 +245,7 @@ class GraBNAS(Optimizer):
                 return arch
         if cand.size == 0:
             return None
-        if self._best_f(model, values) is None:  # zero-shot initial design: the prior's top members
-            scores = self._score(acq, self.z_pool[cand])
-        elif z_pending is None:
+        if z_pending is None or self._best_f(model, values) is None:
             scores = self._score(acq, self.z_pool[cand])
         else:  # pending-aware: exact q-acquisition on the best single-point candidates
             single = self._score(self._acquisition(model, values, None), self.z_pool[cand])
@@ -248,6 +253,15 @@ class GraBNAS(Optimizer):
             cand = cand[top.numpy()]
             scores = self._score(acq, self.z_pool[cand])
         return self.pool[int(cand[int(torch.argmax(scores))])]
+
+    def _prior_top(self, cand: np.ndarray) -> Architecture:
+        """The member of ``cand`` (untried pool indices) with the highest zero-shot prior mean."""
+        if self._prior_scores is None:
+            from botorch.acquisition import PosteriorMean
+
+            prior = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
+            self._prior_scores = self._score(PosteriorMean(prior), self.z_pool)
+        return self.pool[int(cand[int(torch.argmax(self._prior_scores[cand]))])]
 
     def _is_local_step(self, values: np.ndarray) -> bool:
         c = self.config
