@@ -294,10 +294,15 @@ def test_shipped_checkpoints_name_their_held_out_dataset():
     if not names:
         pytest.skip("no surrogate checkpoint shipped")
     for name in names:
-        card = load_surrogate(name).card
+        shipped = load_surrogate(name)
+        card = shipped.card
         assert not set(card["held_out_groups"]) & set(card["groups_seen"])
         group = card["held_out_groups"][0] if card["held_out_groups"] else None
         assert shipped_surrogate_for(card["benchmark"], group) == name
+        if group is not None:  # a leave-one-dataset-out checkpoint is calibrated for a new task
+            cal = card["new_task_calibration"]
+            assert cal["method"] == ("leave-one-out" if shipped.config.task_offsets else "in-sample")
+            assert [list(p) for p in shipped.config.new_task_variance_scale] == cal["scale"]
     if "nb201-no-cifar10" not in names:
         return
     vae = load_checkpoint("nb201")
