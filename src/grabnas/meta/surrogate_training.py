@@ -711,7 +711,8 @@ def calibrate_new_task_variance(
     table = []
     for n in sorted({n for r in per_task.values() for n in r}):
         mean = float(np.mean([r[n]["factor"] for r in per_task.values() if n in r]))
-        table.append((n, 1.0 + (mean - 1.0) * (1.0 - 1.0 / k**2) if leave_one_out else mean * (k + 1) / (k - 1)))
+        factor = 1.0 + (mean - 1.0) * (1.0 - 1.0 / k**2) if leave_one_out else mean * (k + 1) / (k - 1)
+        table.append((n, factor))
     sur.config = dataclasses.replace(sur.config, new_task_variance_scale=tuple(table))
     return {
         "method": "leave-one-out" if leave_one_out else "in-sample",

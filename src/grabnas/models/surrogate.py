@@ -94,7 +94,8 @@ class SurrogateConfig:
             the factor ``f`` on the prior covariance (output scale, noise and task-term
             variance) of a task meta-training did not see, when ``n`` of its values are known
             (linear in between, constant beyond the ends; see :meth:`variance_scale_at`).
-            Meta-training fits it by leaving each training task out in turn
+            Meta-training fits it on the training tasks, each left out in turn or, without
+            per-task offsets, in-sample
             (:func:`grabnas.meta.surrogate_training.calibrate_new_task_variance`); empty: 1,
             the meta-learned variances as they are.
     """
@@ -774,7 +775,7 @@ class MetaSurrogate(nn.Module):
 
         The meta-learned prior covariance (output scale, noise, task term) is multiplied by
         ``variance_scale`` (None: the config's ``new_task_variance_scale`` at n observations,
-        fitted in meta-training by leaving each training task out; 1: as meta-learned), because the
+        fitted in meta-training on the training tasks; 1: as meta-learned), because the
         target is a task meta-training did not see.
 
         With ``widen_prior_strength`` (rank-Gauss units) the prior variance is widened, never
