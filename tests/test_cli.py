@@ -166,3 +166,13 @@ def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
         assert len(st.trials("done")) == 3
         assert "cifar10" not in st.info("surrogate")["card"]["groups_seen"]
     assert "never on 'cifar10'" in (tmp_path / "b" / "report.md").read_text()
+    # the optimizer's own settings are recorded; a study searched under others is not resumed
+    with Study.load(db) as st:
+        recorded = st.info("optimizer_settings")
+        assert recorded["observation_noise"] is True and recorded["acquisition"] == "logei"
+        st.set_info("optimizer_settings", {**recorded, "observation_noise": False})  # as an older default
+    assert main([a if a != "3" else "4" for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grabnas: error:") and "observation_noise False there, True now" in err and "\n" not in err
+    with Study.load(db) as st:
+        assert len(st.trials()) == 3  # nothing asked or lost

@@ -104,10 +104,9 @@ class Study:
             study._set_meta("settings", wanted)
             study._set_meta("created", time.time())
         elif stored != wanted:
-            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-            said = ", ".join(f"{k} {stored.get(k)!r} there, {wanted.get(k)!r} now" for k in diff)
             raise GrabnasError(
-                f"{path} holds a study with other settings ({said}); use another --study file or the same settings"
+                f"{path} holds a study with other settings ({_differences(stored, wanted)}); "
+                "use another --study file or the same settings"
             )
         return study
 
@@ -157,6 +156,20 @@ class Study:
 
     def info(self, key: str) -> object | None:
         return self._get_meta(f"info:{key}")
+
+    def check_optimizer_settings(self, settings: dict) -> None:
+        """Record the optimizer's own settings (:meth:`Optimizer.settings`) on first use; later,
+        refuse other ones, so a resumed search continues the search it started (a study made
+        before they were recorded just records them now)."""
+        stored = self.info("optimizer_settings")
+        wanted = json.loads(json.dumps(settings))
+        if stored is None:
+            self.set_info("optimizer_settings", wanted)
+        elif stored != wanted:
+            raise GrabnasError(
+                f"{self.path} was searched with other optimizer settings ({_differences(stored, wanted)}); "
+                "use another --study file or the settings it was made with"
+            )
 
     # -- recording ------------------------------------------------------------------------------
     def record_ask(self, archs: Sequence[str], rng_state: str | None = None) -> list[int]:
@@ -238,3 +251,9 @@ class Study:
             for t in self.trials():
                 w.writerow([t.id, t.arch, t.status, t.value, t.test_value, t.cost, t.error or "", t.asked_at, t.told_at])
         return path
+
+
+def _differences(stored: dict, wanted: dict) -> str:
+    """``"key A there, B now, ..."`` for the keys whose values differ."""
+    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    return ", ".join(f"{k} {stored.get(k)!r} there, {wanted.get(k)!r} now" for k in keys)

@@ -85,6 +85,30 @@ def test_hybrid_search_runs_proposes_new_archs_and_can_leave_the_pool(nb201_spac
     assert any(a not in pool for a in seen), "local steps decode architectures outside a 400-cell pool"
 
 
+def test_observation_noise_scores_the_predictive_of_a_new_evaluation(nb201_space, vae, small_pool):
+    from botorch.acquisition.analytic import _log_ei_helper
+
+    opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=4,
+                  observation_noise=True, t_bo=100)
+    for _ in range(5):
+        archs = opt.ask(1)
+        opt.tell(archs, [_objective(archs[0])])
+    model, values = opt._model()
+    acq = opt._acquisition(model, values, None)
+    z = opt.z_pool[:50].unsqueeze(1)  # (50, 1, latent_dim)
+    inner, best = model.model, opt._best_f(model, values)
+    noisy = inner.posterior(z, observation_noise=True)
+    sigma = noisy.variance.clamp_min(1e-12).sqrt().view(-1)
+    want = _log_ei_helper((noisy.mean.view(-1) - best) / sigma) + sigma.log()
+    got = acq(z).detach()
+    assert torch.allclose(got, want, atol=1e-6)
+    latent = inner.posterior(z)
+    assert (noisy.variance - latent.variance).min() > 1e-3  # the noise is really added
+    untried = [i for i, a in enumerate(opt.pool) if a not in opt.history.tried]
+    scores = opt._score(acq, opt.z_pool[untried])
+    assert opt.ask(1)[0] == opt.pool[untried[int(torch.argmax(scores))]]  # the global step maximises it
+
+
 def test_knn_never_leaves_the_pool_and_batches_are_distinct(nb201_space, vae, small_pool):
     opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=2,
                   local="knn", t_bo=3, local_every=1)

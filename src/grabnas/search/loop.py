@@ -98,6 +98,7 @@ def run_search(
         on_result: called after each recorded result (progress bars, reports).
     """
     t0 = time.perf_counter()
+    study.check_optimizer_settings(optimizer.settings())
     replayed = replay(optimizer, study)
     by_text = {str(a): a for a in optimizer.history.pending}
     in_flight: dict[cf.Future, tuple[int, object]] = {}
