@@ -6,7 +6,8 @@ Each ask conditions the surrogate on the target task's observations, then propos
   the untried pool members with the highest zero-shot prior mean (the meta-trained surrogate's
   ranking for the task, not conditioned on observations);
 * **global step**: the untried pool member maximising the acquisition function (LogEI by
-  default, UCB as an option, both BoTorch's);
+  default, UCB as an option, both BoTorch's), by default on the predictive distribution of a new
+  evaluation, noise included (``observation_noise``), since the incumbent is an observed value;
 * **local step** (after ``t_bo`` warm-up observations, on the iterations chosen by
   ``local_every``): gradient ascent of the acquisition (or the posterior mean) on the latent z
   of the best architecture found so far (``ascent_steps`` Adam-free plain steps of size
