@@ -166,6 +166,14 @@ def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
         assert len(st.trials("done")) == 3
         assert "cifar10" not in st.info("surrogate")["card"]["groups_seen"]
     assert "never on 'cifar10'" in (tmp_path / "b" / "report.md").read_text()
+    # study show: the settings, the optimizer's own settings, the counts and the best trials in order
+    assert main(["study", "show", str(db), "--top", "2"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == f"{db}: {{'benchmark': 'nb201', 'task': 'cifar10', 'optimizer': 'grabnas', 'seed': 0}}"
+    assert shown[1].startswith("optimizer settings: {'mode': 'hybrid'") and "'observation_noise': True" in shown[1]
+    assert shown[2] == "3 done, 0 failed, 0 in flight" and len(shown) == 5
+    first, second = (float(line.split()[1]) for line in shown[3:])
+    assert shown[3].startswith("  1. ") and first >= second
     # the optimizer's own settings are recorded; a study searched under others is not resumed
     with Study.load(db) as st:
         recorded = st.info("optimizer_settings")

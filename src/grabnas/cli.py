@@ -353,6 +353,9 @@ def _cmd_study_show(args: argparse.Namespace) -> int:
         trials = st.trials()
         counts = {k: sum(t.status == k for t in trials) for k in ("done", "failed", "asked")}
         print(f"{args.study}: {st.settings()}")
+        optimizer_settings = st.info("optimizer_settings")
+        if optimizer_settings:
+            print(f"optimizer settings: {optimizer_settings}")
         print(f"{counts['done']} done, {counts['failed']} failed, {counts['asked']} in flight")
         for rank, t in enumerate(st.best(args.top), start=1):
             test = "" if t.test_value is None else f"  test {t.test_value:.4f}"
