@@ -109,6 +109,34 @@ def test_observation_noise_scores_the_predictive_of_a_new_evaluation(nb201_space
     assert opt.ask(1)[0] == opt.pool[untried[int(torch.argmax(scores))]]  # the global step maximises it
 
 
+def test_lognei_scores_the_prefiltered_pool_jointly_with_the_observations(nb201_space, vae, small_pool):
+    from botorch.acquisition import LogExpectedImprovement, qLogNoisyExpectedImprovement
+
+    opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=5,
+                  acquisition="lognei", t_bo=100, q_candidates=50)
+    for _ in range(5):
+        archs = opt.ask(1)
+        opt.tell(archs, [_objective(archs[0])])
+    model, values = opt._model()
+    assert not hasattr(model, "model")  # the latent model: noisy EI handles the noise itself
+    archs, _ = opt.history.successes()
+    z_obs = opt.latent(archs)
+    single = opt._acquisition(model, values, None, joint=False)
+    assert isinstance(single, LogExpectedImprovement)
+    plug_in = model.posterior(z_obs.unsqueeze(1)).mean.max()  # the best posterior mean observed
+    assert float(single.best_f) == pytest.approx(float(plug_in), abs=1e-6)
+    untried = np.array([i for i, a in enumerate(opt.pool) if a not in opt.history.tried])
+    top = untried[torch.topk(opt._score(single, opt.z_pool[untried]), 50).indices.numpy()]
+    state = opt.rng.bit_generator.state
+    joint = opt._acquisition(model, values, None)  # draws its sampler's seed as the ask will
+    assert isinstance(joint, qLogNoisyExpectedImprovement) and torch.equal(joint.X_baseline, z_obs)
+    want = opt.pool[int(top[int(torch.argmax(opt._score(joint, opt.z_pool[top])))])]
+    opt.rng.bit_generator.state = state
+    assert opt.ask(1)[0] == want
+    batch = opt.ask(2)  # with pending points too
+    assert len(set(batch)) == 2 and not set(batch) & opt.history.tried - set(batch)
+
+
 def test_knn_never_leaves_the_pool_and_batches_are_distinct(nb201_space, vae, small_pool):
     opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=2,
                   local="knn", t_bo=3, local_every=1)

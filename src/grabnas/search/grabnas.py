@@ -68,7 +68,11 @@ class GraBNASConfig:
     Attributes:
         mode: ``hybrid``, ``bo`` or ``ascent``.
         local: ``decode`` (graph VAE) or ``knn`` (nearest untried pool member of the ascended z).
-        acquisition: ``logei`` or ``ucb``.
+        acquisition: ``logei``, ``ucb`` or ``lognei`` (BoTorch's qLogNoisyExpectedImprovement:
+            the latent function at a candidate against its joint samples at the observed
+            points, so the incumbent is not the noisy maximum; it scores the
+            ``q_candidates`` best pool members by LogEI against the largest posterior mean at
+            the observed points, and ignores ``observation_noise``).
         ucb_beta: UCB's beta.
         n_init: asks of the zero-shot initial design (the prior's top untried pool members,
             whatever was observed meanwhile); 1: only the first ask, later ones condition on
@@ -79,7 +83,8 @@ class GraBNASConfig:
         eta: step size (in latent units; the gradient is normalised to unit length).
         ascent_target: ``acquisition`` or ``mean`` (posterior mean).
         num_decodes: stochastic decodes besides the greedy one.
-        q_candidates: pool members that reach the pending-aware batch scoring.
+        q_candidates: pool members that reach the joint scoring (pending-aware batches,
+            ``lognei``).
         observation_noise: acquisitions score the predictive distribution of a new
             *evaluation* (the latent function plus the model's noise; default) instead of the
             latent function (False). The incumbent ``best_f`` is an observed value, noise
@@ -106,7 +111,7 @@ class GraBNASConfig:
         checks = {
             "mode": (self.mode, ("hybrid", "bo", "ascent")),
             "local": (self.local, ("decode", "knn")),
-            "acquisition": (self.acquisition, ("logei", "ucb")),
+            "acquisition": (self.acquisition, ("logei", "ucb", "lognei")),
             "ascent_target": (self.ascent_target, ("acquisition", "mean")),
         }
         for name, (value, allowed) in checks.items():
@@ -188,16 +193,19 @@ class GraBNAS(Optimizer):
     def _model(self):
         archs, values = self.history.successes()
         model = self.surrogate.fit(self.latent(archs), torch.as_tensor(values, dtype=torch.float64))
-        if self.config.observation_noise:
+        if self.config.observation_noise and self.config.acquisition != "lognei":
             model = _NoisyObservations(model)
         return model, values
 
-    def _acquisition(self, model, values: np.ndarray, pending: Tensor | None):
+    def _acquisition(self, model, values: np.ndarray, pending: Tensor | None, joint: bool = True):
+        """The acquisition function; ``joint=False``: its cheap single-point stand-in (the
+        analytic one; for ``lognei`` LogEI against the plug-in incumbent), used to prefilter."""
         from botorch.acquisition import (
             LogExpectedImprovement,
             PosteriorMean,
             UpperConfidenceBound,
             qLogExpectedImprovement,
+            qLogNoisyExpectedImprovement,
             qUpperConfidenceBound,
         )
         from botorch.sampling import SobolQMCNormalSampler
@@ -205,6 +213,19 @@ class GraBNAS(Optimizer):
         best_f = self._best_f(model, values)
         if best_f is None:
             return PosteriorMean(model)
+        if self.config.acquisition == "lognei":
+            archs, _ = self.history.successes()
+            z_obs = self.latent(archs)
+            if not joint:
+                with torch.no_grad():
+                    plug_in = float(model.posterior(z_obs.unsqueeze(1)).mean.max())
+                return LogExpectedImprovement(model, best_f=plug_in)
+            sampler = SobolQMCNormalSampler(torch.Size([128]), seed=int(self.rng.integers(2**31)))
+            has_pending = pending is not None and pending.shape[0] > 0
+            return qLogNoisyExpectedImprovement(
+                model, X_baseline=z_obs, sampler=sampler, X_pending=pending if has_pending else None,
+                prune_baseline=False, cache_root=False,  # pruning would draw from the global RNG
+            )
         if pending is not None and pending.shape[0] > 0:
             sampler = SobolQMCNormalSampler(torch.Size([128]), seed=int(self.rng.integers(2**31)))
             if self.config.acquisition == "ucb":
@@ -256,10 +277,11 @@ class GraBNAS(Optimizer):
                 return arch
         if cand.size == 0:
             return None
-        if z_pending is None or self._best_f(model, values) is None:
+        joint_only = z_pending is not None or self.config.acquisition == "lognei"
+        if not joint_only or self._best_f(model, values) is None:
             scores = self._score(acq, self.z_pool[cand])
-        else:  # pending-aware: exact q-acquisition on the best single-point candidates
-            single = self._score(self._acquisition(model, values, None), self.z_pool[cand])
+        else:  # pending-aware or noisy EI: the joint acquisition on the best single-point candidates
+            single = self._score(self._acquisition(model, values, None, joint=False), self.z_pool[cand])
             top = torch.topk(single, min(self.config.q_candidates, len(cand))).indices
             cand = cand[top.numpy()]
             scores = self._score(acq, self.z_pool[cand])
