@@ -101,8 +101,7 @@ class Optimizer(abc.ABC):
     def settings(self) -> dict:
         """The optimizer's own settings (JSON-able; empty for optimizers without any). A study
         records them and refuses to resume under other ones (e.g. another version's defaults)."""
-        config = getattr(self, "config", None)
-        return config.to_dict() if hasattr(config, "to_dict") else {}
+        return {}
 
     @abc.abstractmethod
     def _ask(self, n: int) -> list[Architecture]:

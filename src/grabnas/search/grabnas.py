@@ -175,6 +175,9 @@ class GraBNAS(Optimizer):
         #: per local step: (decodes tried, valid decodes, proposal left the pool)
         self.local_log: list[dict] = []
 
+    def settings(self) -> dict:
+        return self.config.to_dict()
+
     # -- latents ------------------------------------------------------------------------------
     def latent(self, archs: Sequence[Architecture]) -> Tensor:
         """``(len(archs), latent_dim)`` latents (pool rows reused, others encoded once)."""
@@ -277,8 +280,8 @@ class GraBNAS(Optimizer):
                 return arch
         if cand.size == 0:
             return None
-        joint_only = z_pending is not None or self.config.acquisition == "lognei"
-        if not joint_only or self._best_f(model, values) is None:
+        prefilter = z_pending is not None or self.config.acquisition == "lognei"
+        if not prefilter or self._best_f(model, values) is None:
             scores = self._score(acq, self.z_pool[cand])
         else:  # pending-aware or noisy EI: the joint acquisition on the best single-point candidates
             single = self._score(self._acquisition(model, values, None, joint=False), self.z_pool[cand])
