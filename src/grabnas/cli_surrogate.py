@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,6 +24,16 @@ def _int_list(text: str) -> tuple[int, ...]:
     if any(v < 0 for v in vals):
         raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
     return vals
+
+
+def _fraction(text: str) -> float:
+    try:
+        val = float(text)
+    except ValueError:
+        val = math.nan
+    if not 0.0 <= val <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return val
 
 
 def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000) -> None:
@@ -88,6 +99,12 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         "--task-offsets",
         action="store_true",
         help="learn an embedding offset per training task (lets a search infer which task the target resembles)",
+    )
+    p.add_argument(
+        "--top-batch-fraction",
+        type=_fraction,
+        default=0.0,
+        help="share of each batch drawn from the task's best 10%% of records (default 0: uniform batches)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
@@ -245,6 +262,7 @@ def _configs(args, corpus, vae, has_data: bool):
         finetune_encoder=args.finetune_encoder,
         max_minutes=args.max_minutes,
         task_offsets=args.task_offsets,
+        top_batch_fraction=args.top_batch_fraction,
     )
     return cfg, tc
 

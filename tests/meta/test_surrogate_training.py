@@ -327,6 +327,25 @@ def test_task_weighting():
         _task_weights([1], "size")
 
 
+def test_top_heavy_batches(space, vae, latents):
+    from grabnas.meta.surrogate_training import _draw_batch, _View
+
+    task = CorpusTask("t", "g", np.arange(100), np.arange(100.0))
+    view = _View(task, np.arange(0, 100, 2), None, targets=np.arange(100.0))  # 50 even positions
+    top, rest = view.split_top(0.1)
+    np.testing.assert_array_equal(top, [90, 92, 94, 96, 98])  # the view's best 10 %, not the task's
+    assert len(rest) == 45 and not set(top) & set(rest)
+    rng = np.random.default_rng(0)
+    batch = _draw_batch(view, 20, 0.5, (top, rest), rng)
+    assert len(set(batch)) == 20 and set(batch) <= set(view.pos)
+    assert set(top) <= set(batch)  # 10 wanted from the top, only 5 there: all taken, the rest from below
+    uniform = _draw_batch(view, 20, 0.0, None, rng)
+    assert len(set(uniform)) == 20 and set(uniform) <= set(view.pos)
+    corpus = _corpus(space, latents, groups=2, n=40)
+    with pytest.raises(GrabnasError, match="top batch fraction in \\[0, 1\\]"):
+        meta_train(corpus, vae, _cfg(corpus), _tc(top_batch_fraction=1.5), latents=latents, progress=False)
+
+
 def test_new_task_variance_calibration(tmp_path, space, vae, latents):
     corpus = _corpus(space, latents, groups=4)
     train = corpus.without_groups(["g3"])

@@ -134,6 +134,12 @@ class MetaTrainConfig:
     each task's function rather than only their average, and a search can infer which of them
     a new task resembles from its observations.
 
+    ``top_batch_fraction``: the share of each batch drawn from the task's best ``top_quantile``
+    of records (the rest uniformly from the others). 0 (default): uniform batches, whose
+    likelihood is dominated by the coarse good-versus-bad structure of a task; a search lives
+    among the best cells, so a positive share makes the learned features resolve the order
+    among them too.
+
     ``calibrate_variance``: fit the variance scale of a new task after training, by leaving each
     training task out (with per-task offsets) or from the training tasks' own residuals
     (without) (:func:`calibrate_new_task_variance`).
@@ -163,6 +169,8 @@ class MetaTrainConfig:
     max_minutes: float | None = None
     task_offsets: bool = False
     calibrate_variance: bool = True
+    top_batch_fraction: float = 0.0
+    top_quantile: float = 0.1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -192,6 +200,25 @@ class _View:
     pos: np.ndarray  # positions into task.index / task.values
     feats: torch.Tensor | None  # (S, K, k, F) instance features or None
     targets: np.ndarray | None = None  # standardised values of the whole task
+
+    def split_top(self, quantile: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(top, rest)``: the view's positions among its best ``quantile`` of values, and the others."""
+        vals = self.targets[self.pos]
+        k = max(1, int(round(quantile * len(self.pos))))
+        order = np.argsort(-vals, kind="stable")
+        return np.sort(self.pos[order[:k]]), np.sort(self.pos[order[k:]])
+
+
+def _draw_batch(view: _View, n: int, top_fraction: float, split: tuple[np.ndarray, np.ndarray] | None,
+                rng: np.random.Generator) -> np.ndarray:
+    """``n`` distinct positions of ``view``: ``round(top_fraction * n)`` of them from its top split."""
+    if split is None or top_fraction <= 0:
+        return view.pos[rng.choice(len(view.pos), size=n, replace=False)]
+    top, rest = split
+    n_top = min(len(top), int(round(top_fraction * n)))
+    n_rest = min(len(rest), n - n_top)
+    n_top = n - n_rest
+    return np.concatenate([rng.choice(top, size=n_top, replace=False), rng.choice(rest, size=n_rest, replace=False)])
 
 
 def _split_views(corpus: Corpus, tc: MetaTrainConfig, rng: np.random.Generator) -> tuple[list[_View], list[_View], str]:
@@ -263,6 +290,11 @@ def meta_train(
         raise GrabnasError(f"the corpus is of the {corpus.space.name} space but the VAE of the {vae.space.name} space")
     if tc.steps < 1 or tc.batch_size < 2:
         raise GrabnasError(f"meta-training needs steps >= 1 and batch size >= 2, got {tc.steps} and {tc.batch_size}")
+    if not 0.0 <= tc.top_batch_fraction <= 1.0 or not 0.0 < tc.top_quantile < 1.0:
+        raise GrabnasError(
+            f"meta-training needs a top batch fraction in [0, 1] and a top quantile in (0, 1), "
+            f"got {tc.top_batch_fraction} and {tc.top_quantile}"
+        )
     rng = np.random.default_rng(child_seed(tc.seed, "surrogate-meta-train"))
     torch_gen = torch.Generator().manual_seed(child_seed(tc.seed, "surrogate-init"))
     has_data = any(t.data is not None for t in corpus.tasks) and extractor is not None
@@ -343,14 +375,16 @@ def meta_train(
     start = time.perf_counter()
     running = []
     weights = _task_weights([len(v.pos) for v in train_views], tc.task_weighting)
+    splits = [v.split_top(tc.top_quantile) if tc.top_batch_fraction > 0 else None for v in train_views]
     step = 0
     try:
         for step in range(1, tc.steps + 1):
-            view = train_views[int(rng.choice(len(train_views), p=weights))]
+            which = int(rng.choice(len(train_views), p=weights))
+            view = train_views[which]
             n = min(tc.batch_size, len(view.pos))
             if n < 2:
                 continue
-            pos = view.pos[rng.choice(len(view.pos), size=n, replace=False)]
+            pos = _draw_batch(view, n, tc.top_batch_fraction, splits[which], rng)
             idx = view.task.index[pos]
             y = torch.as_tensor(view.targets[pos], dtype=DTYPE)
             z = latents_of(idx, grad=True)
