@@ -157,7 +157,14 @@ def test_failures_are_not_fatal(nb201_space, vae, small_pool):
     assert len(opt.history.observations) == 6
 
 
-@pytest.mark.parametrize("kw, fragment", [({"mode": "both"}, "mode 'both' is unknown"), ({"n_init": 0}, "n_init must be >= 1")])
+@pytest.mark.parametrize(
+    "kw, fragment",
+    [
+        ({"mode": "both"}, "mode 'both' is unknown"),
+        ({"n_init": 0}, "n_init must be >= 1, got 0"),
+        ({"eta": -0.5}, "eta must be >= 0, got -0.5"),
+    ],
+)
 def test_bad_settings(kw, fragment):
     with pytest.raises(GrabnasError, match=fragment):
         GraBNASConfig(**kw)

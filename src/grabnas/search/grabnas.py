@@ -120,8 +120,9 @@ class GraBNASConfig:
         for name in ("n_init", "local_every", "num_decodes", "q_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
-        if self.t_bo < 0 or self.ascent_steps < 0 or self.eta < 0:
-            raise GrabnasError("GraB-NAS t_bo, ascent_steps and eta must be >= 0")
+        for name in ("t_bo", "ascent_steps", "eta"):
+            if getattr(self, name) < 0:
+                raise GrabnasError(f"GraB-NAS {name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
