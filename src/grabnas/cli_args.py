@@ -46,6 +46,17 @@ def non_negative_int(text: str) -> int:
     return _bounded_int(text, 0, "an integer >= 0")
 
 
+def fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return v
+
+
 # -- argument groups shared by the real-training subcommands (collect, search --dataset) --------
 def add_recipe_args(
     p: argparse.ArgumentParser, epochs: int, channels: int, cells: int, batch: int, title: str = "training recipe"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from grabnas.cli_args import csv_list as _csv_list
+from grabnas.cli_args import fraction as _fraction
 from grabnas.cli_args import positive_int as _positive_int
 
 
@@ -24,16 +24,6 @@ def _int_list(text: str) -> tuple[int, ...]:
     if any(v < 0 for v in vals):
         raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
     return vals
-
-
-def _fraction(text: str) -> float:
-    try:
-        val = float(text)
-    except ValueError:
-        val = math.nan
-    if not 0.0 <= val <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return val
 
 
 def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000) -> None:
