@@ -70,3 +70,18 @@ def test_a_shared_cache_gives_the_same_runs(nb201_bench):
     again = run_one(nb201_bench, "cifar10", "grabnas[t_bo=2]", seed=1, budget=5, cache=cache)
     fresh = run_one(nb201_bench, "cifar10", "grabnas[t_bo=2]", seed=1, budget=5)
     assert [r["arch"] for r in first] == [r["arch"] for r in again] == [r["arch"] for r in fresh]
+
+
+def test_surrogate_option_picks_the_checkpoint(nb201_bench):
+    assert parse_optimizer_spec("grabnas[surrogate=ck/surrogate-nb201-no-{group}.pt,t_bo=3]") == (
+        "grabnas",
+        {"surrogate": "ck/surrogate-nb201-no-{group}.pt", "t_bo": 3},
+    )
+    # {group} becomes the target's group, so one spec serves every task of a bench
+    opt = build_optimizer("grabnas[surrogate=nb201-no-{group}]", nb201_bench, "imagenet16", seed=0)
+    assert opt.surrogate_card["held_out_groups"] == ["imagenet16"]
+    # a checkpoint that saw the target's group would leak its values: refused
+    with pytest.raises(GrabnasError, match="saw the group 'cifar10'"):
+        build_optimizer("grabnas[surrogate=nb201-no-cifar100]", nb201_bench, "cifar10", seed=0)
+    with pytest.raises(GrabnasError, match="no surrogate checkpoint"):
+        build_optimizer("grabnas[surrogate=/nonexistent/x.pt]", nb201_bench, "cifar10", seed=0)

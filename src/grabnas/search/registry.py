@@ -24,6 +24,13 @@ GRABNAS_VARIANTS: dict[str, dict] = {
 }
 
 
+#: GraB-NAS option naming its surrogate checkpoint: ``auto`` (default: the shipped one that held
+#: the target's group out), ``train`` (meta-train one now without that group), or a shipped
+#: name or ``.pt`` path, where ``{group}`` stands for the target's group, e.g.
+#: ``grabnas[surrogate=ck/surrogate-nb201-no-{group}.pt]``
+SURROGATE_OPTION = "surrogate"
+
+
 def optimizer_names() -> tuple[str, ...]:
     return BASELINE_NAMES + tuple(GRABNAS_VARIANTS)
 
@@ -33,7 +40,8 @@ def parse_optimizer_spec(spec: str) -> tuple[str, dict]:
 
     Options in brackets override GraB-NAS settings (:class:`grabnas.search.grabnas.GraBNASConfig`
     fields, and ``adapt_*`` keywords of the surrogate's ``fit``); values are read as int,
-    float, true/false, or left as text. Baselines take no options.
+    float, true/false, or left as text. ``surrogate=CHECKPOINT`` picks the meta-trained
+    surrogate (see :data:`SURROGATE_OPTION`). Baselines take no options.
     """
     from grabnas.cli_args import split_top_level
 
@@ -58,11 +66,14 @@ def parse_optimizer_spec(spec: str) -> tuple[str, dict]:
     from grabnas.search.grabnas import GraBNASConfig
 
     known = {f.name for f in fields(GraBNASConfig)}
-    bad = [k for k in options if k not in known and not k.startswith("adapt_")]
+    bad = [k for k in options if k not in known and k != SURROGATE_OPTION and not k.startswith("adapt_")]
     if bad:
         raise GrabnasError(
-            f"unknown GraB-NAS option {bad[0]!r} in {spec!r}; expected one of {', '.join(sorted(known))} or adapt_*"
+            f"unknown GraB-NAS option {bad[0]!r} in {spec!r}; expected one of "
+            f"{', '.join(sorted(known | {SURROGATE_OPTION}))} or adapt_*"
         )
+    if SURROGATE_OPTION in options:
+        options[SURROGATE_OPTION] = str(options[SURROGATE_OPTION])
     GraBNASConfig(**{**GRABNAS_VARIANTS[name], **{k: v for k, v in options.items() if k in known}})  # checks values
     return name, options
 
@@ -113,7 +124,8 @@ def build_optimizer(
     pool = list(pool) if pool is not None else bench.pool(task)
     if name in GRABNAS_VARIANTS:
         merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
-        return build_grabnas(bench, task, seed, pool, merged, log=log, cache=cache)
+        checkpoint = str(merged.pop(SURROGATE_OPTION, "auto")).replace("{group}", bench.group(task))
+        return build_grabnas(bench, task, seed, pool, merged, checkpoint=checkpoint, log=log, cache=cache)
     if name == "transfer-rank":
         others = bench.other_tasks(task)
         if not others:
