@@ -45,7 +45,9 @@ def main() -> None:
             rows["zero-shot mean (centre)"] = predict(sur.prior(), sur.inputs(z, sur.task_embedding()))[0].numpy()
             for task, emb in sur.task_offset_embeddings().items():
                 rows[f"{task}'s learned mean"] = predict(sur.prior(), sur.inputs(z, emb))[0].numpy()
-        rows["transfer-rank"] = transfer_rank_scores(corpus, target)
+        transfer = transfer_rank_scores(corpus, target)
+        if transfer is not None:  # None: no other dataset covers the target's pool
+            rows["transfer-rank"] = transfer
         print(f"== {name} (optimum {target.values.max():.2f})")
         for label, scores in rows.items():
             rank, first = optimum_rank(scores, target.values)

@@ -178,9 +178,16 @@ def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
     with Study.load(db) as st:
         recorded = st.info("optimizer_settings")
         assert recorded["observation_noise"] is True and recorded["acquisition"] == "logei"
+        # and which surrogate: its adaptation options and a hash of its weights
+        assert recorded["surrogate_options"] == {} and len(recorded["surrogate_weights"]) == 16
         st.set_info("optimizer_settings", {**recorded, "observation_noise": False})  # as an older default
     assert main([a if a != "3" else "4" for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("grabnas: error:") and "observation_noise False there, True now" in err and "\n" not in err
     with Study.load(db) as st:
         assert len(st.trials()) == 3  # nothing asked or lost
+        # settings an older version did not record are recorded on resume, not refused
+        st.set_info("optimizer_settings", {k: v for k, v in recorded.items() if not k.startswith("surrogate_")})
+    assert main([a if a != "3" else "4" for a in argv]) == 0
+    with Study.load(db) as st:
+        assert st.info("optimizer_settings") == recorded and len(st.trials("done")) == 4

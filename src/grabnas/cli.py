@@ -194,6 +194,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         messages: list[str] = []
         optimizer = build_optimizer(args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append)
         study = study or Study.open(args.study, settings)
+        study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
         notes = []
         card = getattr(optimizer, "surrogate_card", None)
         if card is not None:  # GraB-NAS: say which surrogate, and that it never saw the task's dataset
@@ -237,6 +238,7 @@ def _search_dataset(args: argparse.Namespace) -> int:
     try:
         optimizer = build_dataset_optimizer(args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto")
         study = study or Study.open(args.study, settings)
+        study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
         notes = [
             f"Dataset `{task.name}` ({split.num_classes} classes, {len(split.train)} train / {len(split.val)} val / "
             f"{len(split.test)} test images); candidates: the 15,625 NB201 cells; values: validation accuracy (%) after "

@@ -94,7 +94,7 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         "--top-batch-fraction",
         type=_fraction,
         default=0.0,
-        help="share of each batch drawn from the task's best 10%% of records (default 0: uniform batches)",
+        help="share of each batch drawn from the best 10%% of the task's training records (default 0: uniform batches)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")

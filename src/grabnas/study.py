@@ -159,17 +159,21 @@ class Study:
 
     def check_optimizer_settings(self, settings: dict) -> None:
         """Record the optimizer's own settings (:meth:`Optimizer.settings`) on first use; later,
-        refuse other ones, so a resumed search continues the search it started (a study made
-        before they were recorded just records them now)."""
+        refuse other values of the recorded ones, so a resumed search continues the search it
+        started (settings a study made by an older version did not record are recorded now)."""
         stored = self.info("optimizer_settings")
         wanted = json.loads(json.dumps(settings))
         if stored is None:
             self.set_info("optimizer_settings", wanted)
-        elif stored != wanted:
+            return
+        changed = {k: stored[k] for k in stored if k in wanted and stored[k] != wanted[k]}
+        if changed or set(stored) - set(wanted):
             raise GrabnasError(
                 f"{self.path} was searched with other optimizer settings ({_differences(stored, wanted)}); "
                 "use another --study file or the settings it was made with"
             )
+        if set(wanted) - set(stored):
+            self.set_info("optimizer_settings", {**stored, **wanted})
 
     # -- recording ------------------------------------------------------------------------------
     def record_ask(self, archs: Sequence[str], rng_state: str | None = None) -> list[int]:

@@ -64,3 +64,5 @@ def test_build_dataset_optimizer():
         build_dataset_optimizer("transfer-rank", split, seed=0)
     with pytest.raises(GrabnasError, match="unknown optimizer 'sgd'"):
         build_dataset_optimizer("sgd", split, seed=0)
+    with pytest.raises(GrabnasError, match="with --dataset use --surrogate NAME"):
+        build_dataset_optimizer("grabnas[surrogate=nb201-no-cifar10]", split, seed=0)

@@ -133,8 +133,9 @@ def test_lognei_scores_the_prefiltered_pool_jointly_with_the_observations(nb201_
     want = opt.pool[int(top[int(torch.argmax(opt._score(joint, opt.z_pool[top])))])]
     opt.rng.bit_generator.state = state
     assert opt.ask(1)[0] == want
+    before = set(opt.history.tried)  # observed and pending
     batch = opt.ask(2)  # with pending points too
-    assert len(set(batch)) == 2 and not set(batch) & opt.history.tried - set(batch)
+    assert len(set(batch)) == 2 and not set(batch) & before
 
 
 def test_knn_never_leaves_the_pool_and_batches_are_distinct(nb201_space, vae, small_pool):
@@ -163,6 +164,10 @@ def test_failures_are_not_fatal(nb201_space, vae, small_pool):
         ({"mode": "both"}, "mode 'both' is unknown"),
         ({"n_init": 0}, "n_init must be >= 1, got 0"),
         ({"eta": -0.5}, "eta must be >= 0, got -0.5"),
+        ({"observation_noise": "no"}, "observation_noise must be true or false, got 'no'"),
+        ({"t_bo": "abc"}, "t_bo must be an integer, got 'abc'"),
+        ({"eta": "fast"}, "eta must be a number, got 'fast'"),
+        ({"ucb_beta": -1.0}, "ucb_beta must be >= 0, got -1.0"),
     ],
 )
 def test_bad_settings(kw, fragment):

@@ -77,6 +77,7 @@ def test_surrogate_option_picks_the_checkpoint(nb201_bench):
         "grabnas",
         {"surrogate": "ck/surrogate-nb201-no-{group}.pt", "t_bo": 3},
     )
+    assert parse_optimizer_spec("grabnas[surrogate=1e3]")[1] == {"surrogate": "1e3"}  # a name, kept as written
     # {group} becomes the target's group, so one spec serves every task of a bench
     opt = build_optimizer("grabnas[surrogate=nb201-no-{group}]", nb201_bench, "imagenet16", seed=0)
     assert opt.surrogate_card["held_out_groups"] == ["imagenet16"]

@@ -47,13 +47,18 @@ Z90 = 1.6448536269514722
 
 
 # -- latents -----------------------------------------------------------------------------------
-def vae_fingerprint(vae) -> str:
-    """A short hash of a VAE's weights (a surrogate is only valid for the latents it saw)."""
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """A short hash of a module's weights (names and values of its state dict)."""
     h = hashlib.sha256()
-    for k, v in sorted(vae.model.state_dict().items()):
+    for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def vae_fingerprint(vae) -> str:
+    """A short hash of a VAE's weights (a surrogate is only valid for the latents it saw)."""
+    return module_fingerprint(vae.model)
 
 
 @torch.no_grad()
@@ -134,8 +139,9 @@ class MetaTrainConfig:
     each task's function rather than only their average, and a search can infer which of them
     a new task resembles from its observations.
 
-    ``top_batch_fraction``: the share of each batch drawn from the task's best ``top_quantile``
-    of records (the rest uniformly from the others). 0 (default): uniform batches, whose
+    ``top_batch_fraction``: the share of each batch drawn from the best ``top_quantile`` of the
+    task's training records (its view: without the meta-validation architectures under
+    ``val_fraction``; the rest uniformly from the others). 0 (default): uniform batches, whose
     likelihood is dominated by the coarse good-versus-bad structure of a task; a search lives
     among the best cells, so a positive share makes the learned features resolve the order
     among them too.
@@ -211,7 +217,9 @@ class _View:
 
 def _draw_batch(view: _View, n: int, top_fraction: float, split: tuple[np.ndarray, np.ndarray] | None,
                 rng: np.random.Generator) -> np.ndarray:
-    """``n`` distinct positions of ``view``: ``round(top_fraction * n)`` of them from its top split."""
+    """``n`` distinct positions of ``view`` (needs ``n <= len(view.pos)``): ``round(top_fraction * n)``
+    of them from its top split, capped at the split's size, the rest from the other split (more from
+    the top when the other split is short)."""
     if split is None or top_fraction <= 0:
         return view.pos[rng.choice(len(view.pos), size=n, replace=False)]
     top, rest = split

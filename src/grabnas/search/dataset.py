@@ -93,7 +93,7 @@ def build_dataset_optimizer(
     other tasks of a benchmark and is refused.
     """
     from grabnas.search.baselines import make_baseline
-    from grabnas.search.registry import GRABNAS_VARIANTS, parse_optimizer_spec
+    from grabnas.search.registry import GRABNAS_VARIANTS, SURROGATE_OPTION, parse_optimizer_spec
     from grabnas.spaces import get_space
 
     space = get_space(SPACE)
@@ -103,6 +103,11 @@ def build_dataset_optimizer(
     if name not in GRABNAS_VARIANTS:
         return make_baseline(name, space, None, seed)
     merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
+    if SURROGATE_OPTION in merged:
+        raise GrabnasError(
+            f"the {SURROGATE_OPTION}= option picks a held-out checkpoint on a benchmark; "
+            "with --dataset use --surrogate NAME"
+        )
     return build_grabnas_for_dataset(split, seed, merged, surrogate=surrogate)
 
 

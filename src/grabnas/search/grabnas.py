@@ -25,6 +25,8 @@ Each ask conditions the surrogate on the target task's observations, then propos
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -117,10 +119,20 @@ class GraBNASConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
+        if not isinstance(self.observation_noise, bool):
+            raise GrabnasError(f"GraB-NAS observation_noise must be true or false, got {self.observation_noise!r}")
+        for name in ("n_init", "t_bo", "local_every", "ascent_steps", "num_decodes", "q_candidates"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise GrabnasError(f"GraB-NAS {name} must be an integer, got {value!r}")
+        for name in ("eta", "ucb_beta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise GrabnasError(f"GraB-NAS {name} must be a number, got {value!r}")
         for name in ("n_init", "local_every", "num_decodes", "q_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("t_bo", "ascent_steps", "eta"):
+        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta"):
             if getattr(self, name) < 0:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 0, got {getattr(self, name)}")
 
@@ -177,7 +189,16 @@ class GraBNAS(Optimizer):
         self.local_log: list[dict] = []
 
     def settings(self) -> dict:
-        return self.config.to_dict()
+        """The :class:`GraBNASConfig` fields, the surrogate's adaptation options and a hash of
+        the meta-trained surrogate's weights (a study refuses to resume under other ones)."""
+        out = self.config.to_dict()
+        meta = getattr(self.surrogate, "surrogate", None)
+        if isinstance(meta, torch.nn.Module):
+            from grabnas.meta.surrogate_training import module_fingerprint
+
+            out["surrogate_options"] = dict(getattr(self.surrogate, "fit_options", {}))
+            out["surrogate_weights"] = module_fingerprint(meta)
+        return out
 
     # -- latents ------------------------------------------------------------------------------
     def latent(self, archs: Sequence[Architecture]) -> Tensor:

@@ -60,7 +60,8 @@ def parse_optimizer_spec(spec: str) -> tuple[str, dict]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise GrabnasError(f"bad option {item!r} in {spec!r}; expected KEY=VALUE, e.g. eta=0.1")
-        options[key.strip()] = _option_value(value.strip())
+        key = key.strip()
+        options[key] = value.strip() if key == SURROGATE_OPTION else _option_value(value.strip())
     from dataclasses import fields
 
     from grabnas.search.grabnas import GraBNASConfig
@@ -72,8 +73,6 @@ def parse_optimizer_spec(spec: str) -> tuple[str, dict]:
             f"unknown GraB-NAS option {bad[0]!r} in {spec!r}; expected one of "
             f"{', '.join(sorted(known | {SURROGATE_OPTION}))} or adapt_*"
         )
-    if SURROGATE_OPTION in options:
-        options[SURROGATE_OPTION] = str(options[SURROGATE_OPTION])
     GraBNASConfig(**{**GRABNAS_VARIANTS[name], **{k: v for k, v in options.items() if k in known}})  # checks values
     return name, options
 
