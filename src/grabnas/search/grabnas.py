@@ -192,12 +192,9 @@ class GraBNAS(Optimizer):
         """The :class:`GraBNASConfig` fields, the surrogate's adaptation options and a hash of
         the meta-trained surrogate's weights (a study refuses to resume under other ones)."""
         out = self.config.to_dict()
-        meta = getattr(self.surrogate, "surrogate", None)
-        if isinstance(meta, torch.nn.Module):
-            from grabnas.meta.surrogate_training import module_fingerprint
-
+        if callable(getattr(self.surrogate, "fingerprint", None)):
             out["surrogate_options"] = dict(getattr(self.surrogate, "fit_options", {}))
-            out["surrogate_weights"] = module_fingerprint(meta)
+            out["surrogate_weights"] = self.surrogate.fingerprint()
         return out
 
     # -- latents ------------------------------------------------------------------------------
@@ -398,6 +395,12 @@ class MetaLatentSurrogate:
         without one); computed when asked, not at every fit."""
         weights = self._last_gp.task_weights() if hasattr(self._last_gp, "task_weights") else None
         return {} if weights is None else dict(zip(self._last_gp.task_names, weights.tolist()))
+
+    def fingerprint(self) -> str:
+        """A short hash of the meta-trained surrogate's weights."""
+        from grabnas.meta.surrogate_training import module_fingerprint
+
+        return module_fingerprint(self.surrogate)
 
     def fit(self, z: Tensor, y: Tensor):
         X = self.surrogate.inputs(z, self.d) if len(y) else None

@@ -27,7 +27,8 @@ GRABNAS_VARIANTS: dict[str, dict] = {
 #: GraB-NAS option naming its surrogate checkpoint: ``auto`` (default: the shipped one that held
 #: the target's group out), ``train`` (meta-train one now without that group), or a shipped
 #: name or ``.pt`` path, where ``{group}`` stands for the target's group, e.g.
-#: ``grabnas[surrogate=ck/surrogate-nb201-no-{group}.pt]``
+#: ``grabnas[surrogate=ck/surrogate-nb201-no-{group}.pt]``; several joined by ``+`` make an
+#: ensemble (their mixture, :mod:`grabnas.search.ensemble`)
 SURROGATE_OPTION = "surrogate"
 
 
@@ -165,23 +166,43 @@ def build_grabnas(
             cache[("vae", space.name)] = (vae, encode_members(vae))
     vae, latents = cache[("vae", space.name)]
     group = bench.group(task)
-    key = ("surrogate", bench.name, group, checkpoint)
-    if key not in cache:
-        corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
-        messages: list[str] = []
-        sur = surrogate_for_group(
-            corpus, group, vae, latents, checkpoint=checkpoint, benchmark=bench.name.split(":")[0],
-            vae_name=space.name, log=messages.append,
-        )
-        cache[key] = (sur, messages)
-    sur, messages = cache[key]
-    for message in messages:
-        (log or (lambda _msg: None))(message)
-    seen = set(sur.card.get("groups_seen", []))
-    if group in seen:  # belt and braces: the target's values must never reach the surrogate
-        raise GrabnasError(f"the surrogate for {task!r} saw its group {group!r}; expected one that held it out")
-    member_latents = latents_for(sur, vae, latents)  # (len(space), latent_dim), encoded once
-    return assemble_grabnas(space, sur, vae, sur.task_embedding(), pool, seed, overrides, member_latents)
+    names = [name.strip() for name in checkpoint.split("+")]
+    if not all(names):
+        raise GrabnasError(f"bad surrogate {checkpoint!r}; expected CHECKPOINT or an ensemble CHECKPOINT+CHECKPOINT+...")
+    surs = []
+    for name in names:
+        key = ("surrogate", bench.name, group, name)
+        if key not in cache:
+            corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
+            messages: list[str] = []
+            sur = surrogate_for_group(
+                corpus, group, vae, latents, checkpoint=name, benchmark=bench.name.split(":")[0],
+                vae_name=space.name, log=messages.append,
+            )
+            cache[key] = (sur, messages)
+        sur, messages = cache[key]
+        for message in messages:
+            (log or (lambda _msg: None))(message)
+        if group in set(sur.card.get("groups_seen", [])):  # belt and braces: the target's values must never reach it
+            raise GrabnasError(f"the surrogate for {task!r} saw its group {group!r}; expected one that held it out")
+        surs.append(sur)
+    member_latents = latents_for(surs[0], vae, latents)  # (len(space), latent_dim), encoded once
+    if any(not torch.equal(latents_for(s, vae, latents), member_latents) for s in surs[1:]):
+        raise GrabnasError(f"the surrogates of ensemble {checkpoint!r} read different graph-VAE latents; expected one VAE")
+    opt = assemble_grabnas(
+        space, surs[0], vae, surs[0].task_embedding(), pool, seed, overrides, member_latents,
+        ensemble=[(s, s.task_embedding()) for s in surs[1:]],
+    )
+    if len(surs) > 1:
+        opt.surrogate_card = {
+            **surs[0].card,
+            "groups_seen": sorted(set().union(*(s.card.get("groups_seen", []) for s in surs))),
+            "ensemble": [
+                {"checkpoint": n, "seed": s.card.get("train_config", {}).get("seed"), "best_step": s.card.get("best_step")}
+                for n, s in zip(names, surs)
+            ],
+        }
+    return opt
 
 
 def assemble_grabnas(
@@ -193,11 +214,14 @@ def assemble_grabnas(
     seed: int,
     overrides: dict,
     member_latents=None,
+    ensemble: Sequence[tuple] = (),
 ) -> Optimizer:
     """GraB-NAS from its parts: a meta-trained surrogate, the graph VAE its latents come from
     and the target's ``(task_dim,)`` embedding. ``overrides`` are GraBNASConfig fields plus
     ``adapt_*`` keywords of the surrogate's ``fit`` (e.g. ``adapt_steps``); ``member_latents``
-    ``(len(space), latent_dim)`` saves encoding the pool again."""
+    ``(len(space), latent_dim)`` saves encoding the pool again. ``ensemble``: further
+    ``(surrogate, task_embedding)`` pairs reading the same latents; with them the search uses
+    the mixture of all (:class:`grabnas.search.ensemble.EnsembleLatentSurrogate`)."""
     import inspect
 
     import torch
@@ -214,6 +238,12 @@ def assemble_grabnas(
             f"unknown surrogate option adapt_{unknown[0]}; expected adapt_ followed by one of {', '.join(sorted(known))}"
         )
     latent_sur = MetaLatentSurrogate(sur, task_embedding, **fit_options)
+    if ensemble:
+        from grabnas.search.ensemble import EnsembleLatentSurrogate
+
+        latent_sur = EnsembleLatentSurrogate(
+            [latent_sur, *(MetaLatentSurrogate(s, d, **fit_options) for s, d in ensemble)]
+        )
     pool = list(pool) if pool is not None else space.members()
     pool_latents = None
     if member_latents is not None:
