@@ -3,7 +3,7 @@
 #
 #   GRABNAS_NB201=/path/nb201_accuracies.csv OUT=/tmp/mseed benchmarks/meta_seed_variance.sh
 #
-# For each held-out dataset and meta-training seed 1..4, meta-trains the surrogate exactly as
+# For each held-out dataset and meta-training seed 1..9, meta-trains the surrogate exactly as
 # benchmarks/surrogate_eval.sh does for the shipped one (seed 0), writes its leave-one-out report
 # (zero-shot and 5/10/20 random observations, 5 draws; the seed also changes the draws), then runs
 # one GraB-NAS search (default settings, 50 evaluations) with it through
@@ -17,7 +17,7 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/meta-seed-variance}
 NB201=${GRABNAS_NB201:-../shared/data/nb201/nb201_accuracies.csv}
 JOBS=${JOBS:-2}
-SEEDS=${SEEDS:-"1 2 3 4"}
+SEEDS=${SEEDS:-"1 2 3 4 5 6 7 8 9"}
 TASKS=${TASKS:-"cifar10 cifar100 imagenet16"}
 mkdir -p "$OUT"
 

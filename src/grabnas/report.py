@@ -150,7 +150,7 @@ def plot_regret(rows: list[dict], path: str | Path) -> None:
             x = np.arange(1, c.shape[1] + 1)
             mean = c.mean(axis=0)
             se = c.std(axis=0, ddof=1) / math.sqrt(len(c)) if len(c) > 1 else np.zeros_like(mean)
-            (line,) = ax.plot(x, mean, label=o)
+            (line,) = ax.plot(x, mean, label=o if len(o) <= 48 else o[:45] + "...")  # long specs
             ax.fill_between(x, np.maximum(mean - se, 0), mean + se, color=line.get_color(), alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel("evaluations")
