@@ -7,6 +7,9 @@ step by step in turn, so machine noise hits both alike; iterations after ``--war
 timed (GraB-NAS's local steps start after its T_BO = 10 observations).
 
     GRABNAS_NB201=path/to/nb201_accuracies.csv .venv/bin/python benchmarks/overhead.py --threads 2
+
+``--grabnas SPEC`` times another GraB-NAS spec instead of the default, e.g. an ensemble
+``"grabnas[surrogate=nb201-no-{group}+ck/{group}-s1/surrogate-nb201-no-{group}.pt]"``.
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--iterations", type=int, default=40)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--grabnas", default="grabnas", help="the GraB-NAS spec to time (default: grabnas)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     bench = load_benchmark("nb201", args.data)
     times: dict[str, list[float]] = {"gpbo": [], "grabnas": [], "grabnas-global": [], "grabnas-local": []}
     for seed in range(args.seeds):
-        opts = {name: build_optimizer(name, bench, args.task, child_seed(0, args.task, seed)) for name in ("gpbo", "grabnas")}
+        opts = {
+            name: build_optimizer(spec, bench, args.task, child_seed(0, args.task, seed))
+            for name, spec in (("gpbo", "gpbo"), ("grabnas", args.grabnas))
+        }
         for step in range(1, args.iterations + 1):
             for name, opt in opts.items():
                 local_before = len(getattr(opt, "local_log", []))
@@ -48,7 +55,8 @@ def main() -> None:
                     if name == "grabnas":
                         kind = "local" if len(opt.local_log) > local_before else "global"
                         times[f"grabnas-{kind}"].append(dt)
-    print(f"NB201 {args.task}, {args.threads} torch threads, {args.seeds} seeds, iterations {args.warmup + 1}-{args.iterations}")
+    print(f"NB201 {args.task}, {args.threads} torch threads, {args.seeds} seeds, iterations {args.warmup + 1}-{args.iterations}"
+          f"; grabnas = {args.grabnas}")
     print("| optimizer | iterations timed | median s/iter | 25-75 % | max |")
     print("|---|---|---|---|---|")
     for name, ts in times.items():
