@@ -19,11 +19,16 @@ import pandas as pd
 RESULTS = Path(__file__).parent / "results"
 
 
-def evaluations_to_optimum(runs: pd.DataFrame, optimum: float) -> int | None:
-    """1-based step of the first evaluation that reaches ``optimum`` (None: never)."""
+def evaluations_to_optimum(runs: pd.DataFrame, optimum: float, within: float = 0.0) -> int | None:
+    """1-based step of the first evaluation within ``within`` of ``optimum`` (None: never)."""
     hit = runs.sort_values("step")
-    hit = hit[np.isclose(hit["value"], optimum) | (hit["value"] >= optimum)]
+    hit = hit[np.isclose(hit["value"], optimum - within) | (hit["value"] >= optimum - within)]
     return None if hit.empty else int(hit["step"].iloc[0])
+
+
+def _median_evals(runs: list[pd.DataFrame], optimum: float, within: float) -> float:
+    evals = [evaluations_to_optimum(r, optimum, within) for r in runs]
+    return float(np.median([np.inf if e is None else e for e in evals]))
 
 
 def main() -> None:
@@ -39,6 +44,8 @@ def main() -> None:
     shipped_report = {t["task"]: t for t in json.loads((RESULTS / "surrogate" / "nb201.json").read_text())["tasks"]}
     shipped_runs = pd.read_csv(RESULTS / "nb201-grabnas" / "results.csv.gz")
     shipped_runs = shipped_runs[(shipped_runs.optimizer == "grabnas") & (shipped_runs.seed == 0)]
+    baselines = pd.read_csv(RESULTS / "nb201-baselines" / "results.csv.gz")
+    transfer = baselines[(baselines.optimizer == "transfer-rank") & (baselines.seed == 0)]
     print("| held-out | meta seed | top 10 %: zero-shot / 20 obs | transfer-rank | 90 % coverage at 0 / 5 / 10 / 20 obs | inside 80-97 % | evals to optimum |")
     print("|---|---|---|---|---|---|---|")
     for task in args.tasks.split(","):
@@ -51,7 +58,7 @@ def main() -> None:
                      if f.is_file()]
             runs = pd.read_csv(found[0]) if found else None
             rows.append((seed, json.loads(report.read_text())["tasks"][0], runs))
-        tops, evals, inside = [], [], 0
+        tops, evals, inside, searches = [], [], 0, []
         for seed, rep, runs in rows:
             shots = rep["shots"]
             cov = [shots[n]["coverage90"] for n in ("0", "5", "10", "20")]
@@ -62,6 +69,7 @@ def main() -> None:
             tops.append(shots["20"]["spearman_top"])
             if searched:  # never reaching the optimum counts as infinitely many evaluations
                 evals.append(ev if ev is not None else np.inf)
+                searches.append(runs)
             print(f"| {task} | {seed}{' (shipped)' if seed == 0 else ''} | {shots['0']['spearman_top']:.3f} / "
                   f"{shots['20']['spearman_top']:.3f} | {rep['transfer_rank']['spearman_top']:.3f} | "
                   f"{' / '.join(f'{c:.3f}' for c in cov)} | {ok}/4 | "
@@ -71,6 +79,12 @@ def main() -> None:
         print(f"| {task} | all {len(rows)} | 20 obs mean {np.mean(tops):.3f}{spread} | | | "
               f"{inside}/{4 * len(rows)} | median {np.median(evals):g} over {len(evals)} searches "
               f"(range {min(evals, default=np.nan):g}-{'> 50' if worst == np.inf else f'{worst:g}'}) |")
+        near = [
+            f"within {w:g} points: median {_median_evals(searches, optimum, w):g} "
+            f"(transfer-rank {_median_evals([transfer[transfer.task == task]], optimum, w):g})"
+            for w in (0.0, 0.1, 0.2)
+        ]
+        print(f"| {task} | evaluations to the optimum | {'; '.join(near)} | | | | |")
 
 
 if __name__ == "__main__":
