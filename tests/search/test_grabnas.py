@@ -150,6 +150,27 @@ def test_knn_never_leaves_the_pool_and_batches_are_distinct(nb201_space, vae, sm
     assert set(seen) <= set(small_pool)
 
 
+def test_gated_local_steps_only_propose_decodes_that_beat_the_pool(nb201_space, vae, small_pool):
+    def run(pool, **kw):
+        opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=pool, seed=4, t_bo=2,
+                      local_every=1, **kw)
+        proposals = []
+        for _ in range(7):
+            archs = opt.ask(1)
+            opt.tell(archs, [_objective(a) for a in archs])
+            proposals += archs
+        return opt, proposals
+
+    # on the whole space every decode is a pool member, which never beats the best global
+    # candidate: the gated hybrid searches exactly like BO only
+    opt, gated = run(None, local_gate=True)
+    _, bo = run(None, mode="bo")
+    assert gated == bo
+    # the gate changes which proposal a local step makes, not whether it runs
+    assert len(opt.local_log) == 5 and all(log["tried"] > 0 for log in opt.local_log)
+    assert len(set(gated)) == len(gated)
+
+
 def test_failures_are_not_fatal(nb201_space, vae, small_pool):
     opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=3, t_bo=2)
     for i in range(6):
@@ -165,6 +186,7 @@ def test_failures_are_not_fatal(nb201_space, vae, small_pool):
         ({"n_init": 0}, "n_init must be >= 1, got 0"),
         ({"eta": -0.5}, "eta must be >= 0, got -0.5"),
         ({"observation_noise": "no"}, "observation_noise must be true or false, got 'no'"),
+        ({"local_gate": 1}, "local_gate must be true or false, got 1"),
         ({"t_bo": "abc"}, "t_bo must be an integer, got 'abc'"),
         ({"eta": "fast"}, "eta must be a number, got 'fast'"),
         ({"ucb_beta": -1.0}, "ucb_beta must be >= 0, got -1.0"),

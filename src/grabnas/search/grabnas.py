@@ -93,6 +93,11 @@ class GraBNASConfig:
             included, and the search keeps the best observed value, so this compares like with
             like; it matters where evaluations are noisy relative to the differences searched
             for (NAS-Bench-Graph's validation accuracies), hardly on NB201.
+        local_gate: on a local step, propose the decode only when the acquisition rates it above
+            the best global candidate (so the search maximises the acquisition over the pool and
+            the decodes together); False (default): a local step proposes its best decode. A
+            decode that is an untried pool member never beats the global candidate, so on a full
+            pool the gated hybrid searches like BO only, and with ``local="knn"`` always does.
     """
 
     mode: str = "hybrid"
@@ -108,6 +113,7 @@ class GraBNASConfig:
     num_decodes: int = 10
     q_candidates: int = 1024
     observation_noise: bool = True
+    local_gate: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -119,8 +125,9 @@ class GraBNASConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
-        if not isinstance(self.observation_noise, bool):
-            raise GrabnasError(f"GraB-NAS observation_noise must be true or false, got {self.observation_noise!r}")
+        for name in ("observation_noise", "local_gate"):
+            if not isinstance(getattr(self, name), bool):
+                raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
         for name in ("n_init", "t_bo", "local_every", "ascent_steps", "num_decodes", "q_candidates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -293,12 +300,11 @@ class GraBNAS(Optimizer):
             return self._prior_top(cand)
         z_pending = self.latent(pending) if pending else None
         acq = self._acquisition(model, values, z_pending)
-        if self._is_local_step(values):
-            arch = self._local_step(model, values, acq, tried, cand)
-            if arch is not None:
-                return arch
+        local = self._local_step(model, values, acq, tried, cand) if self._is_local_step(values) else None
+        if local is not None and not self.config.local_gate:
+            return local
         if cand.size == 0:
-            return None
+            return local
         prefilter = z_pending is not None or self.config.acquisition == "lognei"
         if not prefilter or self._best_f(model, values) is None:
             scores = self._score(acq, self.z_pool[cand])
@@ -307,7 +313,10 @@ class GraBNAS(Optimizer):
             top = torch.topk(single, min(self.config.q_candidates, len(cand))).indices
             cand = cand[top.numpy()]
             scores = self._score(acq, self.z_pool[cand])
-        return self.pool[int(cand[int(torch.argmax(scores))])]
+        best = int(torch.argmax(scores))
+        if local is not None and float(self._score(acq, self.latent([local]))[0]) > float(scores[best]):
+            return local  # gated local step: the decode beats every global candidate
+        return self.pool[int(cand[best])]
 
     def _prior_top(self, cand: np.ndarray) -> Architecture:
         """The member of ``cand`` (untried pool indices) with the highest zero-shot prior mean."""
