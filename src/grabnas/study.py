@@ -166,8 +166,7 @@ class Study:
         if stored is None:
             self.set_info("optimizer_settings", wanted)
             return
-        changed = {k: stored[k] for k in stored if k in wanted and stored[k] != wanted[k]}
-        if changed or set(stored) - set(wanted):
+        if any(k not in wanted or stored[k] != wanted[k] for k in stored):
             raise GrabnasError(
                 f"{self.path} was searched with other optimizer settings ({_differences(stored, wanted)}); "
                 "use another --study file or the settings it was made with"
