@@ -2,7 +2,7 @@
 # The GraB-NAS tables of the README on NAS-Bench-201 (issue 5):
 #   main      GraB-NAS vs random / REA / local / GP-BO / transfer-rank, 3 datasets x 20 seeds x 50 evaluations
 #   pruned    cifar100 with its best 1 % removed from the pool: grabnas vs grabnas-knn, 20 seeds
-#   ablations BO only / ascent only / hybrid, T_BO, eta, the surrogate's task term (prior variance 0 = off, 3)
+#   ablations BO only / ascent only / hybrid (gated, and ungated: local_gate=false), T_BO, eta, the surrogate's task term (prior variance 0 = off, 3)
 #             its new-task variance calibration (variance scale 1 = off) and the acquisition on the
 #             latent function instead of a new evaluation (observation_noise=false):
 #             imagenet16, and pruned cifar100, 5 seeds
@@ -16,7 +16,7 @@ JOBS=${JOBS:-1}
 PARTS=("$@")
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(main pruned ablations)
 bench() { .venv/bin/grabnas bench --benchmark nb201 --budget 50 --jobs "$JOBS" --no-progress "$@"; }
-ABLATIONS="grabnas,grabnas-bo,grabnas-ascent,grabnas[t_bo=5],grabnas[t_bo=20],grabnas[eta=0.01],grabnas[eta=0.2],grabnas[adapt_task_prior_var=0],grabnas[adapt_task_prior_var=3],grabnas[adapt_variance_scale=1],grabnas[observation_noise=false]"
+ABLATIONS="grabnas,grabnas-bo,grabnas-ascent,grabnas[local_gate=false],grabnas[t_bo=5],grabnas[t_bo=20],grabnas[eta=0.01],grabnas[eta=0.2],grabnas[adapt_task_prior_var=0],grabnas[adapt_task_prior_var=3],grabnas[adapt_variance_scale=1],grabnas[observation_noise=false]"
 for part in "${PARTS[@]}"; do
   case "$part" in
     main)

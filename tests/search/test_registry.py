@@ -53,6 +53,10 @@ def test_optimizer_spec_with_options():
 def test_options_reach_the_optimizer_and_its_surrogate(nb201_bench):
     opt = build_optimizer("grabnas-knn[t_bo=3,eta=0.2,adapt_steps=2]", nb201_bench, "cifar10", seed=0)
     assert (opt.config.local, opt.config.t_bo, opt.config.eta) == ("knn", 3, 0.2)
+    # the local-step ablations propose unconditionally; GraB-NAS itself gates its local steps
+    assert not opt.config.local_gate
+    assert build_optimizer("grabnas", nb201_bench, "cifar10", seed=0).config.local_gate
+    assert not build_optimizer("grabnas-ascent", nb201_bench, "cifar10", seed=0).config.local_gate
     assert opt.surrogate.fit_options == {"steps": 2}
     with pytest.raises(GrabnasError, match="unknown surrogate option adapt_bogus"):
         build_optimizer("grabnas[adapt_bogus=1]", nb201_bench, "cifar10", seed=0)

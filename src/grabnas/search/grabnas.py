@@ -13,9 +13,11 @@ Each ask conditions the surrogate on the target task's observations, then propos
   of the best architecture found so far (``ascent_steps`` Adam-free plain steps of size
   ``eta`` on the normalised gradient), then the graph VAE decodes the moved z (greedy plus
   ``num_decodes`` stochastic decodes); the valid, untried decode with the highest acquisition
-  is proposed — it may lie outside the candidate pool. Without such a decode the step falls
-  back to the global candidate. With ``local="knn"`` the ascended z picks its nearest untried
-  pool member instead of decoding (the ablation that cannot leave the pool).
+  is proposed — it may lie outside the candidate pool — if it beats the global candidate's
+  acquisition (``local_gate``, default; without the gate it is proposed anyway). Without such
+  a decode the step falls back to the global candidate. With ``local="knn"`` the ascended z
+  picks its nearest untried pool member instead of decoding (the ablation that cannot leave
+  the pool).
 
 ``mode`` selects the ablations: ``hybrid`` (default), ``bo`` (global steps only) and ``ascent``
 (local steps whenever there is a best point; global steps only as fallback). ``ask(n)`` with
@@ -94,10 +96,13 @@ class GraBNASConfig:
             like; it matters where evaluations are noisy relative to the differences searched
             for (NAS-Bench-Graph's validation accuracies), hardly on NB201.
         local_gate: on a local step, propose the decode only when the acquisition rates it above
-            the best global candidate (so the search maximises the acquisition over the pool and
-            the decodes together); False (default): a local step proposes its best decode. A
-            decode that is an untried pool member never beats the global candidate, so on a full
-            pool the gated hybrid searches like BO only, and with ``local="knn"`` always does.
+            the best global candidate (default), so the search maximises the acquisition over the
+            pool and the decodes together; False: a local step proposes its best decode (the
+            paper's alternation; the ``grabnas-ascent`` and ``grabnas-knn`` ablations). A decode
+            that is an untried pool member never beats the global candidate, so on a full pool
+            the gated hybrid searches like BO only, and with ``local="knn"`` always does; the
+            local steps pay off where the pool lacks cells the decoder can reach (pruned pools,
+            a user's own candidate list).
     """
 
     mode: str = "hybrid"
@@ -113,7 +118,7 @@ class GraBNASConfig:
     num_decodes: int = 10
     q_candidates: int = 1024
     observation_noise: bool = True
-    local_gate: bool = False
+    local_gate: bool = True
 
     def __post_init__(self) -> None:
         checks = {

@@ -19,8 +19,9 @@ BASELINE_NAMES = ("random", "rea", "local", "gpbo", "transfer-rank")
 GRABNAS_VARIANTS: dict[str, dict] = {
     "grabnas": {},
     "grabnas-bo": {"mode": "bo"},
-    "grabnas-ascent": {"mode": "ascent"},
-    "grabnas-knn": {"local": "knn"},
+    # the local-step ablations propose their local step unconditionally (gated, knn would be BO only)
+    "grabnas-ascent": {"mode": "ascent", "local_gate": False},
+    "grabnas-knn": {"local": "knn", "local_gate": False},
 }
 
 
