@@ -35,8 +35,11 @@ def test_bad_input_is_one_line_and_nonzero(nb201_path, tmp_path, capsys, argv, f
 
 def test_missing_table_message(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("GRABNAS_NB201", raising=False)
-    assert main(["bench", "--out", str(tmp_path)]) == 2
-    assert "pass --data PATH or set GRABNAS_NB201" in capsys.readouterr().err
+    assert main(["bench", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "NB201 table not found at" in capsys.readouterr().err
+    monkeypatch.setenv("GRABNAS_NB201", str(tmp_path / "nowhere"))  # the env var overrides the shipped table too
+    assert main(["search", "--task", "cifar10", "--budget", "2", "--study", str(tmp_path / "s.db")]) == 2
+    assert "NB201 table not found at" in capsys.readouterr().err
 
 
 def test_console_script_runs_without_traceback(tmp_path):

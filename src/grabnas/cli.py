@@ -27,7 +27,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "summary.md and regret.png into --out. Rerunning the same command resumes.",
     )
     p.add_argument("--benchmark", default="nb201", help="nb201, nasbench-graph or csv:PATH (default nb201)")
-    p.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
+    p.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table")
     p.add_argument("--tasks", type=_csv_list, default=None, help="comma-separated tasks (default: all main tasks)")
     p.add_argument(
         "--optimizers", type=_csv_list, default=("random", "rea", "local", "gpbo", "transfer-rank"), help="comma-separated optimizers"
@@ -100,7 +100,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("what to search (one of --task or --dataset)")
     g.add_argument("--task", default=None, help="a benchmark task to search (e.g. cifar10, cora)")
     g.add_argument("--benchmark", default=None, help="nb201, nasbench-graph or csv:PATH (default nb201; with --task)")
-    g.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201")
+    g.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table")
     g.add_argument(
         "--dataset",
         default=None,

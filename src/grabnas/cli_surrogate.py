@@ -117,7 +117,7 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         help="nb201, nasbench-graph, csv:PATH, records:PATH, images-nb201 or images:PATH; join several with +",
     )
     t.add_argument(
-        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201"
+        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table"
     )
     t.add_argument("--holdout", type=_csv_list, default=(), help="groups (datasets) to leave out, e.g. cifar10")
     t.add_argument("--tasks", type=_csv_list, default=None, help="use only these corpus tasks")
@@ -146,7 +146,7 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         help="nb201, nasbench-graph, csv:PATH, records:PATH or images-nb201 (default nb201)",
     )
     e.add_argument(
-        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201"
+        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table"
     )
     e.add_argument(
         "--task",
@@ -213,7 +213,7 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "--benchmark", default="nb201", help="the corpus it was meta-trained on: nb201, nasbench-graph, csv:PATH, ..."
     )
     c.add_argument(
-        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201"
+        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table"
     )
     c.add_argument("--out", default=None, help="where to write (default: over the checkpoint when it is a path)")
     c.add_argument("--threads", type=_positive_int, default=None, help="torch threads")

@@ -11,7 +11,7 @@ BENCHMARK_FORMS = "nb201, nasbench-graph or csv:PATH"
 
 
 def load_benchmark(spec: str, data: str | os.PathLike | None = None) -> TabularBenchmark:
-    """A benchmark from its name: ``nb201`` (table at ``data`` or ``$GRABNAS_NB201``),
+    """A benchmark from its name: ``nb201`` (table at ``data``, else ``$GRABNAS_NB201``, else the shipped one),
     ``nasbench-graph``, or ``csv:PATH`` (a user table)."""
     if spec == "nb201":
         from grabnas.benchmarks.nb201 import load_nb201

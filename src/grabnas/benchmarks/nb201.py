@@ -1,9 +1,11 @@
 """NAS-Bench-201 from its accuracy table (``nb201_accuracies.csv``).
 
-The table is not shipped with grabnas: its path comes from an argument or the ``GRABNAS_NB201``
-environment variable (a CSV file, or a folder holding ``nb201_accuracies.csv``). See the README
-for how to obtain it, or build it from the official NATS-Bench files with
-``grabnas nb201 convert`` (:mod:`grabnas.benchmarks.nats_convert`).
+grabnas ships the table, xz-compressed, in ``grabnas/benchmarks/tables/`` (with its MIT licences
+and ``NB201-PROVENANCE.md``: sources, columns, the sha256 of the uncompressed CSV). A path given as
+an argument (``--data``) or in the ``GRABNAS_NB201`` environment variable overrides it: a CSV file
+(plain, ``.xz`` or ``.gz``) or a folder holding ``nb201_accuracies.csv``. A table can also be built
+from the official NATS-Bench files with ``grabnas nb201 convert``
+(:mod:`grabnas.benchmarks.nats_convert`).
 
 Tasks: ``cifar10``, ``cifar100``, ``imagenet16`` (200-epoch test accuracy; the table has no
 200-epoch validation accuracy, so search and report use the same column, as in the usual
@@ -15,6 +17,8 @@ dataset share a group.
 from __future__ import annotations
 
 import csv
+import gzip
+import lzma
 import os
 from pathlib import Path
 
@@ -36,15 +40,23 @@ TASK_COLUMNS: dict[str, tuple[str, str, str]] = {
     "imagenet16@12ep": ("imagenet16", "imagenet16_val_12ep", "imagenet16_test_12ep"),
 }
 REQUIRED_COLUMNS = ("arch_str", *sorted({c for _, s, r in TASK_COLUMNS.values() for c in (s, r)}))
+#: the table shipped with grabnas (``xz -9e`` of ``nb201_accuracies.csv``; see NB201-PROVENANCE.md there)
+SHIPPED_TABLE = Path(__file__).resolve().parent / "tables" / (FILE_NAME + ".xz")
+#: sha256 of the shipped table once decompressed (the original ``nb201_accuracies.csv``)
+SHIPPED_SHA256 = "eccc9e2b6e6f11378286b4c1d818ac959771d45e140ce2b3b9c0be8ac8920bd4"
 
 
 def resolve_table_path(path: str | os.PathLike | None = None) -> Path:
-    """The table's path from ``path`` or ``$GRABNAS_NB201``; a clear error when neither works."""
+    """The table's path: ``path``, else ``$GRABNAS_NB201``, else the table shipped with grabnas;
+    a clear error when a given path does not lead to a file."""
     raw = path if path is not None else os.environ.get(ENV_VAR)
     if not raw:
-        raise BenchmarkFileError(
-            f"the NB201 table is needed: pass --data PATH or set {ENV_VAR} to {FILE_NAME} or its folder"
-        )
+        if not SHIPPED_TABLE.is_file():
+            raise BenchmarkFileError(
+                f"the NB201 table shipped with grabnas is missing ({SHIPPED_TABLE}); "
+                f"pass --data PATH or set {ENV_VAR} to {FILE_NAME} or its folder"
+            )
+        return SHIPPED_TABLE
     p = Path(raw).expanduser()
     if p.is_dir():
         p = p / FILE_NAME
@@ -53,15 +65,25 @@ def resolve_table_path(path: str | os.PathLike | None = None) -> Path:
     return p
 
 
+def _open_table(p: Path):
+    """The table as a text stream for :mod:`csv`: ``.xz`` and ``.gz`` files are decompressed on the fly."""
+    if p.suffix == ".xz":
+        return lzma.open(p, "rt", encoding="utf-8", newline="")
+    if p.suffix == ".gz":
+        return gzip.open(p, "rt", encoding="utf-8", newline="")
+    return p.open(newline="")
+
+
 def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
-    """Load the NAS-Bench-201 benchmark from its accuracy table."""
+    """Load the NAS-Bench-201 benchmark from its accuracy table: ``path``, else ``$GRABNAS_NB201``,
+    else the table shipped with grabnas."""
     p = resolve_table_path(path)
     space = NB201Space()
     n = len(space)
     columns = {c: np.full(n, np.nan) for c in REQUIRED_COLUMNS[1:]}
     seen = np.zeros(n, dtype=bool)
     try:
-        with p.open(newline="") as f:
+        with _open_table(p) as f:
             reader = csv.DictReader(f)
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -86,6 +108,8 @@ def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
                             ) from None
     except UnicodeDecodeError:
         raise BenchmarkFileError(f"{p} is not a text CSV file; expected {FILE_NAME}") from None
+    except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
+        raise BenchmarkFileError(f"{p} is not a readable {p.suffix} file ({e}); expected {FILE_NAME}{p.suffix}") from None
     if not seen.all():
         raise BenchmarkFileError(f"{p} has {int(seen.sum())} of the {n} NB201 cells; expected all of them")
     cost = np.ones(n)
