@@ -282,7 +282,15 @@ def _open_existing(path: str, settings: dict):
 
 def _task_inference_line(optimizer) -> str | None:
     """What GraB-NAS's surrogate inferred about the task at its last fit (None: nothing)."""
-    weights = getattr(getattr(optimizer, "surrogate", None), "task_weights", None)
+    surrogate = getattr(optimizer, "surrogate", None)
+    fitted = getattr(surrogate, "adapted_hyperparameters", None)
+    if fitted:
+        return (
+            f"the target's observations weight the meta-learned mean by {fitted['mean_scale']:+.2f} "
+            f"(1: as meta-learned, 0: ignored) and give the target's own kernel the scale "
+            f"{fitted['target_scale']:.3f} beside the meta-learned one's factor {fitted['meta_factor']:.3f}"
+        )
+    weights = getattr(surrogate, "task_weights", None)
     if not weights:
         return None
     parts = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(weights.items(), key=lambda kv: -kv[1]))

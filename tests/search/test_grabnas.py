@@ -221,3 +221,24 @@ def test_meta_latent_surrogate_reports_task_weights():
     off.fit(z, 50 + 3 * m_b)
     assert off.task_weights == {}
     assert latent.fit(z[:0], torch.zeros(0, dtype=DTYPE)).gp.task_prior_var == 1.0 and latent.task_weights == {}
+
+
+def test_thompson_initial_design_makes_seeds_matter(nb201_space, vae, small_pool):
+    """With the default initial design a search seed changes the first proposal (a draw from the
+    zero-shot prior over its best candidates), reproducibly; ``init="top"`` ignores the seed."""
+    from grabnas.models.surrogate import MetaSurrogate, SurrogateConfig
+    from grabnas.search.grabnas import MetaLatentSurrogate
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=vae.latent_dim, task_dim=3, hidden_dim=16, feature_dim=5))
+    with torch.no_grad():
+        sur.covar_module.outputscale = 1.0
+
+    def first(seed: int, **kw) -> object:
+        latent = MetaLatentSurrogate(sur, sur.task_embedding(), adaptation="target", seed=seed)
+        return GraBNAS(nb201_space, latent, vae, pool=small_pool, seed=seed, **kw).ask(1)[0]
+
+    draws = [first(s) for s in range(8)]
+    assert len(set(draws)) >= 3
+    assert first(3) == draws[3]
+    assert len({first(s, init="top") for s in range(4)}) == 1

@@ -655,12 +655,15 @@ def evaluate_task(
             model = fitted.gp
             mu, var = predict(model, X, observation_noise=True)
             times.append(time.perf_counter() - t0)
+            target = yt
             if model.units == "observed":  # raw units -> the task's standardised units
                 mu, var = _standardize_pred(mu, var, task.mean, task.std)
+            elif model.units == "observation-scores":  # the task's values in the model's own units
+                target = model.transform_values(torch.as_tensor(y, dtype=DTYPE))
             sd = var.clamp_min(1e-12).sqrt()
             row = _rank_metrics(mu.numpy(), y, top)
-            row["nll"] = float(gaussian_nll(mu, var, yt).mean())
-            row["coverage90"] = float(((yt - mu).abs() <= Z90 * sd).double().mean())
+            row["nll"] = float(gaussian_nll(mu, var, target).mean())
+            row["coverage90"] = float(((target - mu).abs() <= Z90 * sd).double().mean())
             rows.append(row)
             if plain_gp and n >= 2 and onehot is not None:
                 pred = plain_gp_predictions(onehot, obs, y, child_seed(seed, "plain-gp", n, s) % 2**31)

@@ -119,6 +119,9 @@ class GraBNASConfig:
     q_candidates: int = 1024
     observation_noise: bool = True
     local_gate: bool = True
+    adaptation: str = "target"
+    init: str = "thompson"
+    init_candidates: int = 256
 
     def __post_init__(self) -> None:
         checks = {
@@ -126,6 +129,8 @@ class GraBNASConfig:
             "local": (self.local, ("decode", "knn")),
             "acquisition": (self.acquisition, ("logei", "ucb", "lognei")),
             "ascent_target": (self.ascent_target, ("acquisition", "mean")),
+            "adaptation": (self.adaptation, ("target", "meta")),
+            "init": (self.init, ("thompson", "top")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -133,7 +138,7 @@ class GraBNASConfig:
         for name in ("observation_noise", "local_gate"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("n_init", "t_bo", "local_every", "ascent_steps", "num_decodes", "q_candidates"):
+        for name in ("n_init", "t_bo", "local_every", "ascent_steps", "num_decodes", "q_candidates", "init_candidates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise GrabnasError(f"GraB-NAS {name} must be an integer, got {value!r}")
@@ -141,7 +146,7 @@ class GraBNASConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise GrabnasError(f"GraB-NAS {name} must be a number, got {value!r}")
-        for name in ("n_init", "local_every", "num_decodes", "q_candidates"):
+        for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
         for name in ("t_bo", "ascent_steps", "eta", "ucb_beta"):
@@ -324,13 +329,28 @@ class GraBNAS(Optimizer):
         return self.pool[int(cand[best])]
 
     def _prior_top(self, cand: np.ndarray) -> Architecture:
-        """The member of ``cand`` (untried pool indices) with the highest zero-shot prior mean."""
-        if self._prior_scores is None:
-            from botorch.acquisition import PosteriorMean
+        """The initial design's pick among ``cand`` (untried pool indices): the highest zero-shot
+        prior mean (``init="top"``), or the argmax of one draw from the zero-shot prior's joint
+        distribution over the ``init_candidates`` members with the highest prior mean
+        (``init="thompson"``, drawn with the optimizer's own generator)."""
+        from botorch.acquisition import PosteriorMean
 
-            prior = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
+        prior = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
+        if self._prior_scores is None:
             self._prior_scores = self._score(PosteriorMean(prior), self.z_pool)
-        return self.pool[int(cand[int(torch.argmax(self._prior_scores[cand]))])]
+        scores = self._prior_scores[cand]
+        if self.config.init == "top" or cand.size == 1:
+            return self.pool[int(cand[int(torch.argmax(scores))])]
+        from linear_operator.utils.cholesky import psd_safe_cholesky
+
+        top = torch.topk(scores, min(self.config.init_candidates, cand.size)).indices
+        with torch.no_grad():
+            post = prior.posterior(self.z_pool[torch.as_tensor(cand[top.numpy()])])
+            draw = post.mean.reshape(-1)
+            if hasattr(post, "distribution"):  # a deterministic prior has nothing to draw
+                chol = psd_safe_cholesky(post.distribution.covariance_matrix)
+                draw = draw + chol @ torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
+        return self.pool[int(cand[int(top[int(torch.argmax(draw))])])]
 
     def _is_local_step(self, values: np.ndarray) -> bool:
         c = self.config
@@ -388,20 +408,32 @@ class MetaLatentSurrogate:
     """:class:`LatentSurrogate` from a meta-trained :class:`grabnas.models.surrogate.MetaSurrogate`
     and the target task's embedding ``d`` ``(task_dim,)``.
 
-    ``fit_options`` go to the surrogate's ``fit`` (e.g. ``steps``, ``units``,
-    ``task_prior_var``). :attr:`task_weights` reports, after each fit of a surrogate with
-    per-task offsets, the posterior mean weight of each meta-training task in the task term
-    (which known tasks the observations say the target resembles).
+    ``adaptation`` (see :class:`GraBNASConfig`): ``target`` refits the target-adapted GP
+    (:func:`grabnas.models.target_gp.fit_target_gp`) at every fit, warm-started from the previous
+    fit and seeded from ``seed`` and the number of observations (a replayed study refits the
+    same); ``meta`` conditions the meta-learned GP (``MetaSurrogate.fit``). ``fit_options`` go to
+    the surrogate's ``fit`` (e.g. ``steps``, ``units``, ``task_prior_var``; with ``target`` only
+    ``task_prior_var``, ``variance_scale`` and ``tasks`` apply, to its prior).
+    :attr:`task_weights` reports, after each fit of a meta-adapted surrogate with per-task
+    offsets, the posterior mean weight of each meta-training task in the task term (which known
+    tasks the observations say the target resembles).
     """
 
-    def __init__(self, surrogate, task_embedding: Tensor, **fit_options: object) -> None:
+    def __init__(
+        self, surrogate, task_embedding: Tensor, adaptation: str = "meta", seed: int = 0, **fit_options: object
+    ) -> None:
+        if adaptation not in ("meta", "target"):
+            raise GrabnasError(f"unknown surrogate adaptation {adaptation!r}; expected target or meta")
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
         with torch.no_grad():
             self.d = task_embedding.detach()
+        self.adaptation = adaptation
+        self.seed = int(seed)
         self.fit_options = fit_options
         self._last_gp = None
+        self._warm_start: dict | None = None
 
     @property
     def task_weights(self) -> dict[str, float]:
@@ -409,6 +441,13 @@ class MetaLatentSurrogate:
         without one); computed when asked, not at every fit."""
         weights = self._last_gp.task_weights() if hasattr(self._last_gp, "task_weights") else None
         return {} if weights is None else dict(zip(self._last_gp.task_names, weights.tolist()))
+
+    @property
+    def adapted_hyperparameters(self) -> dict[str, float]:
+        """The last fit's target-adapted hyperparameters (mean scale ``a``, offset, meta-kernel
+        factor, target-kernel scale, noise; see :class:`grabnas.models.target_gp.TargetAdaptedGP`);
+        empty for the zero-shot prior or ``adaptation="meta"``."""
+        return dict(getattr(self._last_gp, "hyperparameters", {}))
 
     def fingerprint(self) -> str:
         """A short hash of the meta-trained surrogate's weights."""
@@ -418,7 +457,18 @@ class MetaLatentSurrogate:
 
     def fit(self, z: Tensor, y: Tensor):
         X = self.surrogate.inputs(z, self.d) if len(y) else None
-        gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
+        if self.adaptation == "target":
+            from grabnas.models.target_gp import fit_target_gp
+
+            prior_options = {k: v for k, v in self.fit_options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
+            gp = fit_target_gp(
+                self.surrogate, X, y if len(y) else None, seed=self.seed * 1_000_003 + len(y),
+                warm_start=self._warm_start, **prior_options,
+            )
+            if hasattr(gp, "fit_state"):
+                self._warm_start = gp.fit_state()
+        else:
+            gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
         return _TaskModel(gp, self.surrogate, self.d)
 

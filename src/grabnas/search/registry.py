@@ -238,19 +238,23 @@ def assemble_grabnas(
         raise GrabnasError(
             f"unknown surrogate option adapt_{unknown[0]}; expected adapt_ followed by one of {', '.join(sorted(known))}"
         )
-    latent_sur = MetaLatentSurrogate(sur, task_embedding, **fit_options)
+    config = GraBNASConfig(**overrides)
+    members = [(sur, task_embedding), *ensemble]
+    latent_surs = [
+        MetaLatentSurrogate(s, d, adaptation=config.adaptation, seed=seed + i, **fit_options)
+        for i, (s, d) in enumerate(members)
+    ]
+    latent_sur = latent_surs[0]
     if ensemble:
         from grabnas.search.ensemble import EnsembleLatentSurrogate
 
-        latent_sur = EnsembleLatentSurrogate(
-            [latent_sur, *(MetaLatentSurrogate(s, d, **fit_options) for s, d in ensemble)]
-        )
+        latent_sur = EnsembleLatentSurrogate(latent_surs)
     pool = list(pool) if pool is not None else space.members()
     pool_latents = None
     if member_latents is not None:
         pool_latents = member_latents[torch.as_tensor([space.index_of(a) for a in pool], dtype=torch.long)]
     opt = GraBNAS(
-        space, latent_sur, surrogate_vae(sur, vae), pool=pool, seed=seed, config=GraBNASConfig(**overrides),
+        space, latent_sur, surrogate_vae(sur, vae), pool=pool, seed=seed, config=config,
         pool_latents=pool_latents,
     )
     opt.surrogate_card = sur.card  # which tasks meta-training saw (reported with each run)

@@ -1,0 +1,299 @@
+"""The target-adapted GP: the meta-learned prior as mean and kernel, refitted on the target.
+
+The meta-learned :class:`~grabnas.models.surrogate.DeepKernelGP` is a good *prior* for a new
+task but, conditioned on the target's observations with its meta-learned hyperparameters, it
+barely moves away from its zero-shot ranking: its learned mean explains most of the variance
+it expects, so an observation only corrects the prior near itself (in the learned feature space)
+and a prior that is wrong about the top of the target is never overruled.
+
+:class:`TargetAdaptedGP` is one exact GP over ``X = concat[d, z]`` whose hyperparameters are fitted
+to the target's observations by maximum a-posteriori marginal likelihood (BoTorch's
+``fit_gpytorch_mll``), with the meta-learned values as the centres of their priors::
+
+    f(x) ~ GP(c + a * m(x),  s_meta * k_meta(x, x') + s_t * k_t(z, z'))
+
+* ``m`` and ``k_meta``: the meta-learned zero-shot mean and covariance (feature kernel, task term
+  and new-task calibration included) of the target, frozen;
+* ``a ~ N(1, 1)``, ``c ~ N(0, 1)``: how much of the prior mean the target's values follow (``a``
+  may go to 0 or below where the prior ranks the target wrongly);
+* ``s_meta ~ LogNormal(0, 1)``: a factor on the meta-learned covariance;
+* ``k_t``: a Matérn-5/2 kernel with one lengthscale per latent dimension on the architecture
+  latent ``z`` alone (BoTorch's dimension-scaled lengthscale prior), learned from the target only,
+  with output scale ``s_t ~ LogNormal(log 0.25, 1)``;
+* a Gaussian noise with BoTorch's default prior.
+
+With few observations the priors keep ``a ~ 1`` and the model ranks like the meta-learned one
+(transfer); as observations accumulate the marginal likelihood decides between following the
+prior mean and the target kernel (adaptation). At ``a = 1, s_t -> 0`` it is the meta model, at
+``a = 0, s_meta -> 0`` a plain GP on the latents.
+
+Targets are the normal scores of the observed values (:func:`~grabnas.models.surrogate.rank_gauss`,
+a Gaussian copula; ``a`` and ``c`` absorb the units), so ``best_f`` is the largest of them and
+:meth:`TargetAdaptedGP.transform_values` maps raw values to them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from botorch.models import SingleTaskGP
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.constraints import GreaterThan, Positive
+from gpytorch.kernels import Kernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.means import Mean
+from gpytorch.priors import LogNormalPrior, NormalPrior
+from torch import Tensor
+
+from grabnas.errors import GrabnasError
+from grabnas.models.surrogate import DTYPE, DeepKernelGP, RankGaussMap, rank_gauss
+
+#: prior centre of the target kernel's output scale, as a fraction of the targets' unit variance
+TARGET_SCALE_PRIOR = 0.25
+
+
+class _Frozen:
+    """Holds a module without registering it (its parameters stay out of the fit)."""
+
+    def __init__(self, module: DeepKernelGP) -> None:
+        self.module = module
+
+
+class MetaPriorMean(Mean):
+    """``c + a * m(x)``: the meta-learned prior mean ``m`` of ``prior`` (frozen), with a fitted
+    scale ``a`` (prior ``N(1, 1)``) and offset ``c`` (prior ``N(0, 1)``). ``(..., n, D)`` inputs ->
+    ``(..., n)`` means."""
+
+    def __init__(self, prior: DeepKernelGP) -> None:
+        super().__init__()
+        self._prior = _Frozen(prior)
+        self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE)))
+        self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
+        self.register_prior("scale_prior", NormalPrior(torch.tensor(1.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "scale")
+        self.register_prior("offset_prior", NormalPrior(torch.tensor(0.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "offset")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.offset + self.scale * self._prior.module.prior_mean(x)
+
+
+class MetaKernel(Kernel):
+    """The meta-learned covariance of ``prior`` (feature kernel plus task term, frozen) times a
+    fitted factor ``s_meta`` (prior ``LogNormal(0, 1)``: the meta-learned value)."""
+
+    has_lengthscale = False
+
+    def __init__(self, prior: DeepKernelGP) -> None:
+        super().__init__()
+        self._prior = _Frozen(prior)
+        self.register_parameter("raw_factor", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
+        self.register_constraint("raw_factor", Positive())
+        self.register_prior(
+            "factor_prior",
+            LogNormalPrior(torch.tensor(0.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)),
+            lambda m: m.factor,
+            lambda m, v: m._set_factor(v),
+        )
+        self._set_factor(torch.tensor(1.0, dtype=DTYPE))
+
+    @property
+    def factor(self) -> Tensor:
+        return self.raw_factor_constraint.transform(self.raw_factor)
+
+    def _set_factor(self, value: Tensor) -> None:
+        value = torch.as_tensor(value, dtype=DTYPE)
+        self.initialize(raw_factor=self.raw_factor_constraint.inverse_transform(value))
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
+        gp = self._prior.module
+        m1, phi1 = gp.feature_map(x1)
+        dirs1 = gp.task_directions(x1, m1)
+        if x2 is x1 or torch.equal(x1, x2):
+            phi2, dirs2 = phi1, dirs1
+        else:
+            m2, phi2 = gp.feature_map(x2)
+            dirs2 = gp.task_directions(x2, m2)
+        if diag:
+            k = gp.covar_module(phi1, phi2, diag=True)
+            if dirs1 is not None:
+                k = k + gp.task_prior_var * (dirs1 * dirs2).sum(-1)
+        else:
+            k = gp._covar(phi1, dirs1, phi2, dirs2)
+        return self.factor * k
+
+
+class TargetAdaptedGP(SingleTaskGP):
+    """The target-adapted GP (see the module docstring) as a BoTorch ``SingleTaskGP``.
+
+    Args:
+        prior: the zero-shot meta-learned GP of the target (``MetaSurrogate.prior()``), frozen.
+        train_X: ``(n, D)`` inputs ``concat[d, z]``, ``n >= 2``.
+        values: ``(n,)`` raw observed values (maximised).
+        latent_dims: indices of the latent ``z`` in ``X`` (the target kernel's inputs).
+    """
+
+    def __init__(self, prior: DeepKernelGP, train_X: Tensor, values: Tensor, latent_dims: list[int]) -> None:
+        values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
+        if values.numel() < 2 or train_X.shape[0] != values.numel():
+            raise GrabnasError(
+                f"the target-adapted GP needs n >= 2 inputs and as many values, got {train_X.shape[0]} and {values.numel()}"
+            )
+        targets = rank_gauss(values)
+        target_kernel = get_covar_module_with_dim_scaled_prior(
+            ard_num_dims=len(latent_dims), active_dims=latent_dims, use_rbf_kernel=False
+        )
+        target_kernel = ScaleKernel(
+            target_kernel,
+            outputscale_prior=LogNormalPrior(math.log(TARGET_SCALE_PRIOR), 1.0),
+            outputscale_constraint=GreaterThan(1e-6),
+        )
+        target_kernel.outputscale = TARGET_SCALE_PRIOR
+        likelihood = GaussianLikelihood(
+            noise_prior=LogNormalPrior(-4.0, 1.0), noise_constraint=GreaterThan(1e-4)
+        )
+        from botorch.settings import validate_input_scaling
+
+        with validate_input_scaling(False):  # latents are not scaled to the unit cube, by design
+            self._init_single_task(train_X, targets, likelihood, target_kernel, prior)
+        self.to(DTYPE)
+        self.value_map = RankGaussMap(values)
+        #: normal scores of the observations (not of the whole task, as the meta model's units)
+        self.units = "observation-scores"
+
+    def _init_single_task(self, train_X, targets, likelihood, target_kernel, prior) -> None:
+        super().__init__(
+            train_X.detach().to(DTYPE),
+            targets.unsqueeze(-1),
+            likelihood=likelihood,
+            covar_module=MetaKernel(prior) + target_kernel,
+            mean_module=MetaPriorMean(prior),
+            outcome_transform=None,
+        )
+
+    # -- what GraB-NAS and the evaluation read ---------------------------------------------------
+    @property
+    def num_train(self) -> int:
+        return int(self.train_inputs[0].shape[-2])
+
+    @property
+    def best_f(self) -> Tensor:
+        """The best observation in the model's units (normal scores)."""
+        return self.train_targets.max()
+
+    def transform_values(self, y: Tensor) -> Tensor:
+        """Raw values -> the model's units."""
+        return self.value_map(y)
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The fitted mean scale ``a`` and offset ``c``, meta-kernel factor, target-kernel output
+        scale and noise."""
+        meta, target = self.covar_module.kernels
+        with torch.no_grad():
+            return {
+                "mean_scale": float(self.mean_module.scale),
+                "mean_offset": float(self.mean_module.offset),
+                "meta_factor": float(meta.factor),
+                "target_scale": float(target.outputscale),
+                "noise": float(self.likelihood.noise),
+            }
+
+    def fit(self, seed: int, maxiter: int = 50, warm_start: dict | None = None) -> None:
+        """MAP fit of the hyperparameters (L-BFGS-B via ``fit_gpytorch_mll``), from ``warm_start``
+        (a previous fit's :meth:`fit_state`) when given. Fit retries resample from the priors with
+        torch's global RNG, so it is seeded with ``seed`` inside ``fork_rng`` (the caller's state
+        is restored)."""
+        from botorch.exceptions import ModelFittingError
+        from botorch.fit import fit_gpytorch_mll
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        if warm_start:
+            self.load_state_dict(warm_start, strict=False)
+        mll = ExactMarginalLogLikelihood(self.likelihood, self)
+        frozen = [p for p in self.mean_module._prior.module.parameters() if p.requires_grad]
+        for p in frozen:  # the meta-learned modules are shared: no gradients into them
+            p.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed) % 2**63)
+            try:
+                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+            except ModelFittingError:
+                pass  # keep the hyperparameters reached; the model is still usable
+            finally:
+                for p in frozen:
+                    p.requires_grad_(True)
+        self.eval()
+
+    def fit_state(self) -> dict:
+        """The fitted hyperparameters (a state dict without the training data)."""
+        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def _get_test_prior_mean_and_covariances(self, train_inputs, test_inputs, **kwargs):
+        """GPyTorch's hook for the test-set prior (see ``ExactGP``), overridden for speed only:
+        the dense ``q x n`` test-train kernel, the ``q x q`` test kernel kept lazy (a marginal
+        variance over a large pool then costs its diagonal), no concatenation of train and test
+        inputs. The numbers are the default's."""
+        from gpytorch.distributions import MultivariateNormal
+
+        (x_train,), (x_test,) = tuple(train_inputs), tuple(test_inputs)
+        batch_shape = torch.broadcast_shapes(x_train.shape[:-2], x_test.shape[:-2])
+        test_mean = self.mean_module(x_test).expand(*batch_shape, x_test.shape[-2])
+        test_test_covar = self.covar_module(x_test)
+        test_train_covar = self.covar_module(x_test, x_train).to_dense()
+        if test_train_covar.shape[:-2] != batch_shape:
+            test_train_covar = test_train_covar.expand(*batch_shape, *test_train_covar.shape[-2:])
+            test_test_covar = test_test_covar.expand(*batch_shape, *test_test_covar.shape[-2:])
+        return test_mean, test_test_covar, test_train_covar, batch_shape, torch.Size([x_test.shape[-2]]), MultivariateNormal
+
+    def posterior(self, X: Tensor, observation_noise: bool | Tensor = False, posterior_transform=None, **kwargs):
+        """BoTorch's posterior; ``(b, 1, D)`` inputs (how analytic acquisitions score b
+        candidates) are computed as one ``(b, D)`` set of marginals (the same numbers, one GP
+        prediction instead of b), and large sets keep the test-test kernel lazy."""
+        import gpytorch
+
+        if X.dim() >= 3 and X.shape[-2] == 1 and X[..., 0, 0].numel() > 1 and not isinstance(observation_noise, Tensor):
+            from botorch.posteriors.gpytorch import GPyTorchPosterior
+            from gpytorch.distributions import MultivariateNormal
+            from linear_operator.operators import DiagLinearOperator
+
+            flat = self.posterior(X.reshape(-1, X.shape[-1]), observation_noise=observation_noise, **kwargs)
+            mean = flat.mean.reshape(*X.shape[:-1])
+            var = flat.variance.reshape(*X.shape[:-1]).clamp_min(1e-12)
+            post = GPyTorchPosterior(MultivariateNormal(mean, DiagLinearOperator(var)))
+            return posterior_transform(post, X=X) if posterior_transform is not None else post
+        eager = gpytorch.settings.max_eager_kernel_size.value() if X.shape[-2] <= 256 else 0
+        with gpytorch.settings.max_eager_kernel_size(eager):
+            return super().posterior(X, observation_noise=observation_noise, posterior_transform=posterior_transform, **kwargs)
+
+
+
+
+
+def fit_target_gp(
+    surrogate,
+    X: Tensor | None,
+    values: Tensor | None,
+    *,
+    seed: int = 0,
+    warm_start: dict | None = None,
+    maxiter: int = 50,
+    task_prior_var: float = 1.0,
+    variance_scale: float | None = None,
+    tasks=None,
+):
+    """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
+    inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
+    (a ``DeepKernelGP``), else a fitted :class:`TargetAdaptedGP` over that prior (``task_prior_var``,
+    ``variance_scale``, ``tasks`` as in ``MetaSurrogate.prior``)."""
+    prior = surrogate.prior(task_prior_var, variance_scale, tasks)
+    if X is None or values is None or len(values) < 2:
+        return prior
+    X = torch.as_tensor(X, dtype=DTYPE)
+    values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
+    if not torch.isfinite(values).all():
+        raise GrabnasError("observed values must be finite numbers; leave failed evaluations out of the surrogate")
+    cfg = surrogate.config
+    gp = TargetAdaptedGP(prior, X, values, latent_dims=list(range(cfg.task_dim, cfg.input_dim)))
+    gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
+    return gp
+__all__ = ["MetaKernel", "MetaPriorMean", "TARGET_SCALE_PRIOR", "TargetAdaptedGP", "fit_target_gp"]

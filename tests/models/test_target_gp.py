@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from grabnas.errors import GrabnasError
+from grabnas.models.surrogate import DTYPE, DeepKernelGP, MetaSurrogate, SurrogateConfig
+from grabnas.models.target_gp import TargetAdaptedGP, fit_target_gp
+
+
+def _surrogate(seed: int = 0) -> MetaSurrogate:
+    """A random surrogate whose learned mean has unit spread (as a meta-trained one's has, in the
+    tasks' normal-score units)."""
+    torch.manual_seed(seed)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5))
+    m = _prior_mean(sur, _inputs(sur, 500, 99))
+    with torch.no_grad():
+        sur.feature_map.mean_head.weight /= float(m.std())
+        sur.feature_map.mean_head.bias -= float(m.mean())
+    return sur
+
+
+def _inputs(sur: MetaSurrogate, n: int, seed: int) -> torch.Tensor:
+    z = torch.randn(n, 4, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
+    return sur.inputs(z, sur.task_embedding()).detach()
+
+
+def _prior_mean(sur: MetaSurrogate, X: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return sur.prior().prior_mean(X)
+
+
+def test_fewer_than_two_observations_give_the_zero_shot_prior():
+    sur = _surrogate()
+    X = _inputs(sur, 3, 0)
+    assert isinstance(fit_target_gp(sur, None, None), DeepKernelGP)
+    assert isinstance(fit_target_gp(sur, X[:1], torch.tensor([1.0])), DeepKernelGP)
+    with pytest.raises(GrabnasError, match="finite"):
+        fit_target_gp(sur, X[:2], torch.tensor([1.0, float("nan")]))
+    with pytest.raises(GrabnasError, match="n >= 2"):
+        TargetAdaptedGP(sur.prior(), X[:2], torch.tensor([1.0, 2.0, 3.0]), latent_dims=[3, 4, 5, 6])
+
+
+def test_a_right_prior_is_followed_and_a_reversed_one_overruled():
+    """Values that follow the meta-learned mean keep its weight near 1; values that reverse it
+    turn the weight negative, and the posterior then ranks unseen points like the values do."""
+    sur = _surrogate()
+    X = _inputs(sur, 240, 1)
+    m = _prior_mean(sur, X)
+    obs, test = np.arange(40), np.arange(40, 240)
+    right = fit_target_gp(sur, X[obs], 3 * m[obs] + 50, seed=0)
+    wrong = fit_target_gp(sur, X[obs], -3 * m[obs] + 50, seed=0)
+    assert right.hyperparameters["mean_scale"] > 0.5
+    assert wrong.hyperparameters["mean_scale"] < -0.5
+    with torch.no_grad():
+        mu_wrong = wrong.posterior(X[test]).mean.reshape(-1).numpy()
+        mu_right = right.posterior(X[test]).mean.reshape(-1).numpy()
+    assert spearmanr(mu_right, m[test].numpy())[0] > 0.9
+    assert spearmanr(mu_wrong, -m[test].numpy())[0] > 0.9
+
+
+def test_values_unrelated_to_the_prior_are_learned_by_the_target_kernel():
+    """Values the meta-learned mean knows nothing of (a function of one latent coordinate) are
+    still learned from the observations: the posterior ranks unseen points by them."""
+    sur = _surrogate()
+    X = _inputs(sur, 200, 2)
+    f = torch.sin(2 * X[:, 3])  # X[:, 3] is the first latent coordinate (task_dim = 3)
+    gp = fit_target_gp(sur, X[:50], f[:50], seed=0)
+    with torch.no_grad():
+        mu = gp.posterior(X[50:]).mean.reshape(-1).numpy()
+    assert spearmanr(mu, f[50:].numpy())[0] > 0.8
+    assert gp.hyperparameters["target_scale"] > 0.1
+
+
+def test_units_best_f_and_transform_values():
+    sur = _surrogate()
+    X = _inputs(sur, 6, 3)
+    y = torch.tensor([1.0, 5.0, 2.0, 4.0, 3.0, 0.5], dtype=DTYPE)
+    gp = fit_target_gp(sur, X, y, seed=0)
+    assert gp.units == "observation-scores" and gp.num_train == 6
+    torch.testing.assert_close(gp.best_f, gp.transform_values(torch.tensor(5.0, dtype=DTYPE)))
+    scores = gp.transform_values(y)
+    assert torch.equal(torch.argsort(scores), torch.argsort(y))  # monotone
+
+
+def test_fit_is_seeded_and_leaves_the_meta_learned_modules_untouched():
+    sur = _surrogate()
+    X = _inputs(sur, 20, 4)
+    y = torch.randn(20, generator=torch.Generator().manual_seed(5), dtype=DTYPE)
+    before = {k: v.clone() for k, v in sur.state_dict().items()}
+    a = fit_target_gp(sur, X, y, seed=7).hyperparameters
+    b = fit_target_gp(sur, X, y, seed=7).hyperparameters
+    assert a == b
+    for k, v in sur.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.requires_grad for p in sur.parameters())
+    assert all(p.grad is None for p in sur.parameters())
+
+
+def test_batched_marginals_match_and_gradients_reach_the_inputs():
+    sur = _surrogate()
+    X = _inputs(sur, 30, 6)
+    y = torch.randn(10, generator=torch.Generator().manual_seed(8), dtype=DTYPE)
+    gp = fit_target_gp(sur, X[:10], y, seed=0)
+    with torch.no_grad():
+        joint = gp.posterior(X[10:])
+        batched = gp.posterior(X[10:].unsqueeze(1))
+    torch.testing.assert_close(batched.mean.reshape(-1), joint.mean.reshape(-1))
+    torch.testing.assert_close(batched.variance.reshape(-1), joint.variance.reshape(-1))
+    x = X[10:11].clone().requires_grad_(True)
+    gp.posterior(x).mean.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_warm_start_resumes_from_a_previous_fit():
+    sur = _surrogate()
+    X = _inputs(sur, 25, 9)
+    y = torch.randn(25, generator=torch.Generator().manual_seed(10), dtype=DTYPE)
+    first = fit_target_gp(sur, X[:20], y[:20], seed=0)
+    warm = fit_target_gp(sur, X, y, seed=0, warm_start=first.fit_state(), maxiter=0)
+    assert warm.hyperparameters == pytest.approx(first.hyperparameters, abs=0.05, rel=0.05)
