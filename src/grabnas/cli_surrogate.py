@@ -190,6 +190,14 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         help="factor on a new task's prior covariance (default: the checkpoint's calibrated table, see "
         "'surrogate calibrate'; 1: as meta-learned)",
     )
+    e.add_argument(
+        "--adaptation",
+        choices=("target", "meta"),
+        default="target",
+        help="how the surrogate learns from the target's observations: target (default: the target-adapted GP, "
+        "hyperparameters and a target kernel refitted by marginal likelihood) or meta (meta-learned "
+        "hyperparameters, as before issue 18)",
+    )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
         "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
@@ -475,6 +483,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             steps=args.adapt_steps,
             fit_options={
+                "adaptation": args.adaptation,
                 "widen_prior_strength": args.widen,
                 "task_prior_var": args.task_prior_var,
                 "variance_scale": args.variance_scale,

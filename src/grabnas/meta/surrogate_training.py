@@ -630,7 +630,10 @@ def evaluate_task(
     d = sur.task_embedding(instance_features, None).detach()
     Z = latents[torch.from_numpy(task.index)]
     X = sur.inputs(Z, d)
-    task_model = MetaLatentSurrogate(sur, d, steps=steps, **(fit_options or {}))
+    options = dict(fit_options or {})
+    adaptation = options.pop("adaptation", "meta")
+    if adaptation == "target":  # only the prior's options apply
+        options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
     yt = torch.as_tensor(ys, dtype=DTYPE)
     out: dict = {
         "task": task.name,
@@ -650,7 +653,11 @@ def evaluate_task(
             g = np.random.default_rng(child_seed(seed, "surrogate-eval", task.name, n, s))
             obs = g.choice(len(y), size=n, replace=False) if n else np.zeros(0, dtype=np.int64)
             t0 = time.perf_counter()
-            with torch.no_grad() if steps == 0 else contextlib.nullcontext():
+            task_model = MetaLatentSurrogate(
+                sur, d, adaptation=adaptation, seed=child_seed(seed, "adapt", n, s), steps=steps, **options
+            )
+            no_grad = steps == 0 and adaptation == "meta"  # the target-adapted GP fits by gradients
+            with torch.no_grad() if no_grad else contextlib.nullcontext():
                 fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
             model = fitted.gp
             mu, var = predict(model, X, observation_noise=True)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Issue 18: does GraB-NAS learn from the target? The tables of docs/adaptation.md.
+#   nb201      GraB-NAS (default: target-adapted GP) on cifar10 / cifar100 / imagenet16, 20 seeds,
+#              shipped checkpoints (baselines: benchmarks/results/nb201-grabnas)
+#   metaseeds  the same with surrogates meta-trained with seeds 1 and 2 (CK=DIR, trained by
+#              benchmarks/meta_seed_variance.sh or `grabnas surrogate eval --checkpoint train
+#              --task-offsets --steps 16000 --seed S --save-dir CK/TASK-sS`), SEARCH_SEEDS seeds each
+#   stress     the misleading-prior tasks of benchmarks/stress_tasks.py: GraB-NAS, GraB-NAS with the
+#              meta-learned hyperparameters (adaptation=meta, init=top: before issue 18), GP-BO,
+#              REA, random, transfer-rank, 20 seeds
+#   nbgraph    GraB-NAS on the nine NAS-Bench-Graph datasets, NBG_SEEDS seeds (baselines:
+#              benchmarks/results/nbgraph)
+#   surrogate  top-10 % Spearman and 90 % coverage after 0/5/10/20/50 random observations,
+#              target-adapted GP, NB201 and NAS-Bench-Graph held-out tasks
+# Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs}
+JOBS=${JOBS:-1}
+CK=${CK:-runs/meta-seed-variance}
+SEARCH_SEEDS=${SEARCH_SEEDS:-10}
+NBG_SEEDS=${NBG_SEEDS:-20}
+PARTS=("$@")
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(nb201 stress nbgraph metaseeds surrogate)
+bench() { .venv/bin/grabnas bench --budget 50 --jobs "$JOBS" --no-progress "$@"; }
+for part in "${PARTS[@]}"; do
+  case "$part" in
+    nb201)
+      bench --benchmark nb201 --tasks cifar10,cifar100,imagenet16 --optimizers grabnas --seeds 20 --out "$OUT/adapt-nb201" ;;
+    metaseeds)
+      for s in 1 2; do
+        for t in cifar10 cifar100 imagenet16; do
+          bench --benchmark nb201 --tasks "$t" --seeds "$SEARCH_SEEDS" \
+            --optimizers "grabnas[surrogate=$CK/$t-s$s/surrogate-nb201-no-{group}.pt]" --out "$OUT/adapt-nb201-s$s-$t"
+        done
+      done ;;
+    stress)
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      bench --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev --seeds 20 \
+        --optimizers "grabnas[surrogate=nb201-no-imagenet16],grabnas[surrogate=nb201-no-imagenet16,adaptation=meta,init=top],gpbo,rea,random,transfer-rank" \
+        --out "$OUT/adapt-stress-imagenet16"
+      bench --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev --seeds 20 \
+        --optimizers "grabnas[surrogate=nb201-no-cifar100],grabnas[surrogate=nb201-no-cifar100,adaptation=meta,init=top],gpbo,rea,random,transfer-rank" \
+        --out "$OUT/adapt-stress-cifar100" ;;
+    nbgraph)
+      bench --benchmark nasbench-graph --optimizers grabnas --seeds "$NBG_SEEDS" --out "$OUT/adapt-nbgraph" ;;
+    surrogate)
+      for a in target meta; do
+        .venv/bin/grabnas surrogate eval --benchmark nb201 --checkpoint auto --adaptation "$a" --shots 0,5,10,20,50 \
+          --seeds 3 --no-progress --out "$OUT/adapt-surrogate-nb201-$a.json" > "$OUT/adapt-surrogate-nb201-$a.md"
+        .venv/bin/grabnas surrogate eval --benchmark nasbench-graph --checkpoint auto --adaptation "$a" --shots 0,5,10,20,50 \
+          --seeds 3 --no-progress --out "$OUT/adapt-surrogate-nbgraph-$a.json" > "$OUT/adapt-surrogate-nbgraph-$a.md"
+      done ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph or surrogate" >&2; exit 2 ;;
+  esac
+done
