@@ -119,6 +119,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         "--optimizer",
         default="grabnas",
         help="grabnas (default), grabnas-bo, grabnas-ascent, grabnas-knn, random, rea, local, gpbo, "
+        "optuna-tpe, optuna-gp, optuna-random (pip install grabnas[optuna]), "
         "or transfer-rank (benchmark tasks only)",
     )
     p.add_argument("--budget", type=_positive_int, default=30, help="number of evaluations (default 30)")

@@ -216,10 +216,11 @@ def test_transfer_scores_by_hand():
 
 
 def test_registry_and_unknown_names():
-    assert list(BASELINES) == NAMES
+    optuna_names = ["optuna-tpe", "optuna-gp", "optuna-random"]  # tests/search/test_optuna_baselines.py
+    assert list(BASELINES) == NAMES + optuna_names
     assert all(cls.name == name for name, cls in BASELINES.items())
     assert isinstance(make_baseline("local", SPACE, POOL64, 0), LocalSearch)
-    expected = "random, rea, local, gpbo, transfer-rank"
+    expected = ", ".join(NAMES + optuna_names)
     with pytest.raises(GrabnasError, match=rf"^unknown optimizer 'bogus'; expected one of {expected}$"):
         make_baseline("bogus", SPACE, POOL64, 0)
     with pytest.raises(GrabnasError, match="unknown option 'tournament' for optimizer 'rea'"):

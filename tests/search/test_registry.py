@@ -29,6 +29,8 @@ def test_pruned_pool_removes_the_top_percent(nb201_bench):
 
 def test_names():
     assert {"grabnas", "grabnas-bo", "grabnas-ascent", "grabnas-knn", "gpbo", "transfer-rank"} <= set(optimizer_names())
+    assert {"optuna-tpe", "optuna-gp", "optuna-random"} <= set(optimizer_names())
+    assert parse_optimizer_spec("optuna-tpe") == ("optuna-tpe", {})
 
 
 def test_optimizer_spec_with_options():

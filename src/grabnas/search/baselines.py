@@ -6,6 +6,9 @@
 * :class:`GPBO` (``gpbo``): a plain BoTorch ``SingleTaskGP`` on the one-hot op encoding, LogEI.
 * :class:`TransferRank` (``transfer-rank``): the pool ranked by mean standardised value on other
   tasks (see :func:`transfer_scores`).
+* ``optuna-tpe``, ``optuna-gp``, ``optuna-random``: Optuna's samplers over the space's categorical
+  encoding (:mod:`grabnas.search.optuna_baselines`; needs ``pip install grabnas[optuna]``); they
+  draw from their Optuna sampler's RNG, seeded with the optimizer's seed.
 
 All of them propose only pool members, never propose an architecture twice (failed and pending
 ones included), return fewer than ``n`` only when the untried pool is exhausted and draw every
@@ -24,6 +27,7 @@ import numpy as np
 
 from grabnas.errors import GrabnasError
 from grabnas.search.base import Optimizer
+from grabnas.search.optuna_baselines import OPTUNA_BASELINES  # Optuna itself is imported when one is built
 from grabnas.spaces.base import Architecture, SearchSpace
 
 
@@ -457,7 +461,7 @@ def transfer_scores(tables: Sequence[Mapping[Architecture, float | None]]) -> di
 
 
 BASELINES: dict[str, type[Optimizer]] = {
-    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, LocalSearch, GPBO, TransferRank)
+    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, LocalSearch, GPBO, TransferRank, *OPTUNA_BASELINES)
 }
 
 

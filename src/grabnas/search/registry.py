@@ -14,7 +14,7 @@ from grabnas.errors import GrabnasError
 from grabnas.search.base import Optimizer
 from grabnas.spaces.base import Architecture
 
-BASELINE_NAMES = ("random", "rea", "local", "gpbo", "transfer-rank")
+BASELINE_NAMES = ("random", "rea", "local", "gpbo", "transfer-rank", "optuna-tpe", "optuna-gp", "optuna-random")
 #: GraB-NAS and its ablations: name -> GraBNASConfig overrides
 GRABNAS_VARIANTS: dict[str, dict] = {
     "grabnas": {},
