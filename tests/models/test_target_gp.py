@@ -119,3 +119,17 @@ def test_warm_start_resumes_from_a_previous_fit():
     first = fit_target_gp(sur, X[:20], y[:20], seed=0)
     warm = fit_target_gp(sur, X, y, seed=0, warm_start=first.fit_state(), maxiter=0)
     assert warm.hyperparameters == pytest.approx(first.hyperparameters, abs=0.05, rel=0.05)
+
+
+def test_prior_mean_kernel_learns_values_that_peak_inside_the_prior_range():
+    """Values best where the prior predicts ~ its 80th percentile (a misleading top): with the
+    kernel on the prior mean the posterior ranks unseen points by them."""
+    sur = _surrogate()
+    X = _inputs(sur, 300, 11)
+    m = _prior_mean(sur, X)
+    f = -((m - 0.85) ** 2)
+    gp = fit_target_gp(sur, X[:60], f[:60], seed=0, prior_mean_kernel=True)
+    assert len(gp.covar_module.kernels) == 3
+    with torch.no_grad():
+        mu = gp.posterior(X[60:]).mean.reshape(-1).numpy()
+    assert spearmanr(mu, f[60:].numpy())[0] > 0.9

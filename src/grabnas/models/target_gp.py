@@ -125,6 +125,30 @@ class MetaKernel(Kernel):
         return self.factor * k
 
 
+class PriorMeanKernel(Kernel):
+    """A kernel on the meta-learned prior mean: ``k(m(x), m(x'))`` with ``m`` frozen and ``k`` a
+    one-dimensional Matérn-5/2 (lengthscale prior ``LogNormal(0, 1)`` in the mean's
+    normal-score units). With it the target's values can be any smooth function of the prior's
+    prediction (the nonlinear autoregressive transfer of NARGP, Perdikaris et al. 2017), e.g.
+    best at the prior's 80th percentile rather than at its top."""
+
+    has_lengthscale = False
+
+    def __init__(self, prior: DeepKernelGP) -> None:
+        super().__init__()
+        from gpytorch.kernels import MaternKernel
+
+        self._prior = _Frozen(prior)
+        self.base = MaternKernel(nu=2.5, lengthscale_prior=LogNormalPrior(0.0, 1.0))
+        self.base.lengthscale = 1.0
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
+        gp = self._prior.module
+        m1 = gp.prior_mean(x1).unsqueeze(-1)
+        m2 = m1 if x2 is x1 else gp.prior_mean(x2).unsqueeze(-1)
+        return self.base(m1, m2, diag=diag).to_dense() if not diag else self.base(m1, m2, diag=True)
+
+
 class TargetAdaptedGP(SingleTaskGP):
     """The target-adapted GP (see the module docstring) as a BoTorch ``SingleTaskGP``.
 
@@ -133,9 +157,19 @@ class TargetAdaptedGP(SingleTaskGP):
         train_X: ``(n, D)`` inputs ``concat[d, z]``, ``n >= 2``.
         values: ``(n,)`` raw observed values (maximised).
         latent_dims: indices of the latent ``z`` in ``X`` (the target kernel's inputs).
+        prior_mean_kernel: add a kernel on the meta-learned prior mean (:class:`PriorMeanKernel`),
+            so the target's values may be a nonlinear function of the prior's prediction
+            (off by default; see the README's adaptation section for what it did).
     """
 
-    def __init__(self, prior: DeepKernelGP, train_X: Tensor, values: Tensor, latent_dims: list[int]) -> None:
+    def __init__(
+        self,
+        prior: DeepKernelGP,
+        train_X: Tensor,
+        values: Tensor,
+        latent_dims: list[int],
+        prior_mean_kernel: bool = False,
+    ) -> None:
         values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
         if values.numel() < 2 or train_X.shape[0] != values.numel():
             raise GrabnasError(
@@ -161,18 +195,34 @@ class TargetAdaptedGP(SingleTaskGP):
         from botorch.settings import validate_input_scaling
 
         with validate_input_scaling(False):  # latents are not scaled to the unit cube, by design
-            self._init_single_task(train_X, targets, likelihood, target_kernel, prior)
+            self._init_single_task(train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel)
         self.to(DTYPE)
         self.value_map = RankGaussMap(values)
         #: normal scores of the observations (not of the whole task, as the meta model's units)
         self.units = "observation-scores"
 
-    def _init_single_task(self, train_X, targets, likelihood, target_kernel, prior) -> None:
+    @staticmethod
+    def _covar(prior: DeepKernelGP, target_kernel: Kernel, prior_mean_kernel: bool) -> Kernel:
+        """``s_meta k_meta + s_t k_t`` (plus ``s_m k(m(x), m(x'))`` with ``prior_mean_kernel``, its
+        scale's prior centred like ``s_t``'s)."""
+        if not prior_mean_kernel:
+            return MetaKernel(prior) + target_kernel
+        with torch.no_grad():
+            meta_scale = float(prior.covar_module.outputscale)
+        on_mean = ScaleKernel(
+            PriorMeanKernel(prior),
+            outputscale_prior=LogNormalPrior(math.log(meta_scale), 1.0),
+            outputscale_constraint=GreaterThan(1e-6),
+        )
+        on_mean.outputscale = meta_scale
+        return MetaKernel(prior) + target_kernel + on_mean
+
+    def _init_single_task(self, train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel) -> None:
         super().__init__(
             train_X.detach().to(DTYPE),
             targets.unsqueeze(-1),
             likelihood=likelihood,
-            covar_module=MetaKernel(prior) + target_kernel,
+            covar_module=self._covar(prior, target_kernel, prior_mean_kernel),
             mean_module=MetaPriorMean(prior),
             outcome_transform=None,
         )
@@ -195,7 +245,7 @@ class TargetAdaptedGP(SingleTaskGP):
     def hyperparameters(self) -> dict[str, float]:
         """The fitted mean scale ``a`` and offset ``c``, meta-kernel factor, target-kernel output
         scale and noise."""
-        meta, target = self.covar_module.kernels
+        meta, target = self.covar_module.kernels[:2]
         with torch.no_grad():
             return {
                 "mean_scale": float(self.mean_module.scale),
@@ -284,6 +334,7 @@ def fit_target_gp(
     seed: int = 0,
     warm_start: dict | None = None,
     maxiter: int = 50,
+    prior_mean_kernel: bool = False,
     task_prior_var: float = 1.0,
     variance_scale: float | None = None,
     tasks=None,
@@ -300,7 +351,9 @@ def fit_target_gp(
     if not torch.isfinite(values).all():
         raise GrabnasError("observed values must be finite numbers; leave failed evaluations out of the surrogate")
     cfg = surrogate.config
-    gp = TargetAdaptedGP(prior, X, values, latent_dims=list(range(cfg.task_dim, cfg.input_dim)))
+    gp = TargetAdaptedGP(
+        prior, X, values, latent_dims=list(range(cfg.task_dim, cfg.input_dim)), prior_mean_kernel=prior_mean_kernel
+    )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     return gp
-__all__ = ["MetaKernel", "MetaPriorMean", "TargetAdaptedGP", "fit_target_gp"]
+__all__ = ["MetaKernel", "MetaPriorMean", "PriorMeanKernel", "TargetAdaptedGP", "fit_target_gp"]

@@ -120,6 +120,7 @@ class GraBNASConfig:
     observation_noise: bool = True
     local_gate: bool = True
     adaptation: str = "target"
+    prior_mean_kernel: bool = False
     init: str = "thompson"
     init_candidates: int = 256
 
@@ -135,7 +136,7 @@ class GraBNASConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
-        for name in ("observation_noise", "local_gate"):
+        for name in ("observation_noise", "local_gate", "prior_mean_kernel"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
         for name in ("n_init", "t_bo", "local_every", "ascent_steps", "num_decodes", "q_candidates", "init_candidates"):
@@ -420,7 +421,13 @@ class MetaLatentSurrogate:
     """
 
     def __init__(
-        self, surrogate, task_embedding: Tensor, adaptation: str = "meta", seed: int = 0, **fit_options: object
+        self,
+        surrogate,
+        task_embedding: Tensor,
+        adaptation: str = "meta",
+        seed: int = 0,
+        prior_mean_kernel: bool = False,
+        **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
             raise GrabnasError(f"unknown surrogate adaptation {adaptation!r}; expected target or meta")
@@ -431,6 +438,7 @@ class MetaLatentSurrogate:
             self.d = task_embedding.detach()
         self.adaptation = adaptation
         self.seed = int(seed)
+        self.prior_mean_kernel = bool(prior_mean_kernel)
         self.fit_options = fit_options
         self._last_gp = None
         self._warm_start: dict | None = None
@@ -463,7 +471,7 @@ class MetaLatentSurrogate:
             prior_options = {k: v for k, v in self.fit_options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
             gp = fit_target_gp(
                 self.surrogate, X, y if len(y) else None, seed=self.seed * 1_000_003 + len(y),
-                warm_start=self._warm_start, **prior_options,
+                warm_start=self._warm_start, prior_mean_kernel=self.prior_mean_kernel, **prior_options,
             )
             if hasattr(gp, "fit_state"):
                 self._warm_start = gp.fit_state()

@@ -241,7 +241,9 @@ def assemble_grabnas(
     config = GraBNASConfig(**overrides)
     members = [(sur, task_embedding), *ensemble]
     latent_surs = [
-        MetaLatentSurrogate(s, d, adaptation=config.adaptation, seed=seed + i, **fit_options)
+        MetaLatentSurrogate(
+            s, d, adaptation=config.adaptation, seed=seed + i, prior_mean_kernel=config.prior_mean_kernel, **fit_options
+        )
         for i, (s, d) in enumerate(members)
     ]
     latent_sur = latent_surs[0]
