@@ -50,8 +50,8 @@ def test_a_right_prior_is_followed_and_a_reversed_one_overruled():
     obs, test = np.arange(40), np.arange(40, 240)
     right = fit_target_gp(sur, X[obs], 3 * m[obs] + 50, seed=0)
     wrong = fit_target_gp(sur, X[obs], -3 * m[obs] + 50, seed=0)
-    assert right.hyperparameters["mean_scale"] > 0.5
-    assert wrong.hyperparameters["mean_scale"] < -0.5
+    assert right.fitted_hyperparameters["mean_scale"] > 0.5
+    assert wrong.fitted_hyperparameters["mean_scale"] < -0.5
     with torch.no_grad():
         mu_wrong = wrong.posterior(X[test]).mean.reshape(-1).numpy()
         mu_right = right.posterior(X[test]).mean.reshape(-1).numpy()
@@ -69,7 +69,7 @@ def test_values_unrelated_to_the_prior_are_learned_by_the_target_kernel():
     with torch.no_grad():
         mu = gp.posterior(X[50:]).mean.reshape(-1).numpy()
     assert spearmanr(mu, f[50:].numpy())[0] > 0.8
-    assert gp.hyperparameters["target_scale"] > 0.1
+    assert gp.fitted_hyperparameters["target_scale"] > 0.1
 
 
 def test_units_best_f_and_transform_values():
@@ -88,8 +88,8 @@ def test_fit_is_seeded_and_leaves_the_meta_learned_modules_untouched():
     X = _inputs(sur, 20, 4)
     y = torch.randn(20, generator=torch.Generator().manual_seed(5), dtype=DTYPE)
     before = {k: v.clone() for k, v in sur.state_dict().items()}
-    a = fit_target_gp(sur, X, y, seed=7).hyperparameters
-    b = fit_target_gp(sur, X, y, seed=7).hyperparameters
+    a = fit_target_gp(sur, X, y, seed=7).fitted_hyperparameters
+    b = fit_target_gp(sur, X, y, seed=7).fitted_hyperparameters
     assert a == b
     for k, v in sur.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -118,7 +118,7 @@ def test_warm_start_resumes_from_a_previous_fit():
     y = torch.randn(25, generator=torch.Generator().manual_seed(10), dtype=DTYPE)
     first = fit_target_gp(sur, X[:20], y[:20], seed=0)
     warm = fit_target_gp(sur, X, y, seed=0, warm_start=first.fit_state(), maxiter=0)
-    assert warm.hyperparameters == pytest.approx(first.hyperparameters, abs=0.05, rel=0.05)
+    assert warm.fitted_hyperparameters == pytest.approx(first.fitted_hyperparameters, abs=0.05, rel=0.05)
 
 
 def test_prior_mean_kernel_learns_values_that_peak_inside_the_prior_range():

@@ -242,7 +242,7 @@ class TargetAdaptedGP(SingleTaskGP):
         return self.value_map(y)
 
     @property
-    def hyperparameters(self) -> dict[str, float]:
+    def fitted_hyperparameters(self) -> dict[str, float]:
         """The fitted mean scale ``a`` and offset ``c``, meta-kernel factor, target-kernel output
         scale and noise."""
         meta, target = self.covar_module.kernels[:2]

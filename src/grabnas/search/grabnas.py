@@ -455,7 +455,7 @@ class MetaLatentSurrogate:
         """The last fit's target-adapted hyperparameters (mean scale ``a``, offset, meta-kernel
         factor, target-kernel scale, noise; see :class:`grabnas.models.target_gp.TargetAdaptedGP`);
         empty for the zero-shot prior or ``adaptation="meta"``."""
-        return dict(getattr(self._last_gp, "hyperparameters", {}))
+        return dict(getattr(self._last_gp, "fitted_hyperparameters", {}))
 
     def fingerprint(self) -> str:
         """A short hash of the meta-trained surrogate's weights."""
