@@ -16,8 +16,6 @@ baselines from benchmarks/results/nb201-grabnas and benchmarks/results/nbgraph).
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import math
 from pathlib import Path
 
@@ -28,21 +26,6 @@ from grabnas.report import evals_to_optimum, load_results, regret_curves
 ROOT = Path(__file__).resolve().parent
 NEW = "grabnas"  # the default's rows; stress and meta-seed runs name their surrogate in brackets
 OLD_NOTE = "adaptation=meta"
-
-
-def _rows(path: Path) -> list[dict]:
-    if path.suffix == ".gz":
-        tmp = io.StringIO(gzip.decompress(path.read_bytes()).decode())
-        tmp.name = str(path)
-        import csv
-
-        rows = list(csv.DictReader(tmp))
-        for r in rows:
-            r["seed"], r["step"] = int(r["seed"]), int(r["step"])
-            for k in ("best", "regret", "best_test", "seconds"):
-                r[k] = float(r[k])
-        return rows
-    return load_results(path)
 
 
 def _stat(curve: np.ndarray, at: int) -> tuple[float, float]:
@@ -121,14 +104,14 @@ def main() -> None:
             curves = {}
             for folder in sorted(runs.glob("adapt-stress-*")):
                 if (folder / "results.csv").exists():
-                    curves.update(regret_curves(_rows(folder / "results.csv")))
+                    curves.update(regret_curves(load_results(folder / "results.csv")))
             old = None
         else:
             if not new_path.exists():
                 continue
-            curves = {k: v for k, v in regret_curves(_rows(new_path)).items() if k[1] == NEW}
+            curves = {k: v for k, v in regret_curves(load_results(new_path)).items() if k[1] == NEW}
             old = {}
-            for (t, o), c in regret_curves(_rows(base_path)).items():
+            for (t, o), c in regret_curves(load_results(base_path)).items():
                 o = "grabnas[adaptation=meta]" if o == "grabnas" else o
                 old[(t, o)] = c
         text, v = table(curves, tasks, old)
@@ -144,7 +127,7 @@ def main() -> None:
         for s, path in sources:
             if not path.exists():
                 continue
-            for (t, _o), c in regret_curves(_rows(path)).items():
+            for (t, _o), c in regret_curves(load_results(path)).items():
                 if t != task:
                     continue
                 e = evals_to_optimum(c, tol=1e-6)

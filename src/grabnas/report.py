@@ -20,9 +20,16 @@ REPORT_BUDGETS = (10, 25, 50, 100, 200, 500)
 
 
 def load_results(path: str | Path) -> list[dict]:
-    """Rows of ``results.csv`` with numbers parsed."""
-    with Path(path).open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    """Rows of ``results.csv`` (or a gzip-compressed ``results.csv.gz``) with numbers parsed."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        import gzip
+
+        with gzip.open(path, "rt", newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
     for r in rows:
         r["seed"], r["step"] = int(r["seed"]), int(r["step"])
         for k in ("best", "regret", "best_test", "seconds"):
