@@ -7,7 +7,7 @@
 #              --task-offsets --steps 16000 --seed S --save-dir CK/TASK-sS`), SEARCH_SEEDS seeds each
 #   stress     the misleading-prior tasks of benchmarks/stress_tasks.py: GraB-NAS, GraB-NAS with the
 #              meta-learned hyperparameters (adaptation=meta, init=top: before issue 18), GP-BO,
-#              REA, random, transfer-rank, 20 seeds
+#              REA, random, transfer-rank, 20 seeds; on cifar100 also prior_mean_kernel=true
 #   nbgraph    GraB-NAS on the nine NAS-Bench-Graph datasets, NBG_SEEDS seeds (baselines:
 #              benchmarks/results/nbgraph)
 #   surrogate  top-10 % Spearman and 90 % coverage after 0/5/10/20/50 random observations,
@@ -40,7 +40,7 @@ for part in "${PARTS[@]}"; do
         --optimizers "grabnas[surrogate=nb201-no-imagenet16],grabnas[surrogate=nb201-no-imagenet16,adaptation=meta,init=top],gpbo,rea,random,transfer-rank" \
         --out "$OUT/adapt-stress-imagenet16"
       bench --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev --seeds 20 \
-        --optimizers "grabnas[surrogate=nb201-no-cifar100],grabnas[surrogate=nb201-no-cifar100,adaptation=meta,init=top],gpbo,rea,random,transfer-rank" \
+        --optimizers "grabnas[surrogate=nb201-no-cifar100],grabnas[surrogate=nb201-no-cifar100,adaptation=meta,init=top],grabnas[surrogate=nb201-no-cifar100,prior_mean_kernel=true],gpbo,rea,random,transfer-rank" \
         --out "$OUT/adapt-stress-cifar100" ;;
     nbgraph)
       bench --benchmark nasbench-graph --optimizers grabnas --seeds "$NBG_SEEDS" --out "$OUT/adapt-nbgraph" ;;

@@ -8,8 +8,9 @@ evaluations, and two verdicts:
   standard error of the difference (``sqrt(se_a^2 + se_b^2)``);
 * **transfer kept**: GraB-NAS's mean regret@10 is at most transfer-rank's (same tolerance).
 
-Usage: python benchmarks/adaptation_report.py --runs runs [--out docs/adaptation-results.md]
-(folders: RUNS/adapt-nb201, RUNS/adapt-nbgraph, RUNS/adapt-stress-*, RUNS/adapt-nb201-sS-TASK;
+Usage: python benchmarks/adaptation_report.py --runs runs [--out FILE]
+(folders: RUNS/adapt-nb201, RUNS/adapt-nbgraph, RUNS/adapt-stress-*, RUNS/adapt-nb201-sS-TASK, or
+the committed copies: --runs benchmarks/results/adaptation;
 baselines from benchmarks/results/nb201-grabnas and benchmarks/results/nbgraph).
 """
 
@@ -26,6 +27,16 @@ from grabnas.report import evals_to_optimum, load_results, regret_curves
 ROOT = Path(__file__).resolve().parent
 NEW = "grabnas"  # the default's rows; stress and meta-seed runs name their surrogate in brackets
 OLD_NOTE = "adaptation=meta"
+
+
+def _find(runs: Path, name: str) -> Path:
+    """``results.csv`` of bench ``name`` under ``runs``: ``adapt-NAME/results.csv`` as
+    benchmarks/adaptation.sh writes it, or ``NAME/results.csv.gz`` as committed in
+    benchmarks/results/adaptation."""
+    for candidate in (runs / f"adapt-{name}" / "results.csv", runs / name / "results.csv.gz"):
+        if candidate.exists():
+            return candidate
+    return runs / f"adapt-{name}" / "results.csv"
 
 
 def _stat(curve: np.ndarray, at: int) -> tuple[float, float]:
@@ -45,8 +56,8 @@ def table(curves: dict, tasks: list[str], old_curves: dict | None = None) -> tup
     """Markdown rows and verdict counts for ``tasks``."""
     lines = [
         "| task | GraB-NAS r@10 | r@50 | evals to optimum (median) | GP-BO r@50 | REA r@50 | transfer-rank r@10 | r@50 "
-        "| GraB-NAS before (meta) r@50 | no harm | transfer kept |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| GraB-NAS before (meta) r@50 | GraB-NAS + prior-mean kernel r@50 | no harm | transfer kept |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     verdicts = {"no_harm": 0, "transfer": 0, "tasks": 0}
     for task in tasks:
@@ -76,7 +87,7 @@ def table(curves: dict, tasks: list[str], old_curves: dict | None = None) -> tup
 
         lines.append(
             f"| {task} | {g10:.3f} ± {g10s:.3f} | {g50:.3f} ± {g50s:.3f} | {evals:g} | {fmt('gpbo')} | {fmt('rea')} "
-            f"| {t10:.3f} | {t50:.3f} | {old} | {'yes' if harm_ok else 'no'} | {'yes' if tr_ok else 'no'} |"
+            f"| {t10:.3f} | {t50:.3f} | {old} | {fmt('pmk')} | {'yes' if harm_ok else 'no'} | {'yes' if tr_ok else 'no'} |"
         )
         verdicts["tasks"] += 1
         verdicts["no_harm"] += bool(harm_ok)
@@ -92,9 +103,9 @@ def main() -> None:
     runs = Path(args.runs)
     parts = []
     sections = [
-        ("NAS-Bench-201 (20 seeds, shipped checkpoints)", runs / "adapt-nb201" / "results.csv",
+        ("NAS-Bench-201 (20 seeds, shipped checkpoints)", _find(runs, "nb201"),
          ROOT / "results" / "nb201-grabnas" / "results.csv.gz", ["cifar10", "cifar100", "imagenet16"]),
-        ("NAS-Bench-Graph (shipped checkpoints)", runs / "adapt-nbgraph" / "results.csv",
+        ("NAS-Bench-Graph (shipped checkpoints)", _find(runs, "nbgraph"),
          ROOT / "results" / "nbgraph" / "results.csv.gz",
          ["cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins"]),
         ("Misleading-prior stress tasks (20 seeds)", None, None, ["imagenet16-top5rev", "cifar100-top20rev"]),
@@ -102,9 +113,9 @@ def main() -> None:
     for title, new_path, base_path, tasks in sections:
         if new_path is None:
             curves = {}
-            for folder in sorted(runs.glob("adapt-stress-*")):
-                if (folder / "results.csv").exists():
-                    curves.update(regret_curves(load_results(folder / "results.csv")))
+            for name in ("stress-imagenet16", "stress-cifar100"):
+                if _find(runs, name).exists():
+                    curves.update(regret_curves(load_results(_find(runs, name))))
             old = None
         else:
             if not new_path.exists():
@@ -121,9 +132,7 @@ def main() -> None:
     lines = ["| task | meta-training seed | search seeds | r@10 | r@50 | median evals to optimum |", "|---|---|---|---|---|---|"]
     medians: dict[str, list[float]] = {}
     for task in ("cifar10", "cifar100", "imagenet16"):
-        sources = [(0, runs / "adapt-nb201" / "results.csv")] + [
-            (s, runs / f"adapt-nb201-s{s}-{task}" / "results.csv") for s in (1, 2)
-        ]
+        sources = [(0, _find(runs, "nb201"))] + [(s, _find(runs, f"nb201-s{s}-{task}")) for s in (1, 2)]
         for s, path in sources:
             if not path.exists():
                 continue
