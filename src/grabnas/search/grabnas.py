@@ -100,7 +100,8 @@ class GraBNASConfig:
             pool and the decodes together; False: a local step proposes its best decode (the
             paper's alternation; the ``grabnas-ascent`` and ``grabnas-knn`` ablations). A decode
             that is an untried pool member never beats the global candidate, so on a full pool
-            the gated hybrid searches like BO only, and with ``local="knn"`` always does; the
+            the gated hybrid searches like BO only (and skips its local steps there, which could
+            never win), and with ``local="knn"`` always does; the
             local steps pay off where the pool lacks cells the decoder can reach (pruned pools,
             a user's own candidate list).
     """
@@ -191,6 +192,8 @@ class GraBNAS(Optimizer):
         self.surrogate = surrogate
         self.codec = codec
         self._pool_index = {a: i for i, a in enumerate(self.pool)}
+        #: the pool is every member of the space (gated local steps are then skipped)
+        self._pool_is_space = len(self._pool_index) == len(space)
         if pool_latents is None:
             with torch.no_grad():
                 pool_latents = _encode_in_chunks(codec, self.pool)
@@ -311,7 +314,11 @@ class GraBNAS(Optimizer):
             return self._prior_top(cand)
         z_pending = self.latent(pending) if pending else None
         acq = self._acquisition(model, values, z_pending)
-        local = self._local_step(model, values, acq, tried, cand) if self._is_local_step(values) else None
+        local = None
+        if self._is_local_step(values) and not (self.config.local_gate and self._pool_is_space):
+            # on a pool holding the whole space a gated local step can never win: every valid
+            # decode is a pool member, whose acquisition cannot exceed the best candidate's
+            local = self._local_step(model, values, acq, tried, cand)
         if local is not None and not self.config.local_gate:
             return local
         if cand.size == 0:
