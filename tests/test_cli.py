@@ -140,6 +140,7 @@ def test_search_dataset_nan_training_is_a_failed_trial(tmp_path, capsys):
         (["--dataset", "digits", "--benchmark", "nb201"], "--dataset and --benchmark exclude each other"),
         ([], "nothing to search; pass --task NAME"),
         (["--task", "cifar10", "--image-size", "14"], "--image-size applies to --dataset searches"),
+        (["--task", "cifar10", "--surrogate", "x.pt"], '--optimizer "grabnas[surrogate=PATH]"'),
         (["--dataset", "digits", "--optimizer", "transfer-rank"], "transfer-rank"),
         (["--dataset", "nosuchdataset"], "nosuchdataset"),
     ],

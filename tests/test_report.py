@@ -22,3 +22,17 @@ def test_load_results_reads_plain_and_gzip_files_alike(tmp_path):
     curves = regret_curves(rows)[("t", "rea")]  # a run that stopped early keeps its last regret
     np.testing.assert_array_equal(curves, [[2.0, 0.0], [1.0, 1.0]])
     np.testing.assert_array_equal(evals_to_optimum(curves), [2, np.inf])
+
+
+def test_summary_says_when_the_final_test_is_the_search_metric():
+    from grabnas.report import summary_markdown
+
+    rows = [
+        {"optimizer": "rea", "task": t, "seed": 0, "step": 1, "arch": "a", "value": "1", "best": 1.0,
+         "regret": 0.0, "best_test": test, "seconds": 0.1}
+        for t, test in (("same", 1.0), ("held-out", 0.9))
+    ]
+    text = summary_markdown(rows)
+    same, held_out = text.split("## held-out")
+    assert "final test (= search metric)" in same
+    assert "final test (= search metric)" not in held_out and "final test" in held_out

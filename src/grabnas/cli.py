@@ -149,7 +149,11 @@ def _search_target(args: argparse.Namespace) -> str:
     if args.dataset is None:
         for flag, value in (("--image-size", args.image_size), ("--surrogate", args.surrogate), ("--ray", args.ray or args.ray_address)):
             if value:
-                raise GrabnasError(f"{flag} applies to --dataset searches, not to benchmark tasks")
+                hint = (
+                    '; on a benchmark task pick the checkpoint with --optimizer "grabnas[surrogate=PATH]"'
+                    if flag == "--surrogate" else ""
+                )
+                raise GrabnasError(f"{flag} applies to --dataset searches, not to benchmark tasks{hint}")
         return "benchmark"
     return "dataset"
 

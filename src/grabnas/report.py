@@ -104,7 +104,14 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         n_seeds = max(curves[(task, o)].shape[0] for o in opts)
         lines.append(f"## {task} ({n_seeds} seeds)")
         lines.append("")
-        head = ["optimizer", "seeds", *(f"regret@{b}" for b in budgets), "median evals to optimum", "final test", "s/iter"]
+        # a task without a separate report metric (a user table without TASK:test, NB201's
+        # 200-epoch columns) reports the search metric again: say so in the header
+        same = all(
+            r["best_test"] == r["best"] or (np.isnan(r["best_test"]) and np.isnan(r["best"]))
+            for r in rows if r["task"] == task
+        )
+        test_head = "final test (= search metric)" if same else "final test"
+        head = ["optimizer", "seeds", *(f"regret@{b}" for b in budgets), "median evals to optimum", test_head, "s/iter"]
         if pruned:
             head += ["seeds beating the pool's best", "proposals outside the pool"]
         with_decodes = any(t == task and tried for (t, _o, _s), (tried, _v) in decodes.items())
