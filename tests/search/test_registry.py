@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from grabnas.errors import GrabnasError
@@ -92,3 +93,25 @@ def test_surrogate_option_picks_the_checkpoint(nb201_bench):
         build_optimizer("grabnas[surrogate=nb201-no-cifar100]", nb201_bench, "cifar10", seed=0)
     with pytest.raises(GrabnasError, match="no surrogate checkpoint"):
         build_optimizer("grabnas[surrogate=/nonexistent/x.pt]", nb201_bench, "cifar10", seed=0)
+
+
+def test_grabnas_on_a_user_table_never_proposes_what_the_table_cannot_evaluate(nb201_bench, tmp_path):
+    """A table over 4 of the 5 NB201 ops (and a sample of those cells): every proposal, local
+    steps' decodes included, has a value in the table; none uses the fifth op."""
+    from grabnas.benchmarks.csv_table import load_csv_benchmark
+    from grabnas.search.registry import build_optimizer
+
+    rng = np.random.default_rng(0)
+    cells = [a for a in nb201_bench.pool("cifar10") if "avg_pool_3x3" not in a.ops]
+    cells = [cells[i] for i in rng.choice(len(cells), 400, replace=False)]
+    values = nb201_bench.values("cifar10")
+    table = tmp_path / "mine.csv"
+    table.write_text("arch,mine\n" + "".join(f"{a},{values[a]}\n" for a in cells))
+    bench = load_csv_benchmark(table)
+    opt = build_optimizer("grabnas[surrogate=nb201-no-cifar10,t_bo=2,local_every=1]", bench, "mine", seed=0)
+    for _ in range(14):
+        archs = opt.ask(1)
+        assert all(bench.value(a, "mine") is not None and "avg_pool_3x3" not in a.ops for a in archs)
+        opt.tell(archs, [bench.value(a, "mine") for a in archs])
+    assert len(opt.local_log) >= 10
+    assert sum(log.get("not_evaluable", 0) for log in opt.local_log) > 0  # decodes were filtered out

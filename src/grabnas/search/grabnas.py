@@ -172,6 +172,9 @@ class GraBNAS(Optimizer):
         pool_latents: ``(len(pool), latent_dim)`` latents of the pool when already computed
             (default: encoded here with ``codec``). A pruned pool leaves its removed members
             out of ``pool`` only: decodes may still reach them.
+        evaluable: ``Architecture -> bool``, whether a decode outside the pool can be evaluated
+            (default: every one can, as by training); decodes it rejects are never proposed,
+            e.g. cells a user's table has no row for, or with an operation it never uses.
     """
 
     name = "grabnas"
@@ -185,9 +188,13 @@ class GraBNAS(Optimizer):
         seed: int = 0,
         config: GraBNASConfig | None = None,
         pool_latents: Tensor | None = None,
+        evaluable=None,
         **overrides: object,
     ) -> None:
         super().__init__(space, pool, seed)
+        #: ``Architecture -> bool``: whether the evaluator can evaluate a decode outside the pool
+        #: (a tabular benchmark only has its rows); decodes it rejects are never proposed
+        self.evaluable = evaluable
         self.config = config or GraBNASConfig(**overrides)  # type: ignore[arg-type]
         self.surrogate = surrogate
         self.codec = codec
@@ -388,6 +395,10 @@ class GraBNAS(Optimizer):
         valid = [a for a in decodes if a is not None]
         log["valid"] = len(valid)
         fresh = [a for a in dict.fromkeys(valid) if a not in tried]
+        if self.evaluable is not None:
+            kept = [a for a in fresh if a in self._pool_index or self.evaluable(a)]
+            log["not_evaluable"] = len(fresh) - len(kept)
+            fresh = kept
         if not fresh:
             return None
         scores = self._score(acq, self.latent(fresh))

@@ -193,6 +193,7 @@ def build_grabnas(
     opt = assemble_grabnas(
         space, surs[0], vae, surs[0].task_embedding(), pool, seed, overrides, member_latents,
         ensemble=[(s, s.task_embedding()) for s in surs[1:]],
+        evaluable=lambda arch: bench.value(arch, task) is not None,  # a table only has its rows
     )
     if len(surs) > 1:
         opt.surrogate_card = {
@@ -216,13 +217,15 @@ def assemble_grabnas(
     overrides: dict,
     member_latents=None,
     ensemble: Sequence[tuple] = (),
+    evaluable=None,
 ) -> Optimizer:
     """GraB-NAS from its parts: a meta-trained surrogate, the graph VAE its latents come from
     and the target's ``(task_dim,)`` embedding. ``overrides`` are GraBNASConfig fields plus
     ``adapt_*`` keywords of the surrogate's ``fit`` (e.g. ``adapt_steps``); ``member_latents``
     ``(len(space), latent_dim)`` saves encoding the pool again. ``ensemble``: further
     ``(surrogate, task_embedding)`` pairs reading the same latents; with them the search uses
-    the mixture of all (:class:`grabnas.search.ensemble.EnsembleLatentSurrogate`)."""
+    the mixture of all (:class:`grabnas.search.ensemble.EnsembleLatentSurrogate`). ``evaluable``:
+    which decodes outside the pool the evaluator can evaluate (see :class:`GraBNAS`)."""
     import inspect
 
     import torch
@@ -257,7 +260,7 @@ def assemble_grabnas(
         pool_latents = member_latents[torch.as_tensor([space.index_of(a) for a in pool], dtype=torch.long)]
     opt = GraBNAS(
         space, latent_sur, surrogate_vae(sur, vae), pool=pool, seed=seed, config=config,
-        pool_latents=pool_latents,
+        pool_latents=pool_latents, evaluable=evaluable,
     )
     opt.surrogate_card = sur.card  # which tasks meta-training saw (reported with each run)
     return opt
