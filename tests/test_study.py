@@ -46,6 +46,12 @@ def test_export_csv(tmp_path):
     st.record_tell(st.record_ask(["x"]), [1.0])
     text = st.export_csv(tmp_path / "t.csv").read_text().splitlines()
     assert text[0].startswith("trial,arch,status,value") and text[1].startswith("1,x,done,1.0")
+    # the study itself is never overwritten (once a CLI user's data loss: --out S.db)
+    before = (tmp_path / "s.db").read_bytes()
+    with pytest.raises(GrabnasError, match="onto itself"):
+        st.export_csv(tmp_path / "s.db")
+    assert (tmp_path / "s.db").read_bytes() == before
+    assert [t.arch for t in Study.load(tmp_path / "s.db").trials()] == ["x"]
 
 
 SCRIPT = textwrap.dedent(

@@ -246,13 +246,20 @@ class Study:
         return sorted(done, key=lambda t: -t.value)[:k]  # type: ignore[operator]
 
     def export_csv(self, path: str | Path) -> Path:
-        """Write every trial as a CSV row (id, arch, status, value, test_value, cost, error, ...)."""
+        """Write every trial as a CSV row (id, arch, status, value, test_value, cost, error, ...),
+        through a temporary file renamed into place; refuses to write onto the study itself."""
+        import os
+
         path = Path(path)
-        with path.open("w", newline="") as f:
+        if path.exists() and path.resolve() == Path(self.path).resolve():
+            raise GrabnasError(f"refusing to export the study onto itself ({path}); give --out another file, e.g. trials.csv")
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["trial", "arch", "status", "value", "test_value", "cost", "error", "asked_at", "told_at"])
             for t in self.trials():
                 w.writerow([t.id, t.arch, t.status, t.value, t.test_value, t.cost, t.error or "", t.asked_at, t.told_at])
+        os.replace(tmp, path)
         return path
 
 
