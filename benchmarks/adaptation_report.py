@@ -79,7 +79,7 @@ def table(curves: dict, tasks: list[str], old_curves: dict | None = None) -> tup
         tr_ok = g10 <= t10 + math.hypot(g10s, t10s) if "transfer-rank" in by else None
         old = f"{_stat(by['old'], 50)[0]:.3f}" if "old" in by else "-"
 
-        def fmt(k: str) -> str:
+        def fmt(k: str, by: dict = by) -> str:
             if k not in by:
                 return "-"
             m, s = _stat(by[k], 50)
@@ -103,11 +103,18 @@ def main() -> None:
     runs = Path(args.runs)
     parts = []
     sections = [
-        ("NAS-Bench-201 (20 seeds, shipped checkpoints)", _find(runs, "nb201"),
-         ROOT / "results" / "nb201-grabnas" / "results.csv.gz", ["cifar10", "cifar100", "imagenet16"]),
-        ("NAS-Bench-Graph (shipped checkpoints)", _find(runs, "nbgraph"),
-         ROOT / "results" / "nbgraph" / "results.csv.gz",
-         ["cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins"]),
+        (
+            "NAS-Bench-201 (20 seeds, shipped checkpoints)",
+            _find(runs, "nb201"),
+            ROOT / "results" / "nb201-grabnas" / "results.csv.gz",
+            ["cifar10", "cifar100", "imagenet16"],
+        ),
+        (
+            "NAS-Bench-Graph (shipped checkpoints)",
+            _find(runs, "nbgraph"),
+            ROOT / "results" / "nbgraph" / "results.csv.gz",
+            ["cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins"],
+        ),
         ("Misleading-prior stress tasks (20 seeds)", None, None, ["imagenet16-top5rev", "cifar100-top20rev"]),
     ]
     for title, new_path, base_path, tasks in sections:
@@ -126,10 +133,15 @@ def main() -> None:
                 o = "grabnas[adaptation=meta]" if o == "grabnas" else o
                 old[(t, o)] = c
         text, v = table(curves, tasks, old)
-        parts.append(f"### {title}\n\n{text}\n\nno harm on {v['no_harm']} of {v['tasks']}; "
-                     f"transfer kept (r@10 <= transfer-rank's) on {v['transfer']} of {v['tasks']}\n")
+        parts.append(
+            f"### {title}\n\n{text}\n\nno harm on {v['no_harm']} of {v['tasks']}; "
+            f"transfer kept (r@10 <= transfer-rank's) on {v['transfer']} of {v['tasks']}\n"
+        )
     # NB201 over meta-training seeds: evaluations to the optimum, median over seeds and checkpoints
-    lines = ["| task | meta-training seed | search seeds | r@10 | r@50 | median evals to optimum |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| task | meta-training seed | search seeds | r@10 | r@50 | median evals to optimum |",
+        "|---|---|---|---|---|---|",
+    ]
     medians: dict[str, list[float]] = {}
     for task in ("cifar10", "cifar100", "imagenet16"):
         sources = [(0, _find(runs, "nb201"))] + [(s, _find(runs, f"nb201-s{s}-{task}")) for s in (1, 2)]
@@ -143,12 +155,17 @@ def main() -> None:
                 medians.setdefault(task, []).append(float(np.median(e)))
                 m10, s10 = _stat(c, 10)
                 m50, s50 = _stat(c, 50)
-                lines.append(f"| {task} | {s} | {c.shape[0]} | {m10:.3f} ± {s10:.3f} | {m50:.3f} ± {s50:.3f} | {np.median(e):g} |")
+                lines.append(
+                    f"| {task} | {s} | {c.shape[0]} | {m10:.3f} ± {s10:.3f} | {m50:.3f} ± {s50:.3f} | {np.median(e):g} |"
+                )
     if medians:
         summary = ", ".join(f"{t} {np.median(v):g}" for t, v in medians.items())
-        parts.append("### NAS-Bench-201 over meta-training seeds\n\n" + "\n".join(lines)
-                     + f"\n\nmedian over meta-training seeds of the median evaluations to the optimum: {summary} "
-                     "(transfer-rank: 3 / 13 / 15)\n")
+        parts.append(
+            "### NAS-Bench-201 over meta-training seeds\n\n"
+            + "\n".join(lines)
+            + f"\n\nmedian over meta-training seeds of the median evaluations to the optimum: {summary} "
+            "(transfer-rank: 3 / 13 / 15)\n"
+        )
     text = "\n".join(parts)
     print(text)
     if args.out:

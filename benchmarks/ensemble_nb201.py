@@ -1,6 +1,6 @@
 """Summarise ``benchmarks/ensemble_nb201.sh``: evaluations to the NB201 optimum per ensemble.
 
-    .venv/bin/python benchmarks/ensemble_nb201.py --out runs/ensembles 0,1,2,3,4 5,6,7,8,9
+.venv/bin/python benchmarks/ensemble_nb201.py --out runs/ensembles 0,1,2,3,4 5,6,7,8,9
 """
 
 from __future__ import annotations

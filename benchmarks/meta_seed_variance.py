@@ -49,7 +49,9 @@ def main() -> None:
     shipped_runs = shipped_runs[(shipped_runs.optimizer == "grabnas") & (shipped_runs.seed == 0)]
     baselines = pd.read_csv(RESULTS / "nb201-baselines" / "results.csv.gz")
     transfer = baselines[(baselines.optimizer == "transfer-rank") & (baselines.seed == 0)]
-    print("| held-out | meta seed | top 10 %: zero-shot / 20 obs | transfer-rank | 90 % coverage at 0 / 5 / 10 / 20 obs | inside 80-97 % | evals to optimum |")
+    print(
+        "| held-out | meta seed | top 10 %: zero-shot / 20 obs | transfer-rank | 90 % coverage at 0 / 5 / 10 / 20 obs | inside 80-97 % | evals to optimum |"
+    )
     print("|---|---|---|---|---|---|---|")
     for task in args.tasks.split(","):
         optimum = bench.optimum(task)
@@ -57,8 +59,11 @@ def main() -> None:
         for report in sorted(out.glob(f"{task}-s*.json"), key=lambda f: int(f.stem.rsplit("-s", 1)[1])):
             seed = int(report.stem.rsplit("-s", 1)[1])
             # the script's bench folder, or its results as committed under benchmarks/results/
-            found = [f for f in (out / f"{task}-s{seed}-search" / "results.csv", out / f"{task}-s{seed}-search.csv.gz")
-                     if f.is_file()]
+            found = [
+                f
+                for f in (out / f"{task}-s{seed}-search" / "results.csv", out / f"{task}-s{seed}-search.csv.gz")
+                if f.is_file()
+            ]
             runs = pd.read_csv(found[0]) if found else None
             rows.append((seed, json.loads(report.read_text())["tasks"][0], runs))
         tops, evals, inside, searches = [], [], 0, []
@@ -73,15 +78,19 @@ def main() -> None:
             if searched:  # never reaching the optimum counts as infinitely many evaluations
                 evals.append(ev if ev is not None else np.inf)
                 searches.append(runs)
-            print(f"| {task} | {seed}{' (shipped)' if seed == 0 else ''} | {shots['0']['spearman_top']:.3f} / "
-                  f"{shots['20']['spearman_top']:.3f} | {rep['transfer_rank']['spearman_top']:.3f} | "
-                  f"{' / '.join(f'{c:.3f}' for c in cov)} | {ok}/4 | "
-                  f"{'not run' if not searched else f'> {len(runs)}' if ev is None else ev} |")
+            print(
+                f"| {task} | {seed}{' (shipped)' if seed == 0 else ''} | {shots['0']['spearman_top']:.3f} / "
+                f"{shots['20']['spearman_top']:.3f} | {rep['transfer_rank']['spearman_top']:.3f} | "
+                f"{' / '.join(f'{c:.3f}' for c in cov)} | {ok}/4 | "
+                f"{'not run' if not searched else f'> {len(runs)}' if ev is None else ev} |"
+            )
         spread = f" ± {np.std(tops, ddof=1):.3f} (sd)" if len(tops) > 1 else ""
         worst = max(evals, default=np.nan)
-        print(f"| {task} | all {len(rows)} | 20 obs mean {np.mean(tops):.3f}{spread} | | | "
-              f"{inside}/{4 * len(rows)} | median {np.median(evals):g} over {len(evals)} searches "
-              f"(range {min(evals, default=np.nan):g}-{'> 50' if worst == np.inf else f'{worst:g}'}) |")
+        print(
+            f"| {task} | all {len(rows)} | 20 obs mean {np.mean(tops):.3f}{spread} | | | "
+            f"{inside}/{4 * len(rows)} | median {np.median(evals):g} over {len(evals)} searches "
+            f"(range {min(evals, default=np.nan):g}-{'> 50' if worst == np.inf else f'{worst:g}'}) |"
+        )
         near = [
             f"within {w:g} points: median {_median_evals(searches, optimum, w):g} "
             f"(transfer-rank {_median_evals([transfer[transfer.task == task]], optimum, w):g})"

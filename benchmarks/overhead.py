@@ -55,8 +55,10 @@ def main() -> None:
                     if name == "grabnas":
                         kind = "local" if len(opt.local_log) > local_before else "global"
                         times[f"grabnas-{kind}"].append(dt)
-    print(f"NB201 {args.task}, {args.threads} torch threads, {args.seeds} seeds, iterations {args.warmup + 1}-{args.iterations}"
-          f"; grabnas = {args.grabnas}")
+    print(
+        f"NB201 {args.task}, {args.threads} torch threads, {args.seeds} seeds, iterations {args.warmup + 1}-{args.iterations}"
+        f"; grabnas = {args.grabnas}"
+    )
     print("| optimizer | iterations timed | median s/iter | 25-75 % | max |")
     print("|---|---|---|---|---|")
     for name, ts in times.items():

@@ -45,7 +45,9 @@ def plain_loop(split: DatasetSplit, config: TrainConfig) -> float:
     x = split.train.images
     mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True)
     x, y = (x - mean) / std, split.train.labels
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+    )
     n, bs = len(y), config.batch_size
     steps = math.ceil(n / bs) * config.epochs
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
@@ -81,11 +83,20 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     split = make_split(args.images, args.size, 3, 10)
     base = TrainConfig(
-        epochs=args.epochs, channels=args.channels, cells=args.cells, batch_size=args.batch_size,
-        augment=False, device="cpu", num_threads=args.threads, seed=0,
+        epochs=args.epochs,
+        channels=args.channels,
+        cells=args.cells,
+        batch_size=args.batch_size,
+        augment=False,
+        device="cpu",
+        num_threads=args.threads,
+        seed=0,
     )
     n_img = args.images * args.epochs
-    variants = {"grabnas": lambda: train_and_evaluate(ARCH, split, base).train_seconds, "plain": lambda: plain_loop(split, base)}
+    variants = {
+        "grabnas": lambda: train_and_evaluate(ARCH, split, base).train_seconds,
+        "plain": lambda: plain_loop(split, base),
+    }
     if args.augment:
         aug = TrainConfig(**{**base.to_dict(), "augment": True, "flip": True})
         variants["grabnas+augment"] = lambda: train_and_evaluate(ARCH, split, aug).train_seconds
@@ -109,7 +120,9 @@ def main(argv=None) -> None:
     print(f"ratio grabnas / plain: {ratio:.3f} (median of paired ratios {paired:.3f}; target >= 0.9)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rates": rates, "median": med, "ratio": ratio, "paired_ratio": paired}, f, indent=2)
+            json.dump(
+                {"args": vars(args), "rates": rates, "median": med, "ratio": ratio, "paired_ratio": paired}, f, indent=2
+            )
 
 
 if __name__ == "__main__":

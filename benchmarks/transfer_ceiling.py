@@ -26,7 +26,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from grabnas.meta.corpus import CorpusTask, load_corpus
-from grabnas.meta.surrogate_training import transfer_rank_scores
+from grabnas.meta.surrogate_eval import transfer_rank_scores
 
 
 def aligned_z(task: CorpusTask, index: np.ndarray) -> np.ndarray:
@@ -88,8 +88,10 @@ def main() -> None:
                 fits.append(top_spearman(F2 @ w_hat, y, top))
             fits = np.array(fits)
             label = f"ideal task term, {args.observations} obs, s2={prior_var:g}"
-            print(f"  {label:38s} {fits.mean():.3f} ± {fits.std(ddof=1) / np.sqrt(len(fits)):.3f} "
-                  f"(beats transfer-rank in {np.mean(fits > reference):.0%} of {args.draws} draws)")
+            print(
+                f"  {label:38s} {fits.mean():.3f} ± {fits.std(ddof=1) / np.sqrt(len(fits)):.3f} "
+                f"(beats transfer-rank in {np.mean(fits > reference):.0%} of {args.draws} draws)"
+            )
 
 
 if __name__ == "__main__":

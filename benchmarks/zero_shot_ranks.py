@@ -16,9 +16,11 @@ import argparse
 import numpy as np
 import torch
 
+from grabnas.meta.checkpoints import load_surrogate, surrogate_vae
 from grabnas.meta.corpus import load_corpus
-from grabnas.meta.surrogate_training import latents_for, load_surrogate, surrogate_vae, transfer_rank_scores
-from grabnas.models.surrogate import predict
+from grabnas.meta.features import latents_for
+from grabnas.meta.surrogate_eval import transfer_rank_scores
+from grabnas.models.value_maps import predict
 
 
 def optimum_rank(scores: np.ndarray, values: np.ndarray, top: int = 8) -> tuple[int, list[float]]:

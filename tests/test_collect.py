@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from grabnas.cli_train import add_train_commands
+from grabnas.cli.collect import add_collect_command
 from grabnas.collect import COLUMNS, SHIPPED_CORPUS, arch_from_index, collect, load_corpus, plan_archs, read_rows
 from grabnas.data import TaskSpec
 from grabnas.errors import GrabnasError
@@ -22,7 +22,7 @@ TASKS = [TaskSpec("digits", (0, 1, 2), seed=1), TaskSpec("digits", (3, 4, 5, 6),
 
 def _parser():
     p = argparse.ArgumentParser(prog="grabnas")
-    add_train_commands(p.add_subparsers(dest="command", required=True))
+    add_collect_command(p.add_subparsers(dest="command", required=True))
     return p
 
 
@@ -49,7 +49,9 @@ def test_collect_writes_rows_card_and_resumes(tmp_path):
     assert card["runs"][0]["rows_added"] == 4 and "machine" in card["runs"][0]
     # a row is reproducible from its task name, the recipe and its seed
     r0 = rows[0]
-    again = train_and_evaluate(r0["arch"], TaskSpec.parse(r0["task"]).split(), TrainConfig(**card["recipe"]).with_seed(int(r0["seed"])))
+    again = train_and_evaluate(
+        r0["arch"], TaskSpec.parse(r0["task"]).split(), TrainConfig(**card["recipe"]).with_seed(int(r0["seed"]))
+    )
     assert round(again.val_acc, 4) == float(r0["val_acc"])
     # resume: nothing to do; then a lost row is redone alone
     assert collect(TASKS, TINY, out, n_archs=2, shared_archs=1, master_seed=7, progress=False).rows_added == 0
@@ -68,14 +70,36 @@ def test_collect_writes_rows_card_and_resumes(tmp_path):
 
 def test_collect_cli(tmp_path, capsys):
     out = tmp_path / "c.csv"
-    argv = ["collect", "--out", str(out), "--tasks", "1", "--datasets", "digits", "--task", "digits[7,8]@3",
-            "--archs", "1", "--shared-archs", "0", "--epochs", "1", "--channels", "4", "--device", "cpu", "--no-progress"]
+    argv = [
+        "collect",
+        "--out",
+        str(out),
+        "--tasks",
+        "1",
+        "--datasets",
+        "digits",
+        "--task",
+        "digits[7,8]@3",
+        "--archs",
+        "1",
+        "--shared-archs",
+        "0",
+        "--epochs",
+        "1",
+        "--channels",
+        "4",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     args = _parser().parse_args(argv)
     assert args.handler(args) == 0
     assert "2 trainings this run" in capsys.readouterr().out
     rows = read_rows(out)
     assert rows[0]["task"] == "digits[7,8]@3" and rows[0]["status"] == "ok"
-    bad = _parser().parse_args(["collect", "--out", str(tmp_path / "x.csv"), "--task", "digits[7,8,99]@3", "--tasks", "0"])
+    bad = _parser().parse_args(
+        ["collect", "--out", str(tmp_path / "x.csv"), "--task", "digits[7,8,99]@3", "--tasks", "0"]
+    )
     with pytest.raises(GrabnasError, match="out of range"):
         bad.handler(bad)
     bad = _parser().parse_args(["collect", "--out", str(tmp_path / "x.txt"), "--tasks", "1"])
@@ -102,6 +126,8 @@ def test_resume_refuses_another_recipe(tmp_path):
     out = tmp_path / "c.csv"
     collect(TASKS[:1], TINY, out, n_archs=1, shared_archs=0, progress=False)
     with pytest.raises(GrabnasError, match="epochs=1"):
-        collect(TASKS[:1], TrainConfig(**{**TINY.to_dict(), "epochs": 2}), out, n_archs=1, shared_archs=0, progress=False)
+        collect(
+            TASKS[:1], TrainConfig(**{**TINY.to_dict(), "epochs": 2}), out, n_archs=1, shared_archs=0, progress=False
+        )
     with pytest.raises(GrabnasError, match="seed 0"):
         collect(TASKS[:1], TINY, out, n_archs=1, shared_archs=0, master_seed=3, progress=False)

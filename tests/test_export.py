@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from grabnas.cli_train import add_train_commands
+from grabnas.cli.export import add_export_command
 from grabnas.errors import GrabnasError
 from grabnas.export import export_architecture
 from grabnas.train.network import TinyNetwork, count_parameters
@@ -48,7 +48,7 @@ def files_ops():
 
 def test_export_cli(tmp_path, capsys):
     p = argparse.ArgumentParser(prog="grabnas")
-    add_train_commands(p.add_subparsers(dest="command", required=True))
+    add_export_command(p.add_subparsers(dest="command", required=True))
     args = p.parse_args(["export", "(2, 2, 0, 4, 2, 0)", "--classes", "10", "--out", str(tmp_path)])
     assert args.handler(args) == 0
     out = capsys.readouterr().out

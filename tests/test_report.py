@@ -28,8 +28,18 @@ def test_summary_says_when_the_final_test_is_the_search_metric():
     from grabnas.report import summary_markdown
 
     rows = [
-        {"optimizer": "rea", "task": t, "seed": 0, "step": 1, "arch": "a", "value": "1", "best": 1.0,
-         "regret": 0.0, "best_test": test, "seconds": 0.1}
+        {
+            "optimizer": "rea",
+            "task": t,
+            "seed": 0,
+            "step": 1,
+            "arch": "a",
+            "value": "1",
+            "best": 1.0,
+            "regret": 0.0,
+            "best_test": test,
+            "seconds": 0.1,
+        }
         for t, test in (("same", 1.0), ("held-out", 0.9))
     ]
     text = summary_markdown(rows)

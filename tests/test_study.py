@@ -82,7 +82,9 @@ def test_killed_study_resumes_without_loss_or_repeat(tmp_path, nb201_path):
     script.write_text(SCRIPT)
     budget = 30
     # the uninterrupted reference
-    subprocess.run([sys.executable, str(script), str(nb201_path), str(tmp_path / "ref.db"), str(budget), "0"], check=True)
+    subprocess.run(
+        [sys.executable, str(script), str(nb201_path), str(tmp_path / "ref.db"), str(budget), "0"], check=True
+    )
     # a run killed with SIGKILL in the middle of an evaluation
     db = tmp_path / "killed.db"
     proc = subprocess.Popen([sys.executable, str(script), str(nb201_path), str(db), str(budget), "0.1"])

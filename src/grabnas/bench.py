@@ -24,8 +24,20 @@ from grabnas.search.registry import build_optimizer, pruned_pool
 from grabnas.seeding import child_seed
 
 RESULT_COLUMNS = (
-    "optimizer", "task", "seed", "step", "arch", "value", "best", "regret", "best_test", "seconds", "in_pool", "pool_best",
-    "decodes", "valid_decodes",
+    "optimizer",
+    "task",
+    "seed",
+    "step",
+    "arch",
+    "value",
+    "best",
+    "regret",
+    "best_test",
+    "seconds",
+    "in_pool",
+    "pool_best",
+    "decodes",
+    "valid_decodes",
 )
 
 
@@ -115,7 +127,13 @@ def _decode_counts(opt: object) -> dict:
 
 
 def _run_chunk(
-    spec: str, data: str | None, runs: Sequence[tuple[str, str, int]], budget: int, master_seed: int, threads: int, prune_top: float
+    spec: str,
+    data: str | None,
+    runs: Sequence[tuple[str, str, int]],
+    budget: int,
+    master_seed: int,
+    threads: int,
+    prune_top: float,
 ) -> list[list[dict]]:
     """Worker entry point: load the benchmark once, run several runs."""
     if threads:
@@ -210,7 +228,14 @@ def run_bench(
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [
                     pool.submit(
-                        _run_chunk, config.benchmark, data, [r], config.budget, config.master_seed, threads, config.prune_top
+                        _run_chunk,
+                        config.benchmark,
+                        data,
+                        [r],
+                        config.budget,
+                        config.master_seed,
+                        threads,
+                        config.prune_top,
                     )
                     for r in todo
                 ]

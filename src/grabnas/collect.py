@@ -101,7 +101,9 @@ def read_rows(csv_path: str | os.PathLike) -> list[dict[str, str]]:
         reader = csv.DictReader(f)
         missing = {"task", "arch", "status"} - set(reader.fieldnames or ())
         if missing:
-            raise GrabnasError(f"{path}: not a corpus CSV (missing column {sorted(missing)[0]!r}); expected columns {', '.join(COLUMNS)}")
+            raise GrabnasError(
+                f"{path}: not a corpus CSV (missing column {sorted(missing)[0]!r}); expected columns {', '.join(COLUMNS)}"
+            )
         return list(reader)
 
 

@@ -108,7 +108,8 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         # 200-epoch columns) reports the search metric again: say so in the header
         same = all(
             r["best_test"] == r["best"] or (np.isnan(r["best_test"]) and np.isnan(r["best"]))
-            for r in rows if r["task"] == task
+            for r in rows
+            if r["task"] == task
         )
         test_head = "final test (= search metric)" if same else "final test"
         head = ["optimizer", "seeds", *(f"regret@{b}" for b in budgets), "median evals to optimum", test_head, "s/iter"]
@@ -230,7 +231,9 @@ def draw_dag(space, arch, path: str | Path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(1.8 * (max(depth) + 1) + 1, 1.2 * max(len(v) for v in layers.values()) + 1.5))
     for s, d in dag.edges:
         (x0, y0), (x1, y1) = pos[s], pos[d]
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=18, shrinkB=18))
+        ax.annotate(
+            "", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=18, shrinkB=18)
+        )
     for v, (x, y) in pos.items():
         name = space.node_type_names[dag.node_types[v]]
         color = "#cde" if name in ("input", "output") else "#fed"
@@ -279,11 +282,15 @@ def write_search_report(
     if test_for_best_only:
         lines += ["| trial | architecture | status | value | cost | error |", "|---|---|---|---|---|---|"]
         for t in trials:
-            lines.append(f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.cost)} | {_md_escape(' '.join((t.error or '').split()))} |")
+            lines.append(
+                f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.cost)} | {_md_escape(' '.join((t.error or '').split()))} |"
+            )
     else:
         lines += ["| trial | architecture | status | value | test | cost | error |", "|---|---|---|---|---|---|---|"]
         for t in trials:
-            lines.append(f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.test_value)} | {fmt(t.cost)} | {t.error or ''} |")
+            lines.append(
+                f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.test_value)} | {fmt(t.cost)} | {t.error or ''} |"
+            )
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

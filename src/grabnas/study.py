@@ -96,7 +96,9 @@ class Study:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise GrabnasError(f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas") from None
+            raise GrabnasError(
+                f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas"
+            ) from None
         study = cls(path, conn)
         stored = study.settings()
         wanted = json.loads(json.dumps(settings))
@@ -125,7 +127,9 @@ class Study:
             row = conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
             conn.close()
         except sqlite3.DatabaseError as e:
-            raise GrabnasError(f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas") from None
+            raise GrabnasError(
+                f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas"
+            ) from None
         if row is None:
             raise GrabnasError(f"{path} is not a grabnas study (no settings); expected a file made by grabnas")
         return json.loads(row[0])
@@ -233,11 +237,15 @@ class Study:
     # -- reading -------------------------------------------------------------------------------
     def trials(self, status: str | None = None) -> list[Trial]:
         q = "SELECT id, arch, status, value, test_value, cost, error, extra, asked_at, told_at FROM trials"
-        rows = self._conn.execute(q + (" WHERE status=?" if status else "") + " ORDER BY id", (status,) if status else ())
+        rows = self._conn.execute(
+            q + (" WHERE status=?" if status else "") + " ORDER BY id", (status,) if status else ()
+        )
         return [Trial(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8], r[9]) for r in rows]
 
     def events(self) -> Iterator[Event]:
-        for seq, kind, ids, rng in self._conn.execute("SELECT seq, kind, trial_ids, rng_state FROM events ORDER BY seq"):
+        for seq, kind, ids, rng in self._conn.execute(
+            "SELECT seq, kind, trial_ids, rng_state FROM events ORDER BY seq"
+        ):
             yield Event(seq, kind, tuple(json.loads(ids)), rng)
 
     def best(self, k: int = 1) -> list[Trial]:
@@ -252,13 +260,17 @@ class Study:
 
         path = Path(path)
         if path.exists() and path.resolve() == Path(self.path).resolve():
-            raise GrabnasError(f"refusing to export the study onto itself ({path}); give --out another file, e.g. trials.csv")
+            raise GrabnasError(
+                f"refusing to export the study onto itself ({path}); give --out another file, e.g. trials.csv"
+            )
         tmp = path.with_name(f".{path.name}.tmp")
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["trial", "arch", "status", "value", "test_value", "cost", "error", "asked_at", "told_at"])
             for t in self.trials():
-                w.writerow([t.id, t.arch, t.status, t.value, t.test_value, t.cost, t.error or "", t.asked_at, t.told_at])
+                w.writerow(
+                    [t.id, t.arch, t.status, t.value, t.test_value, t.cost, t.error or "", t.asked_at, t.told_at]
+                )
         os.replace(tmp, path)
         return path
 

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 
-from grabnas.benchmarks import load_benchmark
-from grabnas.benchmarks import nb201
+from grabnas.benchmarks import load_benchmark, nb201
 from grabnas.benchmarks.nb201 import ENV_VAR, load_nb201
 from grabnas.errors import BenchmarkFileError, UnknownTaskError
 
-BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"  # index 6111
+BEST_C10 = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"  # index 6111
+)
 
 
 def test_best_cifar10_cell_is_94_37(nb201_bench):
@@ -43,7 +44,9 @@ def test_missing_table(tmp_path, monkeypatch):
         load_nb201(tmp_path / "nope.csv")
     # without a path or $GRABNAS_NB201 the shipped table is read; were it missing, say how to give one
     monkeypatch.setattr(nb201, "SHIPPED_TABLE", tmp_path / "gone.csv.xz")
-    with pytest.raises(BenchmarkFileError, match="shipped with grabnas is missing.*pass --data PATH or set GRABNAS_NB201"):
+    with pytest.raises(
+        BenchmarkFileError, match="shipped with grabnas is missing.*pass --data PATH or set GRABNAS_NB201"
+    ):
         load_nb201(None)
 
 

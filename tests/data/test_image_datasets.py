@@ -33,8 +33,12 @@ def test_npz_round_trip_and_layouts(tmp_path):
     assert ds.images.shape == (12, 3, 6, 5) and float(ds.images.max()) <= 1.0
     assert ds.num_classes == 3 and ds.labels.dtype == torch.int64
     q = tmp_path / "grey.npz"
-    np.savez(q, images=rng.random((6, 4, 4)).astype(np.float32), labels=np.array([0, 1, 0, 1, 1, 0.0]),
-             class_names=np.array(["cat", "dog"]))
+    np.savez(
+        q,
+        images=rng.random((6, 4, 4)).astype(np.float32),
+        labels=np.array([0, 1, 0, 1, 1, 0.0]),
+        class_names=np.array(["cat", "dog"]),
+    )
     ds = load_npz(q)
     assert ds.images.shape == (6, 1, 4, 4) and ds.class_names == ("cat", "dog")
     assert load_dataset(f"npz:{q}").num_classes == 2

@@ -33,7 +33,11 @@ def test_evaluator_trains_and_pickles_small(evaluator, nb201_space):
     assert len(blob) < 5000  # the data is re-derived from the spec, not shipped
     again = pickle.loads(blob)
     assert again(arch).val_acc == r.val_acc
-    assert evaluator.trial_seed(arch) == again.trial_seed(arch) != evaluator.trial_seed(nb201_space.parse(ARCH.replace("skip_connect~2", "none~2")))
+    assert (
+        evaluator.trial_seed(arch)
+        == again.trial_seed(arch)
+        != evaluator.trial_seed(nb201_space.parse(ARCH.replace("skip_connect~2", "none~2")))
+    )
 
 
 def test_failures_become_results(evaluator, monkeypatch):

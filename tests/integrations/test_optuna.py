@@ -13,7 +13,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from grabnas.errors import GrabnasError  # noqa: E402
-from grabnas.integrations.optuna import GraBNASSampler, NB201_PARAMS, nb201_search_space, suggest_nb201  # noqa: E402
+from grabnas.integrations.optuna import NB201_PARAMS, GraBNASSampler, nb201_search_space, suggest_nb201  # noqa: E402
 from grabnas.search.baselines import RandomSearch  # noqa: E402
 from grabnas.spaces.nb201 import NB201Arch  # noqa: E402
 

@@ -9,24 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from grabnas.cli_vae import add_vae_commands, cmd_vae_eval, cmd_vae_train
+from grabnas.cli.vae import add_vae_commands, cmd_vae_eval, cmd_vae_train
 from grabnas.errors import GrabnasError
 from grabnas.meta.vae_training import (
     TrainConfig,
     dag_edit_distance,
     evaluate_vae,
     latent_smoothness,
-    load_checkpoint,
-    save_checkpoint,
-    shipped_checkpoint_names,
     split_indices,
     train_vae,
 )
 from grabnas.models.graph_vae import ArchitectureVAE, GraphVAEConfig
 from grabnas.spaces import get_space
 from grabnas.spaces.base import DAG
-
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -66,7 +61,9 @@ def test_train_on_a_subset_writes_checkpoint_and_metrics(nb201, tmp_path):
     cfg = GraphVAEConfig.for_space(nb201, hidden_dim=16, latent_dim=4)
     tc = TrainConfig(epochs=2, batch_size=16, holdout_fraction=0.25, seed=1)
     seen = []
-    result = train_vae(nb201, cfg, tc, progress=False, checkpoint_path=tmp_path / "ck", on_epoch=seen.append, archs=archs)
+    result = train_vae(
+        nb201, cfg, tc, progress=False, checkpoint_path=tmp_path / "ck", on_epoch=seen.append, archs=archs
+    )
     assert len(result.history) == 2 == len(seen) and 1 <= result.best_epoch <= 2
     assert len(result.train_archs) == 30 and len(result.holdout_archs) == 10
     assert set(result.train_archs) | set(result.holdout_archs) == set(archs)
@@ -74,7 +71,9 @@ def test_train_on_a_subset_writes_checkpoint_and_metrics(nb201, tmp_path):
     assert card["split_seed"] == 1 and card["space"] == "nb201" and card["training_seconds"] >= 0
     assert (tmp_path / "ck.pt").is_file() and (tmp_path / "ck.json").is_file()  # intermediate checkpoint
 
-    metrics = evaluate_vae(result.vae, n_prior=50, n_pairs=5, n_steps=4, split=(result.train_archs, result.holdout_archs))
+    metrics = evaluate_vae(
+        result.vae, n_prior=50, n_pairs=5, n_steps=4, split=(result.train_archs, result.holdout_archs)
+    )
     for key in ("heldout_reconstruction", "prior_validity", "prior_uniqueness", "prior_novelty"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert len(metrics["smoothness_edit_distance"]) == 5 and metrics["smoothness_edit_distance"][0] == 0.0
@@ -88,87 +87,41 @@ def test_latent_smoothness_endpoints(nb201):
     assert len(dist) == 4 and dist[0] == 0.0 and all(d >= 0 for d in dist)
 
 
-def test_checkpoint_round_trip(nb201, tmp_path):
-    vae = _tiny(nb201, split_seed=7, holdout_fraction=0.1, metrics={"x": 1.0})
-    pt, js = save_checkpoint(vae, tmp_path / "model.pt")
-    assert pt.name == "model.pt" and js.name == "model.json"
-    card = json.loads(js.read_text())
-    assert card["space"] == "nb201" and card["split_seed"] == 7 and card["torch_version"] == torch.__version__
-    assert GraphVAEConfig.from_dict(card["config"]) == vae.model.config
-    loaded = load_checkpoint(tmp_path / "model", space="nb201")
-    archs = nb201.members()[:5]
-    with torch.no_grad():
-        assert torch.equal(loaded.encode_archs(archs), vae.encode_archs(archs))
-    assert loaded.card["metrics"] == {"x": 1.0}
-    assert load_checkpoint(js).space.name == "nb201"  # the card path works too, space from the card
-
-
-def _one_line_error(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert "\n" not in msg
-    return msg
-
-
-def test_checkpoint_errors(nb201, tmp_path):
-    save_checkpoint(_tiny(nb201), tmp_path / "a")
-    with pytest.raises(GrabnasError, match="trained on the nb201 space, not nasbench-graph") as e:
-        load_checkpoint(tmp_path / "a.pt", space=get_space("nasbench-graph"))
-    _one_line_error(e)
-    with pytest.raises(GrabnasError, match="no VAE checkpoint") as e:
-        load_checkpoint(tmp_path / "missing.pt")
-    _one_line_error(e)
-
-    (tmp_path / "b.json").write_text((tmp_path / "a.json").read_text())
-    (tmp_path / "b.pt").write_bytes(b"this is not a torch file")
-    with pytest.raises(GrabnasError, match="corrupt") as e:
-        load_checkpoint(tmp_path / "b.pt")
-    _one_line_error(e)
-
-    save_checkpoint(_tiny(nb201), tmp_path / "c")
-    (tmp_path / "c.json").write_text("{ not json")
-    with pytest.raises(GrabnasError, match="corrupt") as e:
-        load_checkpoint(tmp_path / "c")
-    _one_line_error(e)
-
-    save_checkpoint(_tiny(nb201), tmp_path / "d")
-    card = json.loads((tmp_path / "d.json").read_text())
-    card["config"]["hidden_dim"] = 32
-    (tmp_path / "d.json").write_text(json.dumps(card))
-    with pytest.raises(GrabnasError, match="does not match") as e:
-        load_checkpoint(tmp_path / "d")
-    _one_line_error(e)
-
-    (tmp_path / "e.pt").write_bytes((tmp_path / "a.pt").read_bytes())
-    (tmp_path / "e.json").write_text(json.dumps({"hello": 1}))
-    with pytest.raises(GrabnasError, match="not a grabnas VAE checkpoint card"):
-        load_checkpoint(tmp_path / "e")
-
-
-@pytest.mark.parametrize("name", ["nb201", "nasbench-graph"])
-def test_shipped_checkpoints_reconstruct_random_members(name):
-    assert name in shipped_checkpoint_names()
-    vae = load_checkpoint(name, space=name)
-    assert vae.space.name == name and vae.card["metrics"]["heldout_reconstruction"] > 0.9
-    members = vae.space.members()
-    rng = np.random.default_rng(2024)
-    archs = [members[i] for i in rng.choice(len(members), size=10, replace=False)]
-    with torch.no_grad():
-        assert vae.decode_archs(vae.encode_archs(archs)) == archs
-        assert vae.decode_archs(vae.encode_archs(archs), mode="vote", k=5, generator=torch.Generator().manual_seed(0)) == archs
-
-
 def test_cli_parser_and_handlers(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_vae_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(
-        ["vae", "train", "--space", "nb201", "--out", str(tmp_path / "v"), "--subset", "30", "--epochs", "1",
-         "--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "16", "--prior-samples", "20", "--no-progress"]
+        [
+            "vae",
+            "train",
+            "--space",
+            "nb201",
+            "--out",
+            str(tmp_path / "v"),
+            "--subset",
+            "30",
+            "--epochs",
+            "1",
+            "--hidden-dim",
+            "16",
+            "--latent-dim",
+            "4",
+            "--batch-size",
+            "16",
+            "--prior-samples",
+            "20",
+            "--no-progress",
+        ]
     )
     assert args.handler is cmd_vae_train
     assert args.handler(args) == 0
-    assert (tmp_path / "v.pt").is_file() and "prior_validity" in json.loads((tmp_path / "v.json").read_text())["metrics"]
+    assert (tmp_path / "v.pt").is_file() and "prior_validity" in json.loads((tmp_path / "v.json").read_text())[
+        "metrics"
+    ]
 
-    args = parser.parse_args(["vae", "eval", "--checkpoint", "nb201", "--prior-samples", "50", "--pairs", "5", "--json"])
+    args = parser.parse_args(
+        ["vae", "eval", "--checkpoint", "nb201", "--prior-samples", "50", "--pairs", "5", "--json"]
+    )
     assert args.handler is cmd_vae_eval
     capsys.readouterr()
     assert args.handler(args) == 0

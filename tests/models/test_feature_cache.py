@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import torch
 
+from grabnas.models.deep_kernel_gp import FeatureMap
 from grabnas.models.feature_cache import RowCache
-from grabnas.models.surrogate import FeatureMap, SurrogateConfig
+from grabnas.models.surrogate_config import SurrogateConfig
 
 
 def _counting(fn):

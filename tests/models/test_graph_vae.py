@@ -10,8 +10,6 @@ from grabnas.models.graph_vae import ArchitectureVAE, DAGBatch, GraphVAE, GraphV
 from grabnas.spaces import get_space
 from grabnas.spaces.base import DAG
 
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

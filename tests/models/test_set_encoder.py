@@ -8,7 +8,7 @@ import torch
 from grabnas.errors import GrabnasError
 from grabnas.models.feature_extractor import SmallCNN, load_feature_extractor
 from grabnas.models.set_encoder import ISAB, PMA, SAB, DatasetEncoder, TaskEncoder
-from grabnas.models.surrogate import SurrogateConfig
+from grabnas.models.surrogate_config import SurrogateConfig
 
 torch.set_num_threads(1)
 

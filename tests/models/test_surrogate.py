@@ -1,22 +1,15 @@
-"""The deep-kernel GP surrogate as a BoTorch model: equal to plain GPyTorch, differentiable in z."""
+"""The meta-learned surrogate: zero-shot prior, conditioning on a target (rank-Gauss, standardised
+and affine units), adaptation steps, widening, per-task offsets and the task term."""
 
 from __future__ import annotations
 
-import gpytorch
 import pytest
 import torch
 
 from grabnas.errors import GrabnasError
-from grabnas.models.surrogate import (
-    DTYPE,
-    DeepKernelGP,
-    MetaSurrogate,
-    RankGaussMap,
-    SurrogateConfig,
-    predict,
-    rank_gauss,
-    rank_score_variance,
-)
+from grabnas.models.surrogate import MetaSurrogate
+from grabnas.models.surrogate_config import DTYPE, SurrogateConfig
+from grabnas.models.value_maps import predict
 
 torch.set_num_threads(1)
 
@@ -36,75 +29,6 @@ def _data(sur: MetaSurrogate, n_obs: int = 12, n_test: int = 40, seed: int = 0):
     return X[:n_obs], y[:n_obs], X[n_obs:]
 
 
-class _PlainGPyTorch(gpytorch.models.ExactGP):
-    """The same model written as a plain GPyTorch ExactGP (default prediction code path)."""
-
-    def __init__(self, model: DeepKernelGP) -> None:
-        super().__init__(model.train_inputs[0], model.train_targets, model.likelihood)
-        self.src = model
-
-    def forward(self, x):
-        m, phi = self.src.feature_map(x)
-        mean = self.src.mean_offset + self.src.mean_scale * m
-        return gpytorch.distributions.MultivariateNormal(mean, self.src.covar_module(phi))
-
-
-@pytest.mark.parametrize("transform", ["rank-gauss", "standardize"])
-def test_posterior_equals_gpytorch(transform):
-    sur = _surrogate(transform)
-    X_obs, y_obs, X_test = _data(sur)
-    model = sur.fit(X_obs, y_obs)
-    assert isinstance(model, DeepKernelGP) and model.num_outputs == 1
-    post = model.posterior(X_test)
-    plain = _PlainGPyTorch(model).eval()
-    with torch.no_grad():
-        ref = plain(X_test)
-    mean, var = ref.mean, ref.variance
-    if transform == "standardize":  # BoTorch's outcome transform returns raw units
-        tf = model.outcome_transform
-        mean, var = mean * tf.stdvs.squeeze() + tf.means.squeeze(), var * tf.stdvs.squeeze() ** 2
-    torch.testing.assert_close(post.mean.squeeze(-1).detach(), mean, rtol=1e-8, atol=1e-8)
-    torch.testing.assert_close(post.variance.squeeze(-1).detach(), var, rtol=1e-7, atol=1e-9)
-    # the joint covariance too (small q: GPyTorch's own code path)
-    torch.testing.assert_close(
-        post.distribution.covariance_matrix[:5, :5].detach(),
-        ref.covariance_matrix[:5, :5]
-        * (model.outcome_transform.stdvs.squeeze() ** 2 if transform == "standardize" else 1.0),
-        rtol=1e-6,
-        atol=1e-8,
-    )
-
-
-def test_batched_candidates_equal_flat_posterior():
-    sur = _surrogate()
-    X_obs, y_obs, X_test = _data(sur)
-    model = sur.fit(X_obs, y_obs)
-    flat = model.posterior(X_test, observation_noise=True)
-    batched = model.posterior(X_test.unsqueeze(1), observation_noise=True)
-    assert batched.mean.shape == (len(X_test), 1, 1)
-    torch.testing.assert_close(batched.mean.reshape(-1), flat.mean.reshape(-1))
-    torch.testing.assert_close(batched.variance.reshape(-1), flat.variance.reshape(-1))
-    mu, var = predict(model, X_test, observation_noise=True, chunk=7)
-    torch.testing.assert_close(mu, flat.mean.reshape(-1).detach())
-    torch.testing.assert_close(var, flat.variance.reshape(-1).detach())
-
-
-def test_gradients_flow_to_z_through_an_acquisition():
-    from botorch.acquisition import LogExpectedImprovement
-
-    sur = _surrogate()
-    X_obs, y_obs, _ = _data(sur)
-    model = sur.fit(X_obs, y_obs)
-    z = torch.randn(6, 4, dtype=DTYPE, requires_grad=True)
-    X = sur.inputs(z, sur.task_embedding().detach())
-    acq = LogExpectedImprovement(model, best_f=model.best_f)
-    acq(X.unsqueeze(1)).sum().backward()
-    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
-    z2 = torch.randn(3, 4, dtype=DTYPE, requires_grad=True)
-    model.posterior(sur.inputs(z2, sur.task_embedding().detach())).mean.sum().backward()
-    assert z2.grad.abs().sum() > 0
-
-
 def test_zero_shot_prior_is_the_learned_mean():
     sur = _surrogate()
     _, _, X_test = _data(sur)
@@ -117,7 +41,7 @@ def test_zero_shot_prior_is_the_learned_mean():
     expected = sur.covar_module.outputscale.detach() + sur.likelihood.noise.detach().squeeze()
     torch.testing.assert_close(var, expected.expand_as(var))
     with pytest.raises(GrabnasError, match="no observations"):
-        prior.best_f
+        _ = prior.best_f
 
 
 def test_fit_validates_inputs():
@@ -129,18 +53,6 @@ def test_fit_validates_inputs():
         sur.fit(X_obs[:, :3], y_obs)
     with pytest.raises(GrabnasError, match="latents have"):
         sur.inputs(torch.zeros(2, 7), sur.task_embedding())
-
-
-def test_rank_gauss_units_and_value_map():
-    y = torch.tensor([3.0, 1.0, 2.0, 2.0, 10.0], dtype=DTYPE)
-    s = rank_gauss(y)
-    assert torch.argsort(s[[1, 2, 0, 4]]).tolist() == [0, 1, 2, 3] and s[2] == s[3]
-    assert abs(float(rank_gauss(torch.arange(7.0)).sum())) < 1e-12  # symmetric without ties
-    vmap = RankGaussMap(y, scale=2.0, offset=0.5)
-    torch.testing.assert_close(vmap(y), (s - 0.5) / 2.0)
-    grid = torch.linspace(-5, 20, 101, dtype=DTYPE)
-    assert (vmap(grid).diff() > 0).all()
-    assert rank_score_variance(5) > rank_score_variance(20) > 0
 
 
 def test_rank_gauss_fit_stays_in_task_units_and_maps_best_f():
@@ -192,33 +104,6 @@ def test_widening_to_residuals_only_ever_widens():
     assert torch.equal(predict(a, X_test)[1], predict(b, X_test)[1])
 
 
-def test_affine_value_map_is_the_maximum_likelihood_map():
-    from grabnas.models.surrogate import affine_value_map
-
-    g = torch.Generator().manual_seed(3)
-    n = 9
-    mean = torch.randn(n, generator=g, dtype=DTYPE)
-    a = torch.randn(n, n, generator=g, dtype=DTYPE)
-    cov = a @ a.T / n + 0.1 * torch.eye(n, dtype=DTYPE)
-    y = 40 + 2.5 * (mean + 0.3 * torch.randn(n, generator=g, dtype=DTYPE))
-    beta, offset, ll = affine_value_map(y, mean, cov)
-    dist = torch.distributions.MultivariateNormal(mean, cov)
-
-    def loglik(b: float, c: float) -> float:  # log density of y = b (f + c), f ~ N(mean, cov)
-        return float(dist.log_prob(y / b - c)) - n * torch.log(torch.tensor(b)).item()
-
-    # the closed form is the maximum over a grid around it, and its value is the log likelihood
-    # (up to the constant n/2 log 2 pi the closed form leaves out)
-    best = loglik(beta, offset)
-    for db in (0.9, 0.97, 1.03, 1.1):
-        for dc in (-0.2, -0.05, 0.0, 0.05, 0.2):
-            assert loglik(beta * db, offset + dc) <= best + 1e-9
-    assert ll - 0.5 * n * torch.log(torch.tensor(2 * torch.pi)).item() == pytest.approx(best)
-    assert 1.5 < beta < 4.0  # the scale the values were drawn with (2.5)
-    with pytest.raises(GrabnasError, match="at least 2"):
-        affine_value_map(y[:1], mean[:1], cov[:1, :1])
-
-
 def test_affine_units_fit_maps_values_and_keeps_the_noise():
     sur = _surrogate()
     X_obs, y_obs, X_test = _data(sur)
@@ -239,7 +124,9 @@ def test_task_offsets_candidates_and_inference():
     )
     sur = MetaSurrogate(cfg)
     with torch.no_grad():
-        sur.task_encoder.task_offsets.copy_(torch.tensor([[20.0, 0, 0], [-20.0, 5, 0], [0, 30.0, 0]], dtype=torch.float32))
+        sur.task_encoder.task_offsets.copy_(
+            torch.tensor([[20.0, 0, 0], [-20.0, 5, 0], [0, 30.0, 0]], dtype=torch.float32)
+        )
     enc = sur.task_encoder
     torch.testing.assert_close(sur.task_embedding(task="a"), (enc.no_data + enc.task_offsets[0]).to(DTYPE))
     fid = (enc.no_data + enc.fidelity_offsets[0] + enc.task_offsets[2]).to(DTYPE)
@@ -269,29 +156,20 @@ def test_task_offsets_candidates_and_inference():
         torch.testing.assert_close(cov - cov0, dirs @ dirs.T)
         # the lazy posterior (how search scores a pool) equals the dense prior covariance
         post = prior.posterior(X)
-        torch.testing.assert_close(post.variance.squeeze(-1), torch.diagonal(cov0 + dirs @ dirs.T) - prior.likelihood.noise)
+        torch.testing.assert_close(
+            post.variance.squeeze(-1), torch.diagonal(cov0 + dirs @ dirs.T) - prior.likelihood.noise
+        )
     # observations that follow task b's mean call for a positive weight on b
     y = 60 + 4 * m_b
     model = sur.fit(X, y)
     w = model.task_weights()
     assert w is not None and float(w[1] - w[0]) > 0.3  # (D_a = -D_b here: two tasks about their centre)
     assert sur.fit(X, y, task_prior_var=0.0).task_weights() is None
+
     # conditioning on the observations through the task term beats ignoring it
-    err = lambda mdl: float(((predict(mdl, X)[0] - model.transform_values(y)) ** 2).mean())
+    def err(mdl) -> float:
+        return float(((predict(mdl, X)[0] - model.transform_values(y)) ** 2).mean())
+
     assert err(model) < err(sur.fit(X, y, task_prior_var=0.0))
     plain = _surrogate()
     assert plain.task_offset_embeddings() == {} and plain.prior().task_embeddings is None
-
-
-def test_new_task_variance_table():
-    cfg = SurrogateConfig(new_task_variance_scale=[[20, 3.0], [0, 2.0], (10, 2.0)])
-    assert cfg.new_task_variance_scale == ((0, 2.0), (10, 2.0), (20, 3.0))  # sorted pairs
-    assert [cfg.variance_scale_at(n) for n in (0, 5, 15, 20, 50)] == [2.0, 2.0, 2.5, 3.0, 3.0]
-    assert SurrogateConfig().variance_scale_at(7) == 1.0
-    assert SurrogateConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(GrabnasError, match="positive factors"):
-        SurrogateConfig(new_task_variance_scale=[(0, -1.0)])
-    with pytest.raises(GrabnasError, match=r"pairs \(number of observations, factor\)"):
-        SurrogateConfig(new_task_variance_scale=[1.5])
-    with pytest.raises(GrabnasError, match="variance scale must be a positive number"):
-        _surrogate().prior(variance_scale=0.0)

@@ -4,7 +4,9 @@ import torch
 from scipy.stats import spearmanr
 
 from grabnas.errors import GrabnasError
-from grabnas.models.surrogate import DTYPE, DeepKernelGP, MetaSurrogate, SurrogateConfig
+from grabnas.models.deep_kernel_gp import DeepKernelGP
+from grabnas.models.surrogate import MetaSurrogate
+from grabnas.models.surrogate_config import DTYPE, SurrogateConfig
 from grabnas.models.target_gp import TargetAdaptedGP, fit_target_gp
 
 

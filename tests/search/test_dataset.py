@@ -8,7 +8,7 @@ from grabnas.search.dataset import build_dataset_optimizer, dataset_task, resolv
 
 @pytest.fixture(scope="module")
 def shipped():
-    from grabnas.meta.surrogate_training import load_surrogate
+    from grabnas.meta.checkpoints import load_surrogate
 
     return load_surrogate(resolve_surrogate())
 
@@ -33,7 +33,8 @@ def test_task_embedding_shape(shipped):
 
 
 def test_task_embedding_reads_the_train_split_of_the_task():
-    from grabnas.models.surrogate import MetaSurrogate, SurrogateConfig
+    from grabnas.models.surrogate import MetaSurrogate
+    from grabnas.models.surrogate_config import SurrogateConfig
 
     with torch.random.fork_rng():
         torch.manual_seed(0)

@@ -56,7 +56,9 @@ def test_ensemble_of_the_same_checkpoint_twice_searches_like_it(nb201_bench):
     from grabnas.search.registry import build_optimizer
 
     single = build_optimizer("grabnas[surrogate=nb201-no-{group},t_bo=3]", nb201_bench, "cifar100", seed=0)
-    double = build_optimizer("grabnas[surrogate=nb201-no-{group}+nb201-no-{group},t_bo=3]", nb201_bench, "cifar100", seed=0)
+    double = build_optimizer(
+        "grabnas[surrogate=nb201-no-{group}+nb201-no-{group},t_bo=3]", nb201_bench, "cifar100", seed=0
+    )
     assert isinstance(double.surrogate, EnsembleLatentSurrogate)
     assert [m["checkpoint"] for m in double.surrogate_card["ensemble"]] == ["nb201-no-cifar100"] * 2
     assert double.settings()["surrogate_weights"] != single.settings()["surrogate_weights"]

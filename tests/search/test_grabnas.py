@@ -25,7 +25,7 @@ class FixedGP:
 
 @pytest.fixture(scope="module")
 def vae(nb201_space):
-    from grabnas.meta.vae_training import load_checkpoint
+    from grabnas.meta.checkpoints import load_checkpoint
 
     return load_checkpoint("nb201", space=nb201_space)
 
@@ -88,8 +88,15 @@ def test_hybrid_search_runs_proposes_new_archs_and_can_leave_the_pool(nb201_spac
 def test_observation_noise_scores_the_predictive_of_a_new_evaluation(nb201_space, vae, small_pool):
     from botorch.acquisition.analytic import _log_ei_helper
 
-    opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=4,
-                  observation_noise=True, t_bo=100)
+    opt = GraBNAS(
+        nb201_space,
+        FixedGP(torch.zeros(vae.latent_dim)),
+        vae,
+        pool=small_pool,
+        seed=4,
+        observation_noise=True,
+        t_bo=100,
+    )
     for _ in range(5):
         archs = opt.ask(1)
         opt.tell(archs, [_objective(archs[0])])
@@ -112,8 +119,16 @@ def test_observation_noise_scores_the_predictive_of_a_new_evaluation(nb201_space
 def test_lognei_scores_the_prefiltered_pool_jointly_with_the_observations(nb201_space, vae, small_pool):
     from botorch.acquisition import LogExpectedImprovement, qLogNoisyExpectedImprovement
 
-    opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=5,
-                  acquisition="lognei", t_bo=100, q_candidates=50)
+    opt = GraBNAS(
+        nb201_space,
+        FixedGP(torch.zeros(vae.latent_dim)),
+        vae,
+        pool=small_pool,
+        seed=5,
+        acquisition="lognei",
+        t_bo=100,
+        q_candidates=50,
+    )
     for _ in range(5):
         archs = opt.ask(1)
         opt.tell(archs, [_objective(archs[0])])
@@ -139,8 +154,16 @@ def test_lognei_scores_the_prefiltered_pool_jointly_with_the_observations(nb201_
 
 
 def test_knn_never_leaves_the_pool_and_batches_are_distinct(nb201_space, vae, small_pool):
-    opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=small_pool, seed=2,
-                  local="knn", t_bo=3, local_every=1)
+    opt = GraBNAS(
+        nb201_space,
+        FixedGP(torch.zeros(vae.latent_dim)),
+        vae,
+        pool=small_pool,
+        seed=2,
+        local="knn",
+        t_bo=3,
+        local_every=1,
+    )
     seen = []
     for _ in range(6):
         archs = opt.ask(2)
@@ -152,8 +175,9 @@ def test_knn_never_leaves_the_pool_and_batches_are_distinct(nb201_space, vae, sm
 
 def test_gated_local_steps_only_propose_decodes_that_beat_the_pool(nb201_space, vae, small_pool):
     def run(pool, **kw):
-        opt = GraBNAS(nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=pool, seed=4, t_bo=2,
-                      local_every=1, **kw)
+        opt = GraBNAS(
+            nb201_space, FixedGP(torch.zeros(vae.latent_dim)), vae, pool=pool, seed=4, t_bo=2, local_every=1, **kw
+        )
         proposals = []
         for _ in range(7):
             archs = opt.ask(1)
@@ -200,37 +224,12 @@ def test_bad_settings(kw, fragment):
         GraBNASConfig(**kw)
 
 
-def test_meta_latent_surrogate_reports_task_weights():
-    from grabnas.models.surrogate import DTYPE, MetaSurrogate, SurrogateConfig
-    from grabnas.search.grabnas import MetaLatentSurrogate
-
-    torch.manual_seed(0)
-    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, task_offsets=("a", "b")))
-    with torch.no_grad():
-        sur.task_encoder.task_offsets.copy_(torch.tensor([[20.0, 0, 0], [-20.0, 5, 0]]))
-    d = sur.task_embedding()
-    z = torch.randn(12, 4, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
-    with torch.no_grad():
-        m_b, _ = sur.prior(task_prior_var=0.0).prior_moments(sur.inputs(z, sur.task_embedding(task="b")))
-    latent = MetaLatentSurrogate(sur, d)
-    model = latent.fit(z, 50 + 3 * m_b)
-    assert set(latent.task_weights) == {"a", "b"} and latent.task_weights["b"] > latent.task_weights["a"]
-    assert torch.equal(model.task_embedding, d) and model.gp.task_prior_var == 1.0
-    # the posterior over latents is the GP's on concat[d, z]
-    post = model.posterior(z[:3].unsqueeze(-2))
-    want = model.gp.posterior(sur.inputs(z[:3], d)).mean.squeeze(-1)
-    torch.testing.assert_close(post.mean.reshape(-1), want)
-    off = MetaLatentSurrogate(sur, d, task_prior_var=0.0)
-    off.fit(z, 50 + 3 * m_b)
-    assert off.task_weights == {}
-    assert latent.fit(z[:0], torch.zeros(0, dtype=DTYPE)).gp.task_prior_var == 1.0 and latent.task_weights == {}
-
-
 def test_thompson_initial_design_makes_seeds_matter(nb201_space, vae, small_pool):
     """With the default initial design a search seed changes the first proposal (a draw from the
     zero-shot prior over its best candidates), reproducibly; ``init="top"`` ignores the seed."""
-    from grabnas.models.surrogate import MetaSurrogate, SurrogateConfig
-    from grabnas.search.grabnas import MetaLatentSurrogate
+    from grabnas.models.latent_surrogate import MetaLatentSurrogate
+    from grabnas.models.surrogate import MetaSurrogate
+    from grabnas.models.surrogate_config import SurrogateConfig
 
     torch.manual_seed(0)
     sur = MetaSurrogate(SurrogateConfig(latent_dim=vae.latent_dim, task_dim=3, hidden_dim=16, feature_dim=5))

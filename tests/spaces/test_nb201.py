@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from grabnas.errors import InvalidArchitectureError
-from grabnas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Space
+from grabnas.spaces.nb201 import EDGES, OPS, NB201Arch
 
 BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 

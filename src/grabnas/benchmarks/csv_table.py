@@ -87,7 +87,9 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
             c = _number(p, line, "cost", row["cost"])
             cost[i] = 1.0 if np.isnan(c) else c
     tables = {
-        t: TaskTable(t, t, search[t], report[t], cost, f"search: {t}, report: {t + ':test' if t + ':test' in header else t}")
+        t: TaskTable(
+            t, t, search[t], report[t], cost, f"search: {t}, report: {t + ':test' if t + ':test' in header else t}"
+        )
         for t in tasks
     }
     return TabularBenchmark(f"csv:{p}", sp, tables)

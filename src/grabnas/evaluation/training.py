@@ -44,7 +44,9 @@ def _is_oom(e: BaseException) -> bool:
     oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     if oom_type is not None and isinstance(e, oom_type):
         return True
-    return isinstance(e, (RuntimeError, MemoryError)) and ("out of memory" in str(e).lower() or isinstance(e, MemoryError))
+    return isinstance(e, (RuntimeError, MemoryError)) and (
+        "out of memory" in str(e).lower() or isinstance(e, MemoryError)
+    )
 
 
 class TrainingEvaluator:
@@ -77,7 +79,9 @@ class TrainingEvaluator:
         elif isinstance(task, ImageDataset):
             self._split = split_dataset(task, split_seed)
         else:
-            raise GrabnasError(f"expected a TaskSpec, dataset spec, DatasetSplit or ImageDataset, got {type(task).__name__}")
+            raise GrabnasError(
+                f"expected a TaskSpec, dataset spec, DatasetSplit or ImageDataset, got {type(task).__name__}"
+            )
 
     @property
     def split(self) -> DatasetSplit:

@@ -164,4 +164,3 @@ class GraBNASSampler(BaseSampler):
 
 
 __all__ = ["GraBNASSampler", "NB201_PARAMS", "nb201_search_space", "suggest_nb201"]
-

@@ -1,120 +1,63 @@
-"""Meta-training, evaluation and checkpoints of the deep-kernel GP surrogate.
+"""Meta-training of the deep-kernel GP surrogate.
 
 * :func:`meta_train` maximises the exact marginal likelihood of batches drawn from one task at a
   time (Adam, cosine learning rate), each task standardised with its own mean/std. The graph
   encoder is frozen by default (latents = VAE posterior means of every member, computed once);
   with ``finetune_encoder`` it is trained too, with its reconstruction loss kept. Early stopping
   and the best state follow a meta-validation score (see :class:`MetaTrainConfig`).
-* :func:`evaluate_task` measures a surrogate on a task it did not see: Spearman and Kendall
-  over all architectures and within the top 10 %, negative log-likelihood and 90 % interval
-  coverage, zero-shot and after n random observations (several seeds, averaged).
-* :func:`save_surrogate` / :func:`load_surrogate`: a ``.pt`` state dict and a ``.json`` card (what
-  tasks meta-training saw, which were held out, config, metrics, the VAE it used).
-  Shipped checkpoints load by name (``nb201-no-cifar10``) and :func:`shipped_surrogate_for`
-  finds the one that held out a given dataset.
+* :func:`surrogate_for_group` gives a surrogate that never saw a group: a (shipped) checkpoint
+  that held it out, or one meta-trained now without it.
 
-Units in reports: NLL and coverage are computed in the held-out task's standardised units
-(its values' mean and std), whatever units the model predicts in.
+The rest of the surrogate's life lives next to this module and is re-exported here:
+:mod:`grabnas.meta.features` (latents, targets and instance features),
+:mod:`grabnas.meta.task_views` (training and validation views, batches),
+:mod:`grabnas.meta.surrogate_eval` (:func:`evaluate_task` on a task it did not see),
+:mod:`grabnas.meta.calibration` (:func:`calibrate_new_task_variance`) and
+:mod:`grabnas.meta.checkpoints` (:func:`save_surrogate` / :func:`load_surrogate`; shipped
+checkpoints load by name, ``nb201-no-cifar10``, and :func:`shipped_surrogate_for` finds the one
+that held out a given dataset).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import importlib.resources
-import json
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from grabnas import __version__
 from grabnas.errors import GrabnasError
-from grabnas.meta.checkpoint_files import checkpoint_paths, checkpoint_stem, read_card, shipped_root
-from grabnas.meta.corpus import Corpus, CorpusTask
-from grabnas.models.surrogate import DTYPE, MetaSurrogate, SurrogateConfig, gaussian_nll, predict, rank_gauss
+from grabnas.meta.calibration import calibrate_new_task_variance
+from grabnas.meta.checkpoints import (
+    CHECKPOINT_PREFIX,
+    card_fields,
+    load_surrogate,
+    save_surrogate,
+    shipped_surrogate_for,
+    shipped_surrogate_names,
+    surrogate_vae,
+    vae_fingerprint,
+)
+from grabnas.meta.checkpoints import SURROGATE_CARD_FORMAT as CARD_FORMAT
+from grabnas.meta.corpus import Corpus
+from grabnas.meta.features import (
+    dataset_instance_features,
+    encode_members,
+    latents_for,
+    target_features,
+    task_instance_features,
+    task_targets,
+)
+from grabnas.meta.surrogate_eval import Z90, evaluate_task, plain_gp_predictions, transfer_rank_scores
+from grabnas.meta.task_views import TaskView, _draw_batch, _split_views
+from grabnas.models.fingerprint import module_fingerprint
+from grabnas.models.surrogate import MetaSurrogate
+from grabnas.models.surrogate_config import DTYPE, SurrogateConfig
+from grabnas.models.value_maps import gaussian_nll, predict
 from grabnas.seeding import child_seed
-
-CARD_FORMAT = "grabnas-surrogate/1"
-CHECKPOINT_PREFIX = "surrogate-"
-Z90 = 1.6448536269514722
-
-
-# -- latents -----------------------------------------------------------------------------------
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """A short hash of a module's weights (names and values of its state dict)."""
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def vae_fingerprint(vae) -> str:
-    """A short hash of a VAE's weights (a surrogate is only valid for the latents it saw)."""
-    return module_fingerprint(vae.model)
-
-
-@torch.no_grad()
-def encode_members(vae, chunk: int = 2048) -> torch.Tensor:
-    """``(len(space), latent_dim)`` float64 posterior means of every member of the VAE's space."""
-    members = vae.space.members()
-    was_training = vae.model.training
-    vae.model.eval()
-    try:
-        out = [vae.encode_archs(members[i : i + chunk]) for i in range(0, len(members), chunk)]
-    finally:
-        vae.model.train(was_training)
-    return torch.cat(out).to(DTYPE)
-
-
-def task_targets(task: CorpusTask, value_transform: str) -> np.ndarray:
-    """The task's values in its standardised units: normal scores (``rank-gauss``) or
-    ``(y - mean) / std`` (``standardize``) over all its records."""
-    if value_transform == "standardize":
-        return task.standardized()
-    return rank_gauss(torch.as_tensor(task.values)).numpy()
-
-
-# -- task data (images -> instance features) -------------------------------------------------------
-def task_instance_features(
-    spec: str, extractor: Callable[[torch.Tensor], torch.Tensor], k: int = 20, samples: int = 1, seed: int = 0
-) -> torch.Tensor:
-    """``(samples, K, k, F)`` instance features of a task's training images (k per class).
-
-    ``spec`` is a :class:`grabnas.data.TaskSpec` name (``digits[0,3,7]@12``) or a dataset spec.
-    """
-    from grabnas.data import TaskSpec, load_dataset, split_dataset
-
-    try:
-        ds = TaskSpec.parse(spec).split().train
-    except GrabnasError:
-        ds = split_dataset(load_dataset(spec), seed=0).train
-    return dataset_instance_features(ds, extractor, k, samples, seed)
-
-
-def dataset_instance_features(
-    ds, extractor: Callable[[torch.Tensor], torch.Tensor], k: int = 20, samples: int = 1, seed: int = 0
-) -> torch.Tensor:
-    """``(samples, K, k, F)`` instance features of the images of ``ds`` (an
-    :class:`grabnas.data.ImageDataset`, normally a task's train split), k per class: the same
-    draws as :func:`task_instance_features`, which meta-training uses."""
-    from grabnas.data import sample_per_class
-
-    out = []
-    with torch.no_grad():
-        for s in range(samples):
-            imgs = sample_per_class(ds, k, child_seed(seed, "instances", s))  # (K, k, C, H, W)
-            kc, kk = imgs.shape[:2]
-            feats = extractor(imgs.reshape(kc * kk, *imgs.shape[2:]))
-            out.append(feats.reshape(kc, kk, -1))
-    return torch.stack(out).to(DTYPE)
 
 
 # -- meta-training -------------------------------------------------------------------------------
@@ -135,7 +78,7 @@ class MetaTrainConfig:
     which uniform draws would overfit long before the table's tasks are learned).
 
     ``task_offsets``: give each training task a learned offset of its embedding ``d`` of its
-    own (:attr:`grabnas.models.surrogate.SurrogateConfig.task_offsets`), so the surrogate models
+    own (:attr:`grabnas.models.surrogate_config.SurrogateConfig.task_offsets`), so the surrogate models
     each task's function rather than only their average, and a search can infer which of them
     a new task resembles from its observations.
 
@@ -196,77 +139,6 @@ class MetaTrainResult:
     vae_state: dict | None = None
     #: what :func:`calibrate_new_task_variance` found (None: not calibrated)
     calibration: dict | None = None
-
-
-@dataclass
-class _View:
-    """Records of one task used for training or validation."""
-
-    task: CorpusTask
-    pos: np.ndarray  # positions into task.index / task.values
-    feats: torch.Tensor | None  # (S, K, k, F) instance features or None
-    targets: np.ndarray | None = None  # standardised values of the whole task
-
-    def split_top(self, quantile: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(top, rest)``: the view's positions among its best ``quantile`` of values, and the others."""
-        vals = self.targets[self.pos]
-        k = max(1, int(round(quantile * len(self.pos))))
-        order = np.argsort(-vals, kind="stable")
-        return np.sort(self.pos[order[:k]]), np.sort(self.pos[order[k:]])
-
-
-def _draw_batch(view: _View, n: int, top_fraction: float, split: tuple[np.ndarray, np.ndarray] | None,
-                rng: np.random.Generator) -> np.ndarray:
-    """``n`` distinct positions of ``view`` (needs ``n <= len(view.pos)``): ``round(top_fraction * n)``
-    of them from its top split, capped at the split's size, the rest from the other split (more from
-    the top when the other split is short)."""
-    if split is None or top_fraction <= 0:
-        return view.pos[rng.choice(len(view.pos), size=n, replace=False)]
-    top, rest = split
-    n_top = min(len(top), int(round(top_fraction * n)))
-    n_rest = min(len(rest), n - n_top)
-    n_top = n - n_rest
-    return np.concatenate([rng.choice(top, size=n_top, replace=False), rng.choice(rest, size=n_rest, replace=False)])
-
-
-def _split_views(corpus: Corpus, tc: MetaTrainConfig, rng: np.random.Generator) -> tuple[list[_View], list[_View], str]:
-    groups = corpus.groups
-    if tc.val_tasks:
-        val_names = set(tc.val_tasks)
-        unknown = val_names - set(corpus.task_names)
-        if unknown:
-            raise GrabnasError(f"unknown meta-validation task {sorted(unknown)[0]!r}; expected tasks of the corpus")
-        val_groups = {corpus.group_of(t) for t in val_names}
-        mode = "tasks"
-    elif len(groups) >= tc.min_groups_for_val_tasks:
-        k = max(1, int(round(tc.val_group_fraction * len(groups))))
-        val_groups = set(rng.choice(groups, size=k, replace=False).tolist())
-        val_names = {t.name for t in corpus.tasks if t.group in val_groups}
-        mode = "tasks"
-    else:
-        val_groups, val_names, mode = set(), set(), "architectures"
-    train, val = [], []
-    for t in corpus.tasks:
-        pos = np.arange(len(t))
-        if t.group in val_groups:
-            if t.name in val_names and t.fidelity is None:
-                val.append(_View(t, pos, None))
-            continue
-        if mode == "architectures" and len(t) >= 20:
-            perm = rng.permutation(len(t))
-            n_val = max(1, int(round(tc.val_fraction * len(t))))
-            val.append(_View(t, np.sort(perm[:n_val]), None))
-            train.append(_View(t, np.sort(perm[n_val:]), None))
-        else:
-            train.append(_View(t, pos, None))
-    if not train:
-        raise GrabnasError("meta-training needs at least one training task outside the meta-validation tasks")
-    desc = (
-        f"held-out tasks ({', '.join(sorted(val_names))})"
-        if mode == "tasks"
-        else f"{tc.val_fraction:.0%} of each task's architectures"
-    )
-    return train, val, desc
 
 
 def _default_config(corpus: Corpus, latent_dim: int, with_data: bool, **overrides) -> SurrogateConfig:
@@ -487,7 +359,7 @@ def _hyper_summary(sur: MetaSurrogate) -> dict:
 
 
 @torch.no_grad()
-def _validate(sur: MetaSurrogate, views: list[_View], latents_of, tc: MetaTrainConfig) -> dict:
+def _validate(sur: MetaSurrogate, views: list[TaskView], latents_of, tc: MetaTrainConfig) -> dict:
     """Mean predictive NLL (standardised units) of validation architectures, zero-shot and given
     ``val_context`` observations of the same task; also the mean Spearman."""
     from scipy.stats import spearmanr
@@ -530,439 +402,7 @@ def _task_weights(sizes: Sequence[int], how: str) -> np.ndarray:
     return w / w.sum()
 
 
-# -- evaluation ------------------------------------------------------------------------------------
-def _rank_metrics(pred: np.ndarray, y: np.ndarray, top: np.ndarray) -> dict:
-    from scipy.stats import kendalltau, spearmanr
-
-    def safe(fn, a, b) -> float:
-        if len(a) < 3:
-            return float("nan")
-        with warnings.catch_warnings():  # a constant prediction has no rank correlation: 0
-            warnings.simplefilter("ignore")
-            r = fn(a, b)[0]
-        return float(r) if np.isfinite(r) else 0.0
-
-    return {
-        "spearman": safe(spearmanr, pred, y),
-        "kendall": safe(kendalltau, pred, y),
-        "spearman_top": safe(spearmanr, pred[top], y[top]),
-        "kendall_top": safe(kendalltau, pred[top], y[top]),
-    }
-
-
-def transfer_rank_scores(corpus: Corpus, target: CorpusTask) -> np.ndarray | None:
-    """Mean z-score over the main-fidelity tasks of other groups (the ``transfer-rank``
-    baseline), aligned with ``target.index``; None when no such task covers the target's pool."""
-    sums = np.zeros(len(target.index))
-    counts = np.zeros(len(target.index))
-    lookup = {int(i): k for k, i in enumerate(target.index)}
-    for t in corpus.tasks:
-        if t.group == target.group or t.fidelity is not None:
-            continue
-        z = t.standardized()
-        for i, v in zip(t.index, z):
-            k = lookup.get(int(i))
-            if k is not None:
-                sums[k] += v
-                counts[k] += 1
-    if counts.sum() == 0:
-        return None
-    out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return np.where(np.isnan(out), np.nanmin(out) - 1.0, out)
-
-
-def plain_gp_predictions(onehot: np.ndarray, obs: np.ndarray, values: np.ndarray, seed: int) -> np.ndarray:
-    """Posterior mean of a BoTorch ``SingleTaskGP`` on one-hot encodings fitted to ``obs``."""
-    from botorch.exceptions import ModelFittingError
-    from botorch.fit import fit_gpytorch_mll
-    from botorch.models import SingleTaskGP
-    from gpytorch.mlls import ExactMarginalLogLikelihood
-
-    X = torch.as_tensor(onehot, dtype=DTYPE)
-    Y = torch.as_tensor(values[obs], dtype=DTYPE).unsqueeze(-1)
-    model = SingleTaskGP(X[obs], Y)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.manual_seed(seed)
-        try:
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        except ModelFittingError:
-            pass
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(X), 4096):
-            out.append(model.posterior(X[s : s + 4096]).mean.squeeze(-1))
-    return torch.cat(out).numpy()
-
-
-def evaluate_task(
-    sur: MetaSurrogate,
-    latents: torch.Tensor,
-    task: CorpusTask,
-    *,
-    shots: Sequence[int] = (0, 5, 10, 20),
-    seeds: int = 5,
-    steps: int = 0,
-    top_fraction: float = 0.1,
-    instance_features: torch.Tensor | None = None,
-    seed: int = 0,
-    plain_gp: bool = False,
-    onehot: np.ndarray | None = None,
-    transfer: np.ndarray | None = None,
-    fit_options: dict | None = None,
-) -> dict:
-    """Metrics of ``sur`` on ``task`` (which it must not have seen), per number of observations.
-
-    Observations are drawn uniformly from the task's architectures (one draw per seed); every
-    metric is over all the task's architectures (observed ones included) and averaged over
-    seeds. With ``plain_gp`` (needs ``onehot``, aligned with ``task.index``) a BoTorch
-    ``SingleTaskGP`` on one-hot encodings gets the same observations. ``transfer`` (scores
-    aligned with ``task.index``) adds the zero-shot transfer-rank baseline. ``fit_options`` go to
-    :class:`grabnas.search.grabnas.MetaLatentSurrogate`, as in a search (e.g.
-    ``widen_prior_strength``, ``task_prior_var``).
-    """
-    from grabnas.search.grabnas import MetaLatentSurrogate
-
-    y = task.values
-    ys = task_targets(task, sur.config.value_transform)
-    top = y >= np.quantile(y, 1.0 - top_fraction)
-    d = sur.task_embedding(instance_features, None).detach()
-    Z = latents[torch.from_numpy(task.index)]
-    X = sur.inputs(Z, d)
-    options = dict(fit_options or {})
-    adaptation = options.pop("adaptation", "meta")
-    if adaptation == "target":  # only the prior's options apply
-        options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
-    yt = torch.as_tensor(ys, dtype=DTYPE)
-    out: dict = {
-        "task": task.name,
-        "group": task.group,
-        "num_archs": int(len(y)),
-        "top_fraction": top_fraction,
-        "shots": {},
-    }
-    if transfer is not None:
-        out["transfer_rank"] = _rank_metrics(transfer, y, top)
-    times = []
-    for n in shots:
-        if n > len(y) - 1:
-            continue
-        rows, gp_rows = [], []
-        for s in range(seeds if n > 0 else 1):
-            g = np.random.default_rng(child_seed(seed, "surrogate-eval", task.name, n, s))
-            obs = g.choice(len(y), size=n, replace=False) if n else np.zeros(0, dtype=np.int64)
-            t0 = time.perf_counter()
-            task_model = MetaLatentSurrogate(
-                sur, d, adaptation=adaptation, seed=child_seed(seed, "adapt", n, s), steps=steps, **options
-            )
-            no_grad = steps == 0 and adaptation == "meta"  # the target-adapted GP fits by gradients
-            with torch.no_grad() if no_grad else contextlib.nullcontext():
-                fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
-            model = fitted.gp
-            mu, var = predict(model, X, observation_noise=True)
-            times.append(time.perf_counter() - t0)
-            target = yt
-            if model.units == "observed":  # raw units -> the task's standardised units
-                mu, var = _standardize_pred(mu, var, task.mean, task.std)
-            elif model.units == "observation-scores":  # the task's values in the model's own units
-                target = model.transform_values(torch.as_tensor(y, dtype=DTYPE))
-            sd = var.clamp_min(1e-12).sqrt()
-            row = _rank_metrics(mu.numpy(), y, top)
-            row["nll"] = float(gaussian_nll(mu, var, target).mean())
-            row["coverage90"] = float(((target - mu).abs() <= Z90 * sd).double().mean())
-            rows.append(row)
-            if plain_gp and n >= 2 and onehot is not None:
-                pred = plain_gp_predictions(onehot, obs, y, child_seed(seed, "plain-gp", n, s) % 2**31)
-                gp_rows.append(_rank_metrics(pred, y, top))
-        out["shots"][str(n)] = _mean_rows(rows)
-        if gp_rows:
-            out["shots"][str(n)]["plain_gp"] = _mean_rows(gp_rows)
-    out["seconds_per_fit_predict"] = float(np.mean(times)) if times else float("nan")
-    return out
-
-
-def calibrate_new_task_variance(
-    sur: MetaSurrogate,
-    corpus: Corpus,
-    latents: torch.Tensor,
-    shots: Sequence[int] = (0, 5, 10, 20),
-    seeds: int = 3,
-    max_archs: int = 20000,
-    seed: int = 0,
-) -> dict | None:
-    """Fit :attr:`SurrogateConfig.new_task_variance_scale` on the meta-training tasks.
-
-    The meta-learned variances fit the training tasks' residuals from their own learned means,
-    smaller than those of a task the surrogate never saw. Each main-fidelity training task ``g``
-    without data is predicted as a new task would be, zero-shot and after ``n`` random
-    observations of ``g`` (``shots``; ``seeds`` draws), and ``g``'s standardised values give
-    z-scores ``(y - mu) / sigma`` (predictive variance with noise; at most ``max_archs``
-    architectures per task). The factor of ``g`` at ``n`` is ``(q90(|z|) / 1.645)^2``, the
-    variance scale under which its 90 % interval covers 90 %. How ``g`` is predicted, and how
-    the mean factor over the K tasks becomes a new task's, depends on the surrogate:
-
-    * **leave-one-out** (per-task offsets, ``task_offsets``): ``g``'s model is built from the
-      *other* tasks (their embeddings' centre and their task term). A left-out task is
-      predicted from the centre of K - 1 tasks, a new task from that of K: if tasks are
-      exchangeable, the part of the variance between tasks is ``(1 + 1/(K-1)) tau^2`` for the
-      first and ``(1 + 1/K) tau^2`` for the second, so the excess of the mean factor over 1 is
-      multiplied by their ratio ``1 - 1/K^2`` (3/4 for K = 2).
-    * **in-sample** (no offsets: every task without data has the same embedding, so the learned
-      mean is the tasks' average): ``g`` is predicted by the surrogate as it is, which saw it.
-      Its residual from the average of K tasks that include it has between-task variance
-      ``(1 - 1/K) tau^2``, a new task's ``(1 + 1/K) tau^2``; the mean factor is multiplied by
-      their ratio ``(K + 1) / (K - 1)``.
-
-    Needs at least two such tasks; returns None otherwise (the config stays as it is). On
-    success sets ``sur.config`` to the table ``((n, factor), ...)`` and returns ``{"method":
-    "leave-one-out" | "in-sample", "scale": [[n, factor], ...], "tasks": {name: {n: {"factor",
-    "coverage90_uncalibrated"}}}}``; ``latents`` are ``(len(space), latent_dim)`` (what the
-    surrogate reads).
-    """
-    offsets = sur.task_offset_embeddings()
-    eligible = [t for t in corpus.tasks if t.fidelity is None and t.data is None]
-    leave_one_out = bool(offsets)
-    tasks = [t for t in eligible if t.name in offsets] if leave_one_out else eligible
-    if len(tasks) < 2:
-        return None
-    k = len(tasks)
-    per_task: dict[str, dict] = {}
-    for task in tasks:
-        if leave_one_out:
-            rest: list[str] | None = [t.name for t in tasks if t.name != task.name]
-            d = torch.stack([offsets[t] for t in rest]).mean(0)
-        else:
-            rest, d = None, sur.task_embedding()
-        rng = np.random.default_rng(child_seed(seed, "new-task-calibration", task.name))
-        pos = np.arange(len(task))
-        if len(pos) > max_archs:
-            pos = np.sort(rng.choice(len(pos), size=max_archs, replace=False))
-        y = torch.as_tensor(task_targets(task, sur.config.value_transform)[pos], dtype=DTYPE)
-        raw = torch.as_tensor(task.values[pos], dtype=DTYPE)
-        X = sur.inputs(latents[torch.from_numpy(task.index[pos])], d)
-        per_task[task.name] = {}
-        for n in shots:
-            if n > len(pos) - 1:
-                continue
-            factors, covered = [], []
-            for _ in range(seeds if n >= 2 else 1):
-                obs = rng.choice(len(pos), size=n, replace=False) if n >= 2 else np.zeros(0, dtype=np.int64)
-                with torch.no_grad():
-                    gp = sur.fit(X[obs], raw[obs], variance_scale=1.0, tasks=rest)
-                    mu, var = predict(gp, X, observation_noise=True)
-                if gp.units == "observed":
-                    mu, var = _standardize_pred(mu, var, task.mean, task.std)
-                z = ((y - mu) / var.clamp_min(1e-12).sqrt()).abs()
-                factors.append(float((torch.quantile(z, 0.9) / Z90) ** 2))
-                covered.append(float((z <= Z90).double().mean()))
-            per_task[task.name][int(n)] = {
-                "factor": float(np.mean(factors)),
-                "coverage90_uncalibrated": float(np.mean(covered)),
-            }
-    table = []
-    for n in sorted({n for r in per_task.values() for n in r}):
-        mean = float(np.mean([r[n]["factor"] for r in per_task.values() if n in r]))
-        factor = 1.0 + (mean - 1.0) * (1.0 - 1.0 / k**2) if leave_one_out else mean * (k + 1) / (k - 1)
-        table.append((n, factor))
-    sur.config = dataclasses.replace(sur.config, new_task_variance_scale=tuple(table))
-    return {
-        "method": "leave-one-out" if leave_one_out else "in-sample",
-        "scale": [list(p) for p in table],
-        "tasks": per_task,
-    }
-
-
-def _standardize_pred(
-    mu: torch.Tensor, var: torch.Tensor, mean: float, std: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return (mu - mean) / std, var / std**2
-
-
-def _mean_rows(rows: list[dict]) -> dict:
-    keys = rows[0].keys()
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in keys} | {"seeds": len(rows)}
-
-
-# -- checkpoints -------------------------------------------------------------------------------------
-def save_surrogate(
-    sur: MetaSurrogate, path: str | Path, *, vae_state: dict | None = None, **card_fields: object
-) -> tuple[Path, Path]:
-    """Write ``<stem>.pt`` (float32 state dict; a fine-tuned VAE's state under ``vae``) and
-    ``<stem>.json`` (the card: ``sur.card`` + ``card_fields`` + config and versions)."""
-    stem = checkpoint_stem(path)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    card = {
-        "format": CARD_FORMAT,
-        **sur.card,
-        **card_fields,
-        "config": sur.config.to_dict(),
-        "num_parameters": sur.num_parameters(),
-        "torch_version": torch.__version__,
-        "grabnas_version": __version__,
-    }
-    state = {"surrogate": {k: v.detach().cpu().float() for k, v in sur.state_dict().items()}}
-    if vae_state is not None:
-        state["vae"] = {k: v.detach().cpu() for k, v in vae_state.items()}
-        card["vae_finetuned"] = True
-    pt, js = stem.with_suffix(".pt"), stem.with_suffix(".json")
-    torch.save(state, pt)
-    js.write_text(json.dumps(card, indent=2) + "\n")
-    sur.card = card
-    return pt, js
-
-
-def shipped_surrogate_names() -> list[str]:
-    """Names of the surrogate checkpoints shipped with the package (``nb201-no-cifar10``, ...)."""
-    root = shipped_root()
-    names = []
-    for entry in root.iterdir():
-        n = entry.name
-        if n.startswith(CHECKPOINT_PREFIX) and n.endswith(".pt") and not n.startswith(CHECKPOINT_PREFIX + "feature-"):
-            names.append(n[len(CHECKPOINT_PREFIX) : -3])
-    return sorted(names)
-
-
-def load_surrogate(path_or_name: str | Path, vae=None, *, check_vae: bool = True) -> MetaSurrogate:
-    """A surrogate from a shipped name (``nb201-no-cifar10``; see :func:`shipped_surrogate_names`)
-    or a ``.pt``/``.json`` path. With ``vae``, warn when its weights differ from those whose
-    latents the surrogate was meta-trained on (its predictions would then be meaningless)."""
-    name = str(path_or_name)
-    with contextlib.ExitStack() as stack:
-        stem_name = name if name.startswith(CHECKPOINT_PREFIX) else CHECKPOINT_PREFIX + name
-        shipped = (
-            "/" not in name
-            and "\\" not in name
-            and not name.endswith((".pt", ".json"))
-            and (shipped_root() / f"{stem_name}.pt").is_file()
-        )
-        pt, js = checkpoint_paths(stack, stem_name if shipped else None, path_or_name)
-        if not pt.is_file() or not js.is_file():
-            shipped = ", ".join(shipped_surrogate_names()) or "none"
-            raise GrabnasError(
-                f"no surrogate checkpoint {name!r}; expected a shipped name ({shipped}) or a .pt file next to its .json card"
-            )
-        card = read_card(js, "surrogate", CARD_FORMAT)
-        try:
-            cfg = SurrogateConfig.from_dict(card["config"])
-            state = torch.load(pt, map_location="cpu", weights_only=True)
-            sur = MetaSurrogate(cfg, card)
-            weights = dict(state["surrogate"])
-            # checkpoints from before task offsets existed have none (an empty parameter)
-            weights.setdefault("task_encoder.task_offsets", sur.task_encoder.task_offsets.detach().clone())
-            sur.load_state_dict(weights)  # copied into each parameter's own dtype
-        except GrabnasError:
-            raise
-        except Exception as e:  # damaged file or mismatched config
-            raise GrabnasError(
-                f"surrogate checkpoint {pt} cannot be loaded: {' '.join(str(e).split())[:200]}"
-            ) from None
-        sur.vae_state = state.get("vae")
-    sur.eval()
-    if vae is not None and check_vae and sur.vae_state is None:
-        want = card.get("vae", {}).get("fingerprint")
-        if want and want != vae_fingerprint(vae):
-            warnings.warn(
-                f"surrogate {name!r} was meta-trained on the latents of another VAE (fingerprint {want}, this one "
-                f"{vae_fingerprint(vae)}); retrain it with `grabnas meta-train` for meaningful predictions",
-                stacklevel=2,
-            )
-    return sur
-
-
-def surrogate_vae(sur: MetaSurrogate, vae=None):
-    """The VAE whose latents ``sur`` reads: ``vae`` (default: the checkpoint its card names),
-    or a copy of it with the fine-tuned encoder state the surrogate carries."""
-    import copy
-
-    from grabnas.meta.vae_training import load_checkpoint
-
-    if vae is None:
-        info = sur.card.get("vae", {})
-        vae = load_checkpoint(info.get("checkpoint", sur.card.get("space", "nb201")), space=sur.card.get("space"))
-    if getattr(sur, "vae_state", None) is not None:
-        vae = copy.deepcopy(vae)
-        vae.model.load_state_dict(sur.vae_state)
-        vae.model.eval()
-    return vae
-
-
-def latents_for(sur: MetaSurrogate, vae, latents: torch.Tensor | None = None) -> torch.Tensor:
-    """The member latents ``sur`` reads: ``latents`` (of ``vae``) unless the surrogate carries a
-    fine-tuned encoder, whose latents are computed."""
-    if getattr(sur, "vae_state", None) is None:
-        return latents if latents is not None else encode_members(vae)
-    return encode_members(surrogate_vae(sur, vae))
-
-
-def shipped_surrogate_for(benchmark: str, held_out_group: str | None = None) -> str | None:
-    """The shipped checkpoint name meta-trained on ``benchmark`` with ``held_out_group`` held out
-    (for a search on that dataset of the benchmark), or, with ``held_out_group=None``, the one
-    that held nothing out (for a search on a task outside the benchmark, e.g. ``nb201-all``)."""
-    for name in shipped_surrogate_names():
-        with importlib.resources.as_file(shipped_root() / f"{CHECKPOINT_PREFIX}{name}.json") as js:
-            try:
-                card = json.loads(Path(js).read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-        if card.get("benchmark") != benchmark:
-            continue
-        held = card.get("held_out_groups", [])
-        if (held_out_group is None and not held) or (held_out_group is not None and held_out_group in held):
-            return name
-    return None
-
-
-__all__ = [
-    "MetaTrainConfig",
-    "MetaTrainResult",
-    "encode_members",
-    "evaluate_task",
-    "load_surrogate",
-    "meta_train",
-    "plain_gp_predictions",
-    "save_surrogate",
-    "shipped_surrogate_for",
-    "shipped_surrogate_names",
-    "surrogate_vae",
-    "dataset_instance_features",
-    "task_instance_features",
-    "transfer_rank_scores",
-    "vae_fingerprint",
-]
-
-
 # -- leave-one-group-out ---------------------------------------------------------------------------
-def card_fields(
-    corpus: Corpus,
-    result: MetaTrainResult,
-    vae,
-    *,
-    benchmark: str,
-    corpus_spec: str,
-    held_out_groups: Sequence[str],
-    train_config: MetaTrainConfig,
-    vae_name: str,
-) -> dict:
-    """The JSON card of a meta-trained surrogate (what it saw, what it held out, how it trained)."""
-    return {
-        "space": corpus.space.name,
-        "benchmark": benchmark,
-        "corpus": corpus_spec,
-        "train_tasks": result.train_tasks,
-        "groups_seen": sorted({corpus.group_of(t) for t in corpus.task_names}),
-        "held_out_groups": list(held_out_groups),
-        "meta_validation": result.val_split,
-        "meta_validation_tasks": result.val_tasks,
-        "vae": {"checkpoint": vae_name, "fingerprint": vae_fingerprint(vae), "latent_dim": vae.latent_dim},
-        "train_config": train_config.to_dict(),
-        "best_step": result.best_step,
-        "train_seconds": round(result.train_seconds, 1),
-        "history": result.history[-3:],
-        "new_task_calibration": result.calibration,
-    }
-
-
 def surrogate_for_group(
     corpus: Corpus,
     group: str,
@@ -1019,13 +459,30 @@ def surrogate_for_group(
     return res.surrogate
 
 
-def target_features(
-    sur: MetaSurrogate, task: CorpusTask, extractor="digits-cnn", k: int = 20, seed: int = 0
-) -> torch.Tensor | None:
-    """``(K, k, F)`` instance features of a target task for a surrogate with a dataset encoder
-    (None for a task without data or a surrogate without the encoder)."""
-    if task.data is None or not sur.task_encoder.has_dataset_encoder:
-        return None
-    from grabnas.models.feature_extractor import load_feature_extractor
-
-    return task_instance_features(task.data, load_feature_extractor(extractor), k, 1, seed)[0]
+__all__ = [
+    "CARD_FORMAT",
+    "CHECKPOINT_PREFIX",
+    "MetaTrainConfig",
+    "MetaTrainResult",
+    "Z90",
+    "calibrate_new_task_variance",
+    "card_fields",
+    "dataset_instance_features",
+    "encode_members",
+    "evaluate_task",
+    "latents_for",
+    "load_surrogate",
+    "meta_train",
+    "module_fingerprint",
+    "plain_gp_predictions",
+    "save_surrogate",
+    "shipped_surrogate_for",
+    "shipped_surrogate_names",
+    "surrogate_for_group",
+    "surrogate_vae",
+    "target_features",
+    "task_instance_features",
+    "task_targets",
+    "transfer_rank_scores",
+    "vae_fingerprint",
+]

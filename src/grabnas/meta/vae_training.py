@@ -5,17 +5,16 @@
   best held-out state kept.
 * :func:`evaluate_vae` measures held-out reconstruction (greedy decode of ``mu``), validity /
   uniqueness / novelty of prior samples and latent smoothness along straight lines.
-* :func:`save_checkpoint` / :func:`load_checkpoint`: a ``.pt`` state dict next to a ``.json``
-  card (space, config, split seed, metrics, training time, torch version). The shipped
-  checkpoints load by space name: ``load_checkpoint("nb201")``.
+* :func:`save_checkpoint` / :func:`load_checkpoint` (in :mod:`grabnas.meta.checkpoints`,
+  re-exported here): a ``.pt`` state dict next to a ``.json`` card (space, config, split seed,
+  metrics, training time, torch version). The shipped checkpoints load by space name:
+  ``load_checkpoint("nb201")``.
 
 All randomness comes from explicit seeds (``torch.Generator`` / ``numpy.random.Generator``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,17 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grabnas import __version__
 from grabnas.errors import GrabnasError
-from grabnas.meta.checkpoint_files import checkpoint_paths, checkpoint_stem, read_card, shipped_root
+from grabnas.meta.checkpoints import SHIPPED, load_checkpoint, save_checkpoint, shipped_checkpoint_names
+from grabnas.meta.checkpoints import VAE_CARD_FORMAT as CARD_FORMAT
 from grabnas.models.graph_vae import ArchitectureVAE, DAGBatch, GraphVAE, GraphVAEConfig
 from grabnas.seeding import child_seed
 from grabnas.spaces import get_space
 from grabnas.spaces.base import DAG, Architecture, SearchSpace
-
-CARD_FORMAT = "grabnas-vae/1"
-#: Shipped checkpoint stems inside ``grabnas/checkpoints`` by space name (and aliases).
-SHIPPED = {"nb201": "vae-nb201", "nasbench-graph": "vae-nasbench-graph", "nbgraph": "vae-nasbench-graph"}
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -194,7 +189,11 @@ def train_vae(
             best_loss, stale, result.best_epoch = held, 0, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if checkpoint_path is not None:
-                vae.card = {**card, "status": f"in progress (best epoch {epoch})", "training_seconds": record["seconds"]}
+                vae.card = {
+                    **card,
+                    "status": f"in progress (best epoch {epoch})",
+                    "training_seconds": record["seconds"],
+                }
                 save_checkpoint(vae, checkpoint_path)
         else:
             stale += 1
@@ -314,80 +313,20 @@ def evaluate_vae(
     return metrics
 
 
-# -- checkpoints -----------------------------------------------------------------------------------
-def save_checkpoint(vae: ArchitectureVAE, path: str | Path, **card_fields: object) -> tuple[Path, Path]:
-    """Write ``<stem>.pt`` (state dict) and ``<stem>.json`` (card); returns both paths.
-
-    The card is ``vae.card`` plus ``card_fields`` plus the format, space, config, torch and
-    grabnas versions; ``vae.card`` is updated to it.
-    """
-    stem = checkpoint_stem(path)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    card = {
-        "format": CARD_FORMAT,
-        **vae.card,
-        **card_fields,
-        "space": vae.space.name,
-        "config": vae.model.config.to_dict(),
-        "num_parameters": sum(p.numel() for p in vae.model.parameters()),
-        "torch_version": torch.__version__,
-        "grabnas_version": __version__,
-    }
-    pt, js = stem.with_suffix(".pt"), stem.with_suffix(".json")
-    torch.save({k: v.detach().cpu() for k, v in vae.model.state_dict().items()}, pt)
-    js.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-    vae.card = card
-    return pt, js
-
-
-def shipped_checkpoint_names() -> list[str]:
-    """Space names whose VAE checkpoint ships with the package."""
-    root = shipped_root()
-    return [n for n, stem in SHIPPED.items() if n != "nbgraph" and (root / f"{stem}.pt").is_file()]
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__
-
-
-def load_checkpoint(path_or_name: str | Path, space: SearchSpace | str | None = None) -> ArchitectureVAE:
-    """A VAE from a shipped name (``nb201``, ``nasbench-graph``) or a ``.pt``/``.json`` path.
-
-    With ``space`` given, a checkpoint trained on another space is an error. A missing, corrupt
-    or mismatched file raises :class:`GrabnasError` with a one-line message.
-    """
-    with contextlib.ExitStack() as stack:
-        name = str(path_or_name)
-        stem_name = SHIPPED.get(name, name if name in SHIPPED.values() else None)
-        pt, js = checkpoint_paths(stack, stem_name, path_or_name)
-        if not pt.is_file() or not js.is_file():
-            missing = pt if not pt.is_file() else js
-            raise GrabnasError(
-                f"no VAE checkpoint {name!r}: {missing} does not exist; expected a shipped name "
-                f"({', '.join(n for n in SHIPPED if n != 'nbgraph')}) or a .pt file next to its .json card"
-            )
-        card = read_card(js, "VAE checkpoint", CARD_FORMAT)
-        if space is not None:
-            wanted = space if isinstance(space, str) else space.name
-            wanted = "nasbench-graph" if wanted == "nbgraph" else wanted
-            if card.get("space") != wanted:
-                raise GrabnasError(
-                    f"VAE checkpoint {name!r} was trained on the {card.get('space')} space, not {wanted}; "
-                    f"use a checkpoint of the {wanted} space"
-                )
-        space_obj = space if isinstance(space, SearchSpace) else get_space(str(card.get("space")))
-        try:
-            config = GraphVAEConfig.from_dict(card["config"])
-        except (KeyError, TypeError) as e:
-            raise GrabnasError(f"VAE checkpoint card {js} has no valid config: {_one_line(e)}") from None
-        try:
-            state = torch.load(pt, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for a damaged file
-            raise GrabnasError(f"VAE checkpoint {pt} is corrupt or not a state dict: {_one_line(e)}") from None
-        model = GraphVAE(config)
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as e:
-            raise GrabnasError(f"VAE checkpoint {pt} does not match its card's config: {_one_line(e)}") from None
-        model.eval()
-        return ArchitectureVAE(space_obj, model, card)
+__all__ = [
+    "CARD_FORMAT",
+    "SHIPPED",
+    "TrainConfig",
+    "TrainResult",
+    "dag_edit_distance",
+    "evaluate_vae",
+    "latent_smoothness",
+    "load_checkpoint",
+    "prior_metrics",
+    "reconstruction_accuracy",
+    "save_checkpoint",
+    "shipped_checkpoint_names",
+    "split_archs",
+    "split_indices",
+    "train_vae",
+]

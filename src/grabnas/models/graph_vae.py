@@ -476,7 +476,8 @@ class ArchitectureVAE:
     """A :class:`GraphVAE` bound to a search space: architectures in, architectures out.
 
     ``card`` carries the checkpoint's JSON card (space, config, split seed, metrics) when the
-    model was loaded or trained; see :mod:`grabnas.meta.vae_training`.
+    model was loaded or trained; see :mod:`grabnas.meta.vae_training` and, to save or load one,
+    :mod:`grabnas.meta.checkpoints`.
     """
 
     def __init__(self, space: SearchSpace, model: GraphVAE, card: dict | None = None) -> None:
@@ -556,9 +557,3 @@ class ArchitectureVAE:
             votes = Counter(a for a in archs[i * k : (i + 1) * k] if a is not None)
             out.append(votes.most_common(1)[0][0] if votes else None)
         return out
-
-    def save_checkpoint(self, path: str, **card_fields: object) -> None:
-        """Write ``path`` (.pt state dict) and its JSON card; see :func:`grabnas.meta.vae_training.save_checkpoint`."""
-        from grabnas.meta.vae_training import save_checkpoint
-
-        save_checkpoint(self, path, **card_fields)

@@ -126,7 +126,7 @@ class TaskEncoder(nn.Module):
     """Task embedding ``d``: dataset encoder or the learned "no data" vector, plus a fidelity
     offset, plus (with ``task_offsets`` in the config) a learned offset per meta-training task.
 
-    Built from a :class:`grabnas.models.surrogate.SurrogateConfig` (``task_dim``,
+    Built from a :class:`grabnas.models.surrogate_config.SurrogateConfig` (``task_dim``,
     ``fidelities``, ``dataset_encoder``, ``instance_dim``, ``encoder_dim``).
     """
 

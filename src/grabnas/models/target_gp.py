@@ -1,6 +1,6 @@
 """The target-adapted GP: the meta-learned prior as mean and kernel, refitted on the target.
 
-The meta-learned :class:`~grabnas.models.surrogate.DeepKernelGP` is a good *prior* for a new
+The meta-learned :class:`~grabnas.models.deep_kernel_gp.DeepKernelGP` is a good *prior* for a new
 task but, conditioned on the target's observations with its meta-learned hyperparameters, it
 barely moves away from its zero-shot ranking: its learned mean explains most of the variance
 it expects, so an observation only corrects the prior near itself (in the learned feature space)
@@ -34,7 +34,7 @@ With few observations the priors keep ``a ~ 1`` and the model ranks like the met
 prior mean and the target kernel (adaptation). At ``a = 1, s_t -> 0`` it is the meta model, at
 ``a = 0, s_meta -> 0`` a plain GP on the latents.
 
-Targets are the normal scores of the observed values (:func:`~grabnas.models.surrogate.rank_gauss`,
+Targets are the normal scores of the observed values (:func:`~grabnas.models.value_maps.rank_gauss`,
 a Gaussian copula; ``a`` and ``c`` absorb the units), so ``best_f`` is the largest of them and
 :meth:`TargetAdaptedGP.transform_values` maps raw values to them.
 """
@@ -54,7 +54,10 @@ from gpytorch.priors import LogNormalPrior, NormalPrior
 from torch import Tensor
 
 from grabnas.errors import GrabnasError
-from grabnas.models.surrogate import DTYPE, DeepKernelGP, RankGaussMap, rank_gauss
+from grabnas.models.deep_kernel_gp import DeepKernelGP
+from grabnas.models.surrogate_config import DTYPE
+from grabnas.models.value_maps import RankGaussMap, rank_gauss
+
 
 class _Frozen:
     """Holds a module without registering it (its parameters stay out of the fit)."""
@@ -73,8 +76,12 @@ class MetaPriorMean(Mean):
         self._prior = _Frozen(prior)
         self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE)))
         self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
-        self.register_prior("scale_prior", NormalPrior(torch.tensor(1.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "scale")
-        self.register_prior("offset_prior", NormalPrior(torch.tensor(0.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "offset")
+        self.register_prior(
+            "scale_prior", NormalPrior(torch.tensor(1.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "scale"
+        )
+        self.register_prior(
+            "offset_prior", NormalPrior(torch.tensor(0.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "offset"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.offset + self.scale * self._prior.module.prior_mean(x)
@@ -300,7 +307,14 @@ class TargetAdaptedGP(SingleTaskGP):
         if test_train_covar.shape[:-2] != batch_shape:
             test_train_covar = test_train_covar.expand(*batch_shape, *test_train_covar.shape[-2:])
             test_test_covar = test_test_covar.expand(*batch_shape, *test_test_covar.shape[-2:])
-        return test_mean, test_test_covar, test_train_covar, batch_shape, torch.Size([x_test.shape[-2]]), MultivariateNormal
+        return (
+            test_mean,
+            test_test_covar,
+            test_train_covar,
+            batch_shape,
+            torch.Size([x_test.shape[-2]]),
+            MultivariateNormal,
+        )
 
     def posterior(self, X: Tensor, observation_noise: bool | Tensor = False, posterior_transform=None, **kwargs):
         """BoTorch's posterior; ``(b, 1, D)`` inputs (how analytic acquisitions score b
@@ -320,10 +334,9 @@ class TargetAdaptedGP(SingleTaskGP):
             return posterior_transform(post, X=X) if posterior_transform is not None else post
         eager = gpytorch.settings.max_eager_kernel_size.value() if X.shape[-2] <= 256 else 0
         with gpytorch.settings.max_eager_kernel_size(eager):
-            return super().posterior(X, observation_noise=observation_noise, posterior_transform=posterior_transform, **kwargs)
-
-
-
+            return super().posterior(
+                X, observation_noise=observation_noise, posterior_transform=posterior_transform, **kwargs
+            )
 
 
 def fit_target_gp(
@@ -356,4 +369,6 @@ def fit_target_gp(
     )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     return gp
+
+
 __all__ = ["MetaKernel", "MetaPriorMean", "PriorMeanKernel", "TargetAdaptedGP", "fit_target_gp"]

@@ -107,7 +107,7 @@ class Optimizer(abc.ABC):
     def _ask(self, n: int) -> list[Architecture]:
         """Return up to ``n`` distinct new architectures."""
 
-    def _on_tell(self, archs: list[Architecture], values: Sequence[float | None]) -> None:
+    def _on_tell(self, archs: list[Architecture], values: Sequence[float | None]) -> None:  # noqa: B027 (optional hook)
         """Hook called after observations are recorded (default: nothing)."""
 
     def untried_pool(self) -> list[Architecture]:

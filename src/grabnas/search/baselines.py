@@ -277,7 +277,8 @@ class GPBO(_PoolOptimizer):
         import torch
 
         rows = [
-            self.X_pool[i] if (i := self._pool_index.get(a)) is not None
+            self.X_pool[i]
+            if (i := self._pool_index.get(a)) is not None
             else torch.as_tensor(self.space.encode_onehot(a), dtype=torch.float64)
             for a in archs
         ]

@@ -41,7 +41,7 @@ def resolve_surrogate(name: str = DEFAULT_SURROGATE) -> str:
     """The checkpoint name/path of ``name`` (``auto``: the shipped NB201 one that held nothing out)."""
     if name != "auto":
         return name
-    from grabnas.meta.surrogate_training import shipped_surrogate_for
+    from grabnas.meta.checkpoints import shipped_surrogate_for
 
     found = shipped_surrogate_for(SPACE)
     if found is None:
@@ -58,7 +58,7 @@ def task_embedding(surrogate, split: DatasetSplit, extractor: str | None = None)
     """
     import torch
 
-    from grabnas.meta.surrogate_training import dataset_instance_features
+    from grabnas.meta.features import dataset_instance_features
     from grabnas.models.feature_extractor import load_feature_extractor
 
     if not surrogate.task_encoder.has_dataset_encoder:
@@ -99,7 +99,9 @@ def build_dataset_optimizer(
     space = get_space(SPACE)
     name, spec_options = parse_optimizer_spec(name)
     if name == "transfer-rank":
-        raise GrabnasError("transfer-rank ranks by the values of other tasks of a benchmark; use it with --benchmark/--task")
+        raise GrabnasError(
+            "transfer-rank ranks by the values of other tasks of a benchmark; use it with --benchmark/--task"
+        )
     if name not in GRABNAS_VARIANTS:
         return make_baseline(name, space, None, seed)
     merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
@@ -117,8 +119,7 @@ def build_grabnas_for_dataset(
     """GraB-NAS over the NB201 space for a task with data ``split`` (see :func:`build_dataset_optimizer`)."""
     import warnings
 
-    from grabnas.meta.surrogate_training import load_surrogate, vae_fingerprint
-    from grabnas.meta.vae_training import load_checkpoint
+    from grabnas.meta.checkpoints import load_checkpoint, load_surrogate, vae_fingerprint
     from grabnas.search.registry import assemble_grabnas
     from grabnas.spaces import get_space
 
@@ -127,11 +128,16 @@ def build_grabnas_for_dataset(
     name = resolve_surrogate(surrogate)
     sur = load_surrogate(name)
     if sur.card.get("space", SPACE) != SPACE:
-        raise GrabnasError(f"surrogate {name!r} was meta-trained on the {sur.card.get('space')} space; expected {SPACE}")
+        raise GrabnasError(
+            f"surrogate {name!r} was meta-trained on the {sur.card.get('space')} space; expected {SPACE}"
+        )
     vae = load_checkpoint(sur.card.get("vae", {}).get("checkpoint", SPACE), space=space)
     want = sur.card.get("vae", {}).get("fingerprint")
     if want and sur.vae_state is None and want != vae_fingerprint(vae):
-        warnings.warn(f"surrogate {name!r} was meta-trained on another VAE's latents; its predictions are unreliable", stacklevel=2)
+        warnings.warn(
+            f"surrogate {name!r} was meta-trained on another VAE's latents; its predictions are unreliable",
+            stacklevel=2,
+        )
     opt = assemble_grabnas(space, sur, vae, task_embedding(sur, split), None, seed, overrides)
     opt.surrogate_name = name
     return opt

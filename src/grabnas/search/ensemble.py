@@ -82,7 +82,7 @@ class MixtureModel(Model):
 
 class EnsembleLatentSurrogate:
     """:class:`grabnas.search.grabnas.LatentSurrogate` from several ones (typically
-    :class:`grabnas.search.grabnas.MetaLatentSurrogate` of surrogates meta-trained with different
+    :class:`grabnas.models.latent_surrogate.MetaLatentSurrogate` of surrogates meta-trained with different
     seeds); ``fit`` conditions each on the observations and returns their :class:`MixtureModel`.
     """
 

@@ -28,17 +28,16 @@ Each ask conditions the surrogate on the target task's observations, then propos
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
-from botorch.models.model import Model
 from torch import Tensor
 
 from grabnas.errors import GrabnasError
+from grabnas.models.latent_surrogate import MetaLatentSurrogate, _NoisyObservations
 from grabnas.search.base import Optimizer
 from grabnas.spaces.base import Architecture, SearchSpace
 
@@ -273,8 +272,12 @@ class GraBNAS(Optimizer):
             sampler = SobolQMCNormalSampler(torch.Size([128]), seed=int(self.rng.integers(2**31)))
             has_pending = pending is not None and pending.shape[0] > 0
             return qLogNoisyExpectedImprovement(
-                model, X_baseline=z_obs, sampler=sampler, X_pending=pending if has_pending else None,
-                prune_baseline=False, cache_root=False,  # pruning would draw from the global RNG
+                model,
+                X_baseline=z_obs,
+                sampler=sampler,
+                X_pending=pending if has_pending else None,
+                prune_baseline=False,
+                cache_root=False,  # pruning would draw from the global RNG
             )
         if pending is not None and pending.shape[0] > 0:
             sampler = SobolQMCNormalSampler(torch.Size([128]), seed=int(self.rng.integers(2**31)))
@@ -423,144 +426,9 @@ class GraBNAS(Optimizer):
         return z.detach()
 
 
-class MetaLatentSurrogate:
-    """:class:`LatentSurrogate` from a meta-trained :class:`grabnas.models.surrogate.MetaSurrogate`
-    and the target task's embedding ``d`` ``(task_dim,)``.
-
-    ``adaptation`` (see :class:`GraBNASConfig`): ``target`` refits the target-adapted GP
-    (:func:`grabnas.models.target_gp.fit_target_gp`) at every fit, warm-started from the previous
-    fit and seeded from ``seed`` and the number of observations (a replayed study refits the
-    same); ``meta`` conditions the meta-learned GP (``MetaSurrogate.fit``). ``fit_options`` go to
-    the surrogate's ``fit`` (e.g. ``steps``, ``units``, ``task_prior_var``; with ``target`` only
-    ``task_prior_var``, ``variance_scale`` and ``tasks`` apply, to its prior).
-    :attr:`task_weights` reports, after each fit of a meta-adapted surrogate with per-task
-    offsets, the posterior mean weight of each meta-training task in the task term (which known
-    tasks the observations say the target resembles).
-    """
-
-    def __init__(
-        self,
-        surrogate,
-        task_embedding: Tensor,
-        adaptation: str = "meta",
-        seed: int = 0,
-        prior_mean_kernel: bool = False,
-        **fit_options: object,
-    ) -> None:
-        if adaptation not in ("meta", "target"):
-            raise GrabnasError(f"unknown surrogate adaptation {adaptation!r}; expected target or meta")
-        self.surrogate = surrogate
-        # the pool is scored every iteration: keep the feature map's outputs by row
-        surrogate.feature_map.enable_cache()
-        with torch.no_grad():
-            self.d = task_embedding.detach()
-        self.adaptation = adaptation
-        self.seed = int(seed)
-        self.prior_mean_kernel = bool(prior_mean_kernel)
-        self.fit_options = fit_options
-        self._last_gp = None
-        self._warm_start: dict | None = None
-
-    @property
-    def task_weights(self) -> dict[str, float]:
-        """Posterior mean weight of each meta-training task in the last fit's task term (empty
-        without one); computed when asked, not at every fit."""
-        weights = self._last_gp.task_weights() if hasattr(self._last_gp, "task_weights") else None
-        return {} if weights is None else dict(zip(self._last_gp.task_names, weights.tolist()))
-
-    @property
-    def adapted_hyperparameters(self) -> dict[str, float]:
-        """The last fit's target-adapted hyperparameters (mean scale ``a``, offset, meta-kernel
-        factor, target-kernel scale, noise; see :class:`grabnas.models.target_gp.TargetAdaptedGP`);
-        empty for the zero-shot prior or ``adaptation="meta"``."""
-        return dict(getattr(self._last_gp, "fitted_hyperparameters", {}))
-
-    def fingerprint(self) -> str:
-        """A short hash of the meta-trained surrogate's weights."""
-        from grabnas.meta.surrogate_training import module_fingerprint
-
-        return module_fingerprint(self.surrogate)
-
-    def fit(self, z: Tensor, y: Tensor):
-        X = self.surrogate.inputs(z, self.d) if len(y) else None
-        if self.adaptation == "target":
-            from grabnas.models.target_gp import fit_target_gp
-
-            prior_options = {k: v for k, v in self.fit_options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
-            gp = fit_target_gp(
-                self.surrogate, X, y if len(y) else None, seed=self.seed * 1_000_003 + len(y),
-                warm_start=self._warm_start, prior_mean_kernel=self.prior_mean_kernel, **prior_options,
-            )
-            if hasattr(gp, "fit_state"):
-                self._warm_start = gp.fit_state()
-        else:
-            gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
-        self._last_gp = gp
-        return _TaskModel(gp, self.surrogate, self.d)
-
-
-class _TaskModel(Model):
-    """A surrogate GP with the task embedding fixed: inputs are latents ``(..., q, latent_dim)``.
-
-    ``gp`` is the :class:`grabnas.models.surrogate.DeepKernelGP` on ``concat[d, z]`` inputs and
-    ``task_embedding`` the ``(task_dim,)`` ``d`` it uses."""
-
-    _num_outputs = 1
-
-    def __init__(self, gp, surrogate, d: Tensor) -> None:
-        super().__init__()
-        self.gp = gp
-        self._surrogate = surrogate
-        self._d = d
-
-    @property
-    def num_outputs(self) -> int:
-        return 1
-
-    @property
-    def task_embedding(self) -> Tensor:
-        return self._d
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return torch.Size()
-
-    @property
-    def best_f(self) -> Tensor | None:
-        """The incumbent in the GP's units; None for the zero-shot prior."""
-        return self.gp.best_f if self.gp.num_train > 0 else None
-
-    def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
-        return self.gp.posterior(
-            self._surrogate.inputs(X, self._d), observation_noise=observation_noise, posterior_transform=posterior_transform
-        )
-
-
-class _NoisyObservations(Model):
-    """A model whose posterior is that of a new observation (``observation_noise=True``)."""
-
-    _num_outputs = 1
-
-    def __init__(self, model: Model) -> None:
-        super().__init__()
-        self.model = model
-
-    @property
-    def num_outputs(self) -> int:
-        return 1
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return self.model.batch_shape
-
-    @property
-    def best_f(self):
-        return self.model.best_f  # AttributeError when the wrapped model has none, as for it
-
-    def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
-        return self.model.posterior(X, observation_noise=True, posterior_transform=posterior_transform, **kwargs)
-
-
 def _encode_in_chunks(codec: ArchitectureCodec, archs: Sequence[Architecture], chunk: int = 4096) -> Tensor:
     parts = [codec.encode_archs(archs[i : i + chunk]) for i in range(0, len(archs), chunk)]
     return torch.cat(parts) if parts else torch.zeros(0)
+
+
+__all__ = ["ArchitectureCodec", "GraBNAS", "GraBNASConfig", "LatentSurrogate", "MetaLatentSurrogate"]

@@ -11,12 +11,59 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from grabnas.errors import GrabnasError
 from grabnas.search.base import Optimizer
-from grabnas.study import Study
+
+
+class RecordedTrial(Protocol):
+    """One trial as a study stores it (see :class:`grabnas.study.Trial`)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def arch(self) -> str: ...
+
+    @property
+    def value(self) -> float | None: ...
+
+
+class RecordedEvent(Protocol):
+    """One ask or tell as a study stores it (see :class:`grabnas.study.Event`)."""
+
+    @property
+    def kind(self) -> str: ...  # "ask" or "tell"
+
+    @property
+    def trial_ids(self) -> Sequence[int]: ...
+
+    @property
+    def rng_state(self) -> str | None: ...
+
+
+class Study(Protocol):
+    """What the loop needs from a study: :class:`grabnas.study.Study` implements it.
+
+    The search layer defines the interface and the study layer (above it) implements it, so the
+    loop does not import the SQLite store.
+    """
+
+    path: Path
+
+    def check_optimizer_settings(self, settings: dict) -> None: ...
+
+    def trials(self, status: str | None = None) -> Sequence[RecordedTrial]: ...
+
+    def events(self) -> Iterable[RecordedEvent]: ...
+
+    def record_ask(self, archs: Sequence[str], rng_state: str | None = None) -> list[int]: ...
+
+    def record_tell(self, trial_ids, values, test_values, costs, errors, extras) -> None: ...
 
 
 @dataclass

@@ -45,7 +45,7 @@ def parse_optimizer_spec(spec: str) -> tuple[str, dict]:
     float, true/false, or left as text. ``surrogate=CHECKPOINT`` picks the meta-trained
     surrogate (see :data:`SURROGATE_OPTION`). Baselines take no options.
     """
-    from grabnas.cli_args import split_top_level
+    from grabnas.specs import split_top_level
 
     name, bracket, rest = spec.strip().partition("[")
     if not bracket:
@@ -155,9 +155,10 @@ def build_grabnas(
     benchmark's other groups)."""
     import torch
 
+    from grabnas.meta.checkpoints import load_checkpoint
     from grabnas.meta.corpus import benchmark_corpus
-    from grabnas.meta.surrogate_training import encode_members, latents_for, surrogate_for_group
-    from grabnas.meta.vae_training import load_checkpoint
+    from grabnas.meta.features import encode_members, latents_for
+    from grabnas.meta.surrogate_training import surrogate_for_group
 
     space = bench.space
     cache = {} if cache is None else cache
@@ -169,7 +170,9 @@ def build_grabnas(
     group = bench.group(task)
     names = [name.strip() for name in checkpoint.split("+")]
     if not all(names):
-        raise GrabnasError(f"bad surrogate {checkpoint!r}; expected CHECKPOINT or an ensemble CHECKPOINT+CHECKPOINT+...")
+        raise GrabnasError(
+            f"bad surrogate {checkpoint!r}; expected CHECKPOINT or an ensemble CHECKPOINT+CHECKPOINT+..."
+        )
     surs = []
     for name in names:
         key = ("surrogate", bench.name, group, name)
@@ -177,8 +180,14 @@ def build_grabnas(
             corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
             messages: list[str] = []
             sur = surrogate_for_group(
-                corpus, group, vae, latents, checkpoint=name, benchmark=bench.name.split(":")[0],
-                vae_name=space.name, log=messages.append,
+                corpus,
+                group,
+                vae,
+                latents,
+                checkpoint=name,
+                benchmark=bench.name.split(":")[0],
+                vae_name=space.name,
+                log=messages.append,
             )
             cache[key] = (sur, messages)
         sur, messages = cache[key]
@@ -189,9 +198,18 @@ def build_grabnas(
         surs.append(sur)
     member_latents = latents_for(surs[0], vae, latents)  # (len(space), latent_dim), encoded once
     if any(not torch.equal(latents_for(s, vae, latents), member_latents) for s in surs[1:]):
-        raise GrabnasError(f"the surrogates of ensemble {checkpoint!r} read different graph-VAE latents; expected one VAE")
+        raise GrabnasError(
+            f"the surrogates of ensemble {checkpoint!r} read different graph-VAE latents; expected one VAE"
+        )
     opt = assemble_grabnas(
-        space, surs[0], vae, surs[0].task_embedding(), pool, seed, overrides, member_latents,
+        space,
+        surs[0],
+        vae,
+        surs[0].task_embedding(),
+        pool,
+        seed,
+        overrides,
+        member_latents,
         ensemble=[(s, s.task_embedding()) for s in surs[1:]],
         evaluable=lambda arch: bench.value(arch, task) is not None,  # a table only has its rows
     )
@@ -200,7 +218,11 @@ def build_grabnas(
             **surs[0].card,
             "groups_seen": sorted(set().union(*(s.card.get("groups_seen", []) for s in surs))),
             "ensemble": [
-                {"checkpoint": n, "seed": s.card.get("train_config", {}).get("seed"), "best_step": s.card.get("best_step")}
+                {
+                    "checkpoint": n,
+                    "seed": s.card.get("train_config", {}).get("seed"),
+                    "best_step": s.card.get("best_step"),
+                }
                 for n, s in zip(names, surs)
             ],
         }
@@ -230,11 +252,12 @@ def assemble_grabnas(
 
     import torch
 
-    from grabnas.meta.surrogate_training import surrogate_vae
-    from grabnas.search.grabnas import GraBNAS, GraBNASConfig, MetaLatentSurrogate
+    from grabnas.meta.checkpoints import surrogate_vae
+    from grabnas.models.latent_surrogate import MetaLatentSurrogate
+    from grabnas.search.grabnas import GraBNAS, GraBNASConfig
 
     overrides = dict(overrides)
-    fit_options = {k[len("adapt_"):]: overrides.pop(k) for k in list(overrides) if k.startswith("adapt_")}
+    fit_options = {k[len("adapt_") :]: overrides.pop(k) for k in list(overrides) if k.startswith("adapt_")}
     known = set(inspect.signature(sur.fit).parameters) - {"X", "Y"}
     unknown = sorted(set(fit_options) - known)
     if unknown:
@@ -259,8 +282,14 @@ def assemble_grabnas(
     if member_latents is not None:
         pool_latents = member_latents[torch.as_tensor([space.index_of(a) for a in pool], dtype=torch.long)]
     opt = GraBNAS(
-        space, latent_sur, surrogate_vae(sur, vae), pool=pool, seed=seed, config=config,
-        pool_latents=pool_latents, evaluable=evaluable,
+        space,
+        latent_sur,
+        surrogate_vae(sur, vae),
+        pool=pool,
+        seed=seed,
+        config=config,
+        pool_latents=pool_latents,
+        evaluable=evaluable,
     )
     opt.surrogate_card = sur.card  # which tasks meta-training saw (reported with each run)
     return opt

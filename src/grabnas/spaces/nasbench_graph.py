@@ -164,9 +164,7 @@ class NASBenchGraphSpace(SearchSpace):
         cands = []
         for i in range(NUM_NODES):
             cands += [NASBenchGraphArch(arch.link, arch.ops[:i] + (op,) + arch.ops[i + 1 :]) for op in OPS]
-            cands += [
-                NASBenchGraphArch(arch.link[:i] + (src,) + arch.link[i + 1 :], arch.ops) for src in range(i + 1)
-            ]
+            cands += [NASBenchGraphArch(arch.link[:i] + (src,) + arch.link[i + 1 :], arch.ops) for src in range(i + 1)]
         out = set()
         for c in cands:
             try:

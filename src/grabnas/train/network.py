@@ -129,7 +129,9 @@ class TinyNetwork(nn.Module):
     def __init__(self, genotype, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
         if C < 1 or N < 0 or num_classes < 1 or in_channels < 1:
-            raise ValueError(f"need C >= 1, N >= 0, num_classes >= 1, in_channels >= 1; got {C}, {N}, {num_classes}, {in_channels}")
+            raise ValueError(
+                f"need C >= 1, N >= 0, num_classes >= 1, in_channels >= 1; got {C}, {N}, {num_classes}, {in_channels}"
+            )
         self.genotype = genotype_ops(genotype)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
         cells: list[nn.Module] = []

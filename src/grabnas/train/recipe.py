@@ -113,7 +113,9 @@ class TrainResult:
         return self.val_acc if self.ok else None
 
     @classmethod
-    def failed(cls, error: str, train_seconds: float = 0.0, params: int | None = None, flops: int | None = None) -> TrainResult:
+    def failed(
+        cls, error: str, train_seconds: float = 0.0, params: int | None = None, flops: int | None = None
+    ) -> TrainResult:
         return cls(None, None, float(train_seconds), params, flops, "failed", error)
 
     def to_dict(self) -> dict:
@@ -249,7 +251,9 @@ def _train(arch, split: DatasetSplit, config: TrainConfig) -> TrainResult:
     bs = min(config.batch_size, n)
     steps_per_epoch = n // bs + (1 if n % bs > 1 else 0)
     total_steps = max(1, steps_per_epoch * config.epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total_steps) / total_steps))
+    )
 
     order_gen = torch.Generator().manual_seed(child_seed(config.seed, "order") % (2**63))
     aug_gen = torch.Generator(device=device).manual_seed(child_seed(config.seed, "augment") % (2**63))

@@ -1,94 +1,24 @@
-"""The ``grabnas`` command.
-
-User mistakes (:class:`grabnas.errors.GrabnasError`) print one line ``grabnas: error: ...`` and
-exit with status 2; nothing is read from ``sys.argv`` at import time and heavy modules are
-imported inside the handlers.
-"""
+"""``grabnas search``: search one task of a tabular benchmark, or an image dataset of yours with
+real training; every ask and tell goes into a SQLite study, so rerunning the command resumes."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Sequence
 
-from grabnas import __version__
-from grabnas.cli_args import add_ray_args, add_recipe_args, recipe_from_args
-from grabnas.cli_args import csv_list as _csv_list
-from grabnas.cli_args import positive_int as _positive_int
+from grabnas.cli.args import (
+    NB201_DATA_HELP,
+    add_ray_args,
+    add_recipe_args,
+    executor_from_args,
+    positive_int,
+    recipe_from_args,
+    set_threads,
+)
 from grabnas.errors import GrabnasError
 
 
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="run optimizers x tasks x seeds on a tabular benchmark",
-        description="Run optimizers x tasks x seeds on a tabular benchmark; write results.csv, "
-        "summary.md and regret.png into --out. Rerunning the same command resumes.",
-    )
-    p.add_argument("--benchmark", default="nb201", help="nb201, nasbench-graph or csv:PATH (default nb201)")
-    p.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table")
-    p.add_argument("--tasks", type=_csv_list, default=None, help="comma-separated tasks (default: all main tasks)")
-    p.add_argument(
-        "--optimizers", type=_csv_list, default=("random", "rea", "local", "gpbo", "transfer-rank"), help="comma-separated optimizers"
-    )
-    p.add_argument("--seeds", type=_positive_int, default=20, help="number of seeds per (optimizer, task)")
-    p.add_argument("--budget", type=_positive_int, default=100, help="evaluations per run")
-    p.add_argument("--master-seed", type=int, default=0, help="seed every run's seed derives from")
-    p.add_argument("--prune-top", type=float, default=0.0, help="remove the task's best P %% from the candidate pool")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per process (default 1)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(handler=_cmd_bench)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import torch
-
-    from grabnas.bench import BenchConfig, run_bench
-    from grabnas.benchmarks import load_benchmark
-
-    torch.set_num_threads(args.threads)
-
-    bench = load_benchmark(args.benchmark, args.data)
-    tasks = args.tasks or bench.main_tasks
-    for t in tasks:
-        bench.table(t)
-    config = BenchConfig(
-        args.benchmark, tuple(tasks), tuple(args.optimizers), args.seeds, args.budget, args.master_seed, args.prune_top
-    )
-    results = run_bench(
-        config, args.out, data=args.data, jobs=args.jobs, threads=args.threads, progress=not args.no_progress
-    )
-    summary = results.parent / "summary.md"
-    if summary.exists():
-        print(summary.read_text())
-    print(f"wrote {results}, {summary} and {results.parent / 'regret.png'}")
-    return 0
-
-
-def _add_nb201(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("nb201", help="NAS-Bench-201 table tools")
-    s = p.add_subparsers(dest="nb201_command", required=True)
-    c = s.add_parser(
-        "convert",
-        help="build nb201_accuracies.csv from the official NATS-Bench topology files (needs nats_bench)",
-    )
-    c.add_argument("source", help="NATS-tss-v1_0-3ffb9-simple folder (fast mode) or the full .pickle.pbz2 file")
-    c.add_argument("--out", required=True, help="CSV to write")
-    c.set_defaults(handler=_cmd_nb201_convert)
-
-
-def _cmd_nb201_convert(args: argparse.Namespace) -> int:
-    from grabnas.benchmarks.nats_convert import convert_nats_topology
-
-    n = convert_nats_topology(args.source, args.out)
-    print(f"wrote {n} rows to {args.out}; use it with --data {args.out} or GRABNAS_NB201={os.path.abspath(args.out)}")
-    return 0
-
-
-def _add_search(sub: argparse._SubParsersAction) -> None:
+def add_search_command(sub: argparse._SubParsersAction) -> None:
+    """Add ``search`` to the ``grabnas`` subcommands."""
     p = sub.add_parser(
         "search",
         help="search one task (a benchmark task, or your dataset with real training); rerun to resume",
@@ -100,7 +30,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("what to search (one of --task or --dataset)")
     g.add_argument("--task", default=None, help="a benchmark task to search (e.g. cifar10, cora)")
     g.add_argument("--benchmark", default=None, help="nb201, nasbench-graph or csv:PATH (default nb201; with --task)")
-    g.add_argument("--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table")
+    g.add_argument("--data", default=None, help=NB201_DATA_HELP)
     g.add_argument(
         "--dataset",
         default=None,
@@ -108,7 +38,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         help="search your dataset with real training: digits, mnist-subset, npz:PATH, folder:PATH, "
         "torchvision:NAME:ROOT or a task name such as mnist-subset[0,3,7]@12",
     )
-    g.add_argument("--image-size", type=_positive_int, default=None, metavar="N", help="with --dataset: resize images to N x N")
+    g.add_argument(
+        "--image-size", type=positive_int, default=None, metavar="N", help="with --dataset: resize images to N x N"
+    )
     g.add_argument(
         "--surrogate",
         default=None,
@@ -122,7 +54,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         "optuna-tpe, optuna-gp, optuna-random (pip install grabnas[optuna]), "
         "or transfer-rank (benchmark tasks only)",
     )
-    p.add_argument("--budget", type=_positive_int, default=30, help="number of evaluations (default 30)")
+    p.add_argument("--budget", type=positive_int, default=30, help="number of evaluations (default 30)")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--study", required=True, help="SQLite study file (created, or resumed when it exists)")
     p.add_argument("--out", default=None, help="report folder (default: beside the study)")
@@ -131,27 +63,36 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     e = p.add_argument_group("execution (with --dataset)")
     e.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="evaluations in flight at once: local worker processes, or Ray tasks with --ray (default 1; with Ray, its CPUs / --threads)",
     )
     add_ray_args(e)
-    p.set_defaults(handler=_cmd_search)
+    p.set_defaults(handler=cmd_search)
 
 
 def _search_target(args: argparse.Namespace) -> str:
     """``benchmark`` or ``dataset``; a one-line error when both or neither are given."""
     if args.dataset is not None and (args.task is not None or args.benchmark is not None):
         given = "--task" if args.task is not None else "--benchmark"
-        raise GrabnasError(f"--dataset and {given} exclude each other; pass --dataset SPEC (real training) or --task NAME (a benchmark)")
+        raise GrabnasError(
+            f"--dataset and {given} exclude each other; pass --dataset SPEC (real training) or --task NAME (a benchmark)"
+        )
     if args.dataset is None and args.task is None:
-        raise GrabnasError("nothing to search; pass --task NAME (a benchmark task) or --dataset SPEC (your images, real training)")
+        raise GrabnasError(
+            "nothing to search; pass --task NAME (a benchmark task) or --dataset SPEC (your images, real training)"
+        )
     if args.dataset is None:
-        for flag, value in (("--image-size", args.image_size), ("--surrogate", args.surrogate), ("--ray", args.ray or args.ray_address)):
+        for flag, value in (
+            ("--image-size", args.image_size),
+            ("--surrogate", args.surrogate),
+            ("--ray", args.ray or args.ray_address),
+        ):
             if value:
                 hint = (
                     '; on a benchmark task pick the checkpoint with --optimizer "grabnas[surrogate=PATH]"'
-                    if flag == "--surrogate" else ""
+                    if flag == "--surrogate"
+                    else ""
                 )
                 raise GrabnasError(f"{flag} applies to --dataset searches, not to benchmark tasks{hint}")
         return "benchmark"
@@ -175,13 +116,12 @@ def _progress(args: argparse.Namespace, desc: str):
     return bar, on_result
 
 
-def _cmd_search(args: argparse.Namespace) -> int:
+def cmd_search(args: argparse.Namespace) -> int:
+    """Handler of ``grabnas search``."""
     import time
 
-    import torch
-
     args.started = time.perf_counter()
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     if _search_target(args) == "dataset":
         return _search_dataset(args)
     from grabnas.benchmarks import load_benchmark
@@ -197,7 +137,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     study = _open_existing(args.study, settings)
     try:
         messages: list[str] = []
-        optimizer = build_optimizer(args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append)
+        optimizer = build_optimizer(
+            args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append
+        )
         study = study or Study.open(args.study, settings)
         study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
         notes = []
@@ -211,7 +153,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
             notes.append(f"GraB-NAS: {line}.")
             study.set_info("surrogate", {"log": messages, "card": card})
         return _run_and_report(
-            args, study, optimizer, evaluate, bench.space, f"{benchmark} {args.task}, {args.optimizer}", args.workers or 1,
+            args,
+            study,
+            optimizer,
+            evaluate,
+            bench.space,
+            f"{benchmark} {args.task}, {args.optimizer}",
+            args.workers or 1,
             notes=notes,
         )
     finally:
@@ -220,7 +168,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _search_dataset(args: argparse.Namespace) -> int:
-    from grabnas.cli_args import executor_from_args
     from grabnas.evaluation.training import TrainingEvaluator
     from grabnas.search.dataset import build_dataset_optimizer, dataset_task, resolve_surrogate
     from grabnas.seeding import child_seed
@@ -241,7 +188,9 @@ def _search_dataset(args: argparse.Namespace) -> int:
     )
     study = _open_existing(args.study, settings)
     try:
-        optimizer = build_dataset_optimizer(args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto")
+        optimizer = build_dataset_optimizer(
+            args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto"
+        )
         study = study or Study.open(args.study, settings)
         study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
         notes = [
@@ -261,14 +210,28 @@ def _search_dataset(args: argparse.Namespace) -> int:
             study.set_info("surrogate", {"checkpoint": surrogate, "card": card})
         study.set_info(
             "dataset",
-            {"task": task.name, "classes": split.num_classes, "image_shape": list(split.image_shape),
-             "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test)},
+            {
+                "task": task.name,
+                "classes": split.num_classes,
+                "image_shape": list(split.image_shape),
+                "n_train": len(split.train),
+                "n_val": len(split.val),
+                "n_test": len(split.test),
+            },
         )
         with executor_from_args(args, workers=args.workers or 1) as executor:
             workers = args.workers or (executor.max_workers if (args.ray or args.ray_address) else 1)
             return _run_and_report(
-                args, study, optimizer, evaluate, optimizer.space, f"{task.name}, {args.optimizer}", workers,
-                executor=executor, notes=notes, test_for_best_only=True,
+                args,
+                study,
+                optimizer,
+                evaluate,
+                optimizer.space,
+                f"{task.name}, {args.optimizer}",
+                workers,
+                executor=executor,
+                notes=notes,
+                test_for_best_only=True,
             )
     finally:
         if study is not None:
@@ -314,7 +277,9 @@ def _run_and_report(
 
     bar, on_result = _progress(args, f"search {args.task or study.settings().get('dataset')}")
     try:
-        outcome = run_search(optimizer, evaluate, study, args.budget, workers=workers, executor=executor, on_result=on_result)
+        outcome = run_search(
+            optimizer, evaluate, study, args.budget, workers=workers, executor=executor, on_result=on_result
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -333,7 +298,9 @@ def _run_and_report(
     )
     costs = [t.cost for t in trials if t.cost is not None]
     if test_for_best_only and costs:
-        print(f"training time per evaluation: mean {sum(costs) / len(costs):.1f} s, total {sum(costs):.1f} s over {len(costs)}")
+        print(
+            f"training time per evaluation: mean {sum(costs) / len(costs):.1f} s, total {sum(costs):.1f} s over {len(costs)}"
+        )
     if best:
         b = best[0]
         if test_for_best_only:
@@ -346,76 +313,3 @@ def _run_and_report(
         print("no successful evaluation")
     print(f"report: {report}")
     return 0
-
-
-def _add_study(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("study", help="inspect a study file")
-    s = p.add_subparsers(dest="study_command", required=True)
-    show = s.add_parser("show", help="print the best architectures so far")
-    show.add_argument("study", help="SQLite study file")
-    show.add_argument("--top", type=_positive_int, default=10, help="how many (default 10)")
-    show.set_defaults(handler=_cmd_study_show)
-    exp = s.add_parser("export", help="write every trial as CSV")
-    exp.add_argument("study", help="SQLite study file")
-    exp.add_argument("--out", required=True, help="CSV to write")
-    exp.set_defaults(handler=_cmd_study_export)
-
-
-def _cmd_study_show(args: argparse.Namespace) -> int:
-    from grabnas.study import Study
-
-    with Study.load(args.study) as st:
-        trials = st.trials()
-        counts = {k: sum(t.status == k for t in trials) for k in ("done", "failed", "asked")}
-        print(f"{args.study}: {st.settings()}")
-        optimizer_settings = st.info("optimizer_settings")
-        if optimizer_settings:
-            print(f"optimizer settings: {optimizer_settings}")
-        print(f"{counts['done']} done, {counts['failed']} failed, {counts['asked']} in flight")
-        for rank, t in enumerate(st.best(args.top), start=1):
-            test = "" if t.test_value is None else f"  test {t.test_value:.4f}"
-            print(f"{rank:3d}. {t.value:.4f}{test}  {t.arch}  (trial {t.id})")
-    return 0
-
-
-def _cmd_study_export(args: argparse.Namespace) -> int:
-    from grabnas.study import Study
-
-    with Study.load(args.study) as st:
-        print(f"wrote {st.export_csv(args.out)}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grabnas", description="Meta neural-architecture search (GraB-NAS).")
-    parser.add_argument("--version", action="version", version=f"grabnas {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_bench(sub)
-    _add_search(sub)
-    _add_study(sub)
-    _add_nb201(sub)
-    from grabnas.cli_surrogate import add_surrogate_commands
-    from grabnas.cli_train import add_train_commands
-    from grabnas.cli_vae import add_vae_commands
-
-    add_vae_commands(sub)
-    add_surrogate_commands(sub)
-    add_train_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except GrabnasError as e:
-        print(f"grabnas: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grabnas: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -9,18 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from grabnas.cli_args import positive_int as _positive_int
+from grabnas.cli.args import add_threads_arg, positive_int, set_threads
 from grabnas.spaces import SPACE_NAMES
-
-
-_THREADS_HELP = "torch intra-op threads (default: torch's choice; 1 is fastest on a busy machine)"
-
-
-def _set_threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
 
 
 def add_vae_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -36,24 +26,26 @@ def add_vae_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--space", choices=SPACE_NAMES, required=True, help="search space")
     t.add_argument("--out", required=True, help="checkpoint path (OUT.pt and OUT.json are written)")
-    t.add_argument("--epochs", type=_positive_int, default=40, help="most epochs (default 40)")
-    t.add_argument("--batch-size", type=_positive_int, default=256, help="default 256")
+    t.add_argument("--epochs", type=positive_int, default=40, help="most epochs (default 40)")
+    t.add_argument("--batch-size", type=positive_int, default=256, help="default 256")
     t.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine-annealed; default 2e-3)")
-    t.add_argument("--patience", type=_positive_int, default=10, help="early-stop patience in epochs (default 10)")
+    t.add_argument("--patience", type=positive_int, default=10, help="early-stop patience in epochs (default 10)")
     t.add_argument("--seed", type=int, default=0, help="master seed (initialisation, batches, noise; default 0)")
     t.add_argument("--split-seed", type=int, default=None, help="seed of the held-out split (default: --seed)")
     t.add_argument("--holdout", type=float, default=0.1, help="held-out fraction (default 0.1)")
-    t.add_argument("--latent-dim", type=_positive_int, default=16, help="default 16")
-    t.add_argument("--hidden-dim", type=_positive_int, default=128, help="default 128")
+    t.add_argument("--latent-dim", type=positive_int, default=16, help="default 16")
+    t.add_argument("--hidden-dim", type=positive_int, default=128, help="default 128")
     t.add_argument("--beta", type=float, default=0.005, help="KL weight (default 0.005)")
     t.add_argument("--eps-scale", type=float, default=1.0, help="posterior noise scale while training (default 1)")
     t.add_argument("--unidirectional", action="store_true", help="encode forwards only")
     t.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes of training")
-    t.add_argument("--prior-samples", type=_positive_int, default=1000, help="prior draws for validity (default 1000)")
-    t.add_argument("--subset", type=_positive_int, default=None, help="train on this many random members only (smoke runs)")
+    t.add_argument("--prior-samples", type=positive_int, default=1000, help="prior draws for validity (default 1000)")
+    t.add_argument(
+        "--subset", type=positive_int, default=None, help="train on this many random members only (smoke runs)"
+    )
     t.add_argument("--no-eval", action="store_true", help="skip the metrics after training")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    t.add_argument("--threads", type=_positive_int, default=None, help=_THREADS_HELP)
+    add_threads_arg(t)
     t.set_defaults(handler=cmd_vae_train)
 
     e = sub.add_parser(
@@ -64,11 +56,11 @@ def add_vae_commands(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, help="shipped name (nb201, nasbench-graph) or OUT.pt path")
     e.add_argument("--space", choices=SPACE_NAMES, default=None, help="fail unless the checkpoint is of this space")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
-    e.add_argument("--prior-samples", type=_positive_int, default=1000, help="default 1000")
-    e.add_argument("--pairs", type=_positive_int, default=100, help="latent interpolation pairs (default 100)")
-    e.add_argument("--steps", type=_positive_int, default=10, help="interpolation steps (default 10)")
+    e.add_argument("--prior-samples", type=positive_int, default=1000, help="default 1000")
+    e.add_argument("--pairs", type=positive_int, default=100, help="latent interpolation pairs (default 100)")
+    e.add_argument("--steps", type=positive_int, default=10, help="interpolation steps (default 10)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--threads", type=_positive_int, default=None, help=_THREADS_HELP)
+    add_threads_arg(e)
     e.set_defaults(handler=cmd_vae_eval)
 
 
@@ -91,7 +83,7 @@ def cmd_vae_train(args: argparse.Namespace) -> int:
     from grabnas.seeding import child_seed
     from grabnas.spaces import get_space
 
-    _set_threads(args)
+    set_threads(args)
     space = get_space(args.space)
     cfg = GraphVAEConfig.for_space(
         space,
@@ -121,7 +113,9 @@ def cmd_vae_train(args: argparse.Namespace) -> int:
         split = (result.train_archs, result.holdout_archs)
         metrics = evaluate_vae(result.vae, seed=args.seed, n_prior=args.prior_samples, split=split)
     pt, js = save_checkpoint(result.vae, args.out, metrics=metrics)
-    print(f"trained {args.space} VAE in {result.train_seconds:.0f} s ({len(result.history)} epochs, best {result.best_epoch})")
+    print(
+        f"trained {args.space} VAE in {result.train_seconds:.0f} s ({len(result.history)} epochs, best {result.best_epoch})"
+    )
     _print_metrics(metrics)
     print(f"wrote {pt} and {js}")
     return 0
@@ -131,7 +125,7 @@ def cmd_vae_eval(args: argparse.Namespace) -> int:
     """Handler of ``grabnas vae eval``."""
     from grabnas.meta.vae_training import evaluate_vae, load_checkpoint
 
-    _set_threads(args)
+    set_threads(args)
     vae = load_checkpoint(args.checkpoint, space=args.space)
     metrics = evaluate_vae(vae, seed=args.seed, n_prior=args.prior_samples, n_pairs=args.pairs, n_steps=args.steps)
     if not args.json:

@@ -1,22 +1,17 @@
-"""Argument types (argparse ``type=`` callables) and argument groups shared by the ``grabnas`` subcommands."""
+"""Argument types (argparse ``type=`` callables), shared help texts and argument groups of the
+``grabnas`` subcommands: each is defined here once and imported by the command modules."""
 
 from __future__ import annotations
 
 import argparse
 
+from grabnas.specs import split_top_level
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split ``text`` at ``sep`` outside square brackets: ``"a[1,2],b"`` -> ``["a[1,2]", "b"]``."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += (ch == "[") - (ch == "]")
-        if ch == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts
+NB201_DATA_HELP = "NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table"
+THREADS_HELP = "torch intra-op threads (default: torch's choice; 1 is fastest on a busy machine)"
 
 
+# -- argument types --------------------------------------------------------------------------------
 def csv_list(text: str) -> tuple[str, ...]:
     """``"a, b,c"`` -> ``("a", "b", "c")`` (commas inside ``[...]`` do not split, so
     ``grabnas[t_bo=5,eta=0.1]`` and ``digits[0,3,7]@12`` stay whole); an empty list is an error."""
@@ -24,6 +19,17 @@ def csv_list(text: str) -> tuple[str, ...]:
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
     return items
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"0,5,20"`` -> ``(0, 5, 20)``: comma-separated integers >= 0."""
+    try:
+        vals = tuple(int(x) for x in csv_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return vals
 
 
 def _bounded_int(text: str, low: int, expected: str) -> int:
@@ -57,6 +63,20 @@ def fraction(text: str) -> float:
     return v
 
 
+# -- torch threads ---------------------------------------------------------------------------------
+def add_threads_arg(p, default: int | None = None, help: str = THREADS_HELP) -> None:
+    """``--threads N`` (into a parser or an argument group); :func:`set_threads` applies it."""
+    p.add_argument("--threads", type=positive_int, default=default, help=help)
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """``torch.set_num_threads(args.threads)`` when ``--threads`` is given (torch loads only then)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 # -- argument groups shared by the real-training subcommands (collect, search --dataset) --------
 def add_recipe_args(
     p: argparse.ArgumentParser, epochs: int, channels: int, cells: int, batch: int, title: str = "training recipe"
@@ -64,14 +84,16 @@ def add_recipe_args(
     """The training-recipe flags (``--epochs``, ``--channels``, ... ``--threads``) with these defaults."""
     g = p.add_argument_group(title)
     g.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs per training (default {epochs})")
-    g.add_argument("--channels", type=positive_int, default=channels, help=f"C, channels of the first stage (default {channels})")
+    g.add_argument(
+        "--channels", type=positive_int, default=channels, help=f"C, channels of the first stage (default {channels})"
+    )
     g.add_argument("--cells", type=non_negative_int, default=cells, help=f"N, cells per stage (default {cells})")
     g.add_argument("--batch-size", type=positive_int, default=batch, help=f"training batch size (default {batch})")
     g.add_argument("--lr", type=float, default=0.1, help="initial learning rate, cosine-annealed (default 0.1)")
     g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
     g.add_argument("--no-augment", action="store_true", help="no random crops or flips")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    g.add_argument("--threads", type=positive_int, default=1, help="torch threads per training (default 1)")
+    add_threads_arg(g, default=1, help="torch threads per training (default 1)")
 
 
 def recipe_from_args(args: argparse.Namespace):
@@ -95,7 +117,9 @@ def recipe_from_args(args: argparse.Namespace):
 def add_ray_args(g) -> None:
     """``--ray``, ``--ray-address`` and ``--gpus-per-trial`` (into a parser or an argument group)."""
     g.add_argument("--ray", action="store_true", help="run trainings as tasks of a local Ray instance")
-    g.add_argument("--ray-address", default=None, metavar="ADDR", help="join the Ray cluster at ADDR (HOST:PORT or auto)")
+    g.add_argument(
+        "--ray-address", default=None, metavar="ADDR", help="join the Ray cluster at ADDR (HOST:PORT or auto)"
+    )
     g.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per training with Ray (default 0)")
 
 

@@ -1,6 +1,7 @@
-"""``grabnas meta-train`` and ``grabnas surrogate eval``: meta-train and measure the surrogate.
+"""``grabnas meta-train``, ``grabnas surrogate eval`` and ``grabnas surrogate calibrate``: meta-train,
+measure and calibrate the surrogate.
 
-:func:`add_surrogate_commands` adds both to the ``grabnas`` parser; each stores its handler
+:func:`add_surrogate_commands` adds them to the ``grabnas`` parser; each stores its handler
 ``(args) -> int`` as ``args.handler``. Heavy modules load inside the handlers.
 """
 
@@ -11,19 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from grabnas.cli_args import csv_list as _csv_list
-from grabnas.cli_args import fraction as _fraction
-from grabnas.cli_args import positive_int as _positive_int
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(x) for x in _csv_list(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if any(v < 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
-    return vals
+from grabnas.cli.args import NB201_DATA_HELP, add_threads_arg, csv_list, fraction, int_list, positive_int, set_threads
 
 
 def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000) -> None:
@@ -31,16 +20,16 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         "--vae", default=None, help="graph VAE checkpoint: shipped name or path (default: the space's shipped one)"
     )
     p.add_argument(
-        "--steps", type=_positive_int, default=steps_default, help=f"most meta-training steps (default {steps_default})"
+        "--steps", type=positive_int, default=steps_default, help=f"most meta-training steps (default {steps_default})"
     )
     p.add_argument(
-        "--batch-size", type=_positive_int, default=256, help="records per step, all from one task (default 256)"
+        "--batch-size", type=positive_int, default=256, help="records per step, all from one task (default 256)"
     )
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, cosine-annealed (default 2e-3)")
-    p.add_argument("--eval-every", type=_positive_int, default=500, help="steps between meta-validations (default 500)")
+    p.add_argument("--eval-every", type=positive_int, default=500, help="steps between meta-validations (default 500)")
     p.add_argument(
         "--patience",
-        type=_positive_int,
+        type=positive_int,
         default=6,
         help="meta-validations without improvement before stopping (default 6)",
     )
@@ -56,7 +45,7 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         help="meta-validate on 10%% of each task's architectures instead of on held-out tasks",
     )
     p.add_argument(
-        "--val-tasks", type=_csv_list, default=None, help="meta-validation tasks (default: automatic, see the docs)"
+        "--val-tasks", type=csv_list, default=None, help="meta-validation tasks (default: automatic, see the docs)"
     )
     p.add_argument(
         "--value-transform",
@@ -70,8 +59,8 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         default="matern52",
         help="kernel on the learned features (default matern52)",
     )
-    p.add_argument("--hidden-dim", type=_positive_int, default=256, help="width of the feature MLP (default 256)")
-    p.add_argument("--feature-dim", type=_positive_int, default=16, help="kernel feature size (default 16)")
+    p.add_argument("--hidden-dim", type=positive_int, default=256, help="width of the feature MLP (default 256)")
+    p.add_argument("--feature-dim", type=positive_int, default=16, help="kernel feature size (default 16)")
     p.add_argument(
         "--finetune-encoder", action="store_true", help="train the graph encoder too (its reconstruction loss kept)"
     )
@@ -92,13 +81,13 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
     )
     p.add_argument(
         "--top-batch-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         help="share of each batch drawn from the best 10%% of the task's training records (default 0: uniform batches)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (default: torch's)")
+    add_threads_arg(p, help="torch intra-op threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -116,16 +105,14 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="nb201, nasbench-graph, csv:PATH, records:PATH, images-nb201 or images:PATH; join several with +",
     )
-    t.add_argument(
-        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table"
-    )
-    t.add_argument("--holdout", type=_csv_list, default=(), help="groups (datasets) to leave out, e.g. cifar10")
-    t.add_argument("--tasks", type=_csv_list, default=None, help="use only these corpus tasks")
+    t.add_argument("--data", default=None, help=NB201_DATA_HELP)
+    t.add_argument("--holdout", type=csv_list, default=(), help="groups (datasets) to leave out, e.g. cifar10")
+    t.add_argument("--tasks", type=csv_list, default=None, help="use only these corpus tasks")
     t.add_argument("--out", required=True, help="checkpoint path (OUT.pt and OUT.json are written)")
     t.add_argument(
-        "--eval-shots", type=_int_list, default=(0, 20), help="observations for the held-out evaluation (default 0,20)"
+        "--eval-shots", type=int_list, default=(0, 20), help="observations for the held-out evaluation (default 0,20)"
     )
-    t.add_argument("--eval-seeds", type=_positive_int, default=3, help="seeds per number of observations (default 3)")
+    t.add_argument("--eval-seeds", type=positive_int, default=3, help="seeds per number of observations (default 3)")
     _add_training_options(t)
     t.set_defaults(handler=cmd_meta_train)
 
@@ -145,12 +132,10 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         default="nb201",
         help="nb201, nasbench-graph, csv:PATH, records:PATH or images-nb201 (default nb201)",
     )
-    e.add_argument(
-        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table"
-    )
+    e.add_argument("--data", default=None, help=NB201_DATA_HELP)
     e.add_argument(
         "--task",
-        type=_csv_list,
+        type=csv_list,
         default=None,
         help="target task(s), comma-separated (default: every main-fidelity task)",
     )
@@ -162,10 +147,8 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto (shipped if it held the target out, else train), train, or a name/path",
     )
-    e.add_argument(
-        "--shots", type=_int_list, default=(0, 5, 10, 20), help="numbers of observations (default 0,5,10,20)"
-    )
-    e.add_argument("--seeds", type=_positive_int, default=5, help="random observation sets per number (default 5)")
+    e.add_argument("--shots", type=int_list, default=(0, 5, 10, 20), help="numbers of observations (default 0,5,10,20)")
+    e.add_argument("--seeds", type=positive_int, default=5, help="random observation sets per number (default 5)")
     e.add_argument("--adapt-steps", type=int, default=0, help="MLL fine-tuning steps at each adaptation (default 0)")
     e.add_argument(
         "--widen",
@@ -220,11 +203,9 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--benchmark", default="nb201", help="the corpus it was meta-trained on: nb201, nasbench-graph, csv:PATH, ..."
     )
-    c.add_argument(
-        "--data", default=None, help="NB201 table (nb201_accuracies.csv or its folder); default $GRABNAS_NB201, else the shipped table"
-    )
+    c.add_argument("--data", default=None, help=NB201_DATA_HELP)
     c.add_argument("--out", default=None, help="where to write (default: over the checkpoint when it is a path)")
-    c.add_argument("--threads", type=_positive_int, default=None, help="torch threads")
+    add_threads_arg(c, help="torch threads")
     c.set_defaults(handler=cmd_surrogate_calibrate)
 
 
@@ -324,15 +305,8 @@ def _print_report(report: dict) -> None:
 
 
 # -- meta-train ------------------------------------------------------------------------------------
-def _threads(args) -> None:
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-
 def cmd_meta_train(args: argparse.Namespace) -> int:
-    _threads(args)
+    set_threads(args)
     from grabnas.errors import GrabnasError
     from grabnas.meta.corpus import load_corpus
     from grabnas.meta.surrogate_training import (
@@ -361,6 +335,7 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     groups = corpus.groups
     shown = ", ".join(groups[:6]) + (f", ... ({len(groups)} groups)" if len(groups) > 6 else "")
     print(f"meta-training on {len(corpus)} tasks ({corpus.num_records} records; groups: {shown})")
+
     def log(r: dict) -> None:
         if args.no_progress:
             print(
@@ -417,7 +392,7 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
 
 # -- surrogate eval ------------------------------------------------------------------------------------
 def cmd_surrogate_eval(args: argparse.Namespace) -> int:
-    _threads(args)
+    set_threads(args)
     import numpy as np
 
     from grabnas.errors import GrabnasError
@@ -526,7 +501,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
 
 # -- surrogate calibrate -------------------------------------------------------------------------------
 def cmd_surrogate_calibrate(args: argparse.Namespace) -> int:
-    _threads(args)
+    set_threads(args)
     from grabnas.errors import GrabnasError
     from grabnas.meta.corpus import load_corpus
     from grabnas.meta.surrogate_training import (
@@ -555,7 +530,9 @@ def cmd_surrogate_calibrate(args: argparse.Namespace) -> int:
     for task, rows in result["tasks"].items():
         print(
             f"{task} {how}: 90% coverage "
-            + ", ".join(f"{r['coverage90_uncalibrated']:.3f} at {n} obs (factor {r['factor']:.2f})" for n, r in rows.items())
+            + ", ".join(
+                f"{r['coverage90_uncalibrated']:.3f} at {n} obs (factor {r['factor']:.2f})" for n, r in rows.items()
+            )
         )
     print("new-task variance scale: " + ", ".join(f"{f:.3f} at {n} obs" for n, f in result["scale"]))
     card = {k: v for k, v in sur.card.items() if k != "config"}

@@ -1,0 +1,58 @@
+"""The ``grabnas`` command.
+
+One module per command group (:mod:`grabnas.cli.bench`, ``search``, ``study``, ``nb201``, ``vae``,
+``surrogate``, ``collect``, ``export``), each with an ``add_*`` function that adds its subcommands
+and handlers; the shared argument types live in :mod:`grabnas.cli.args`.
+
+User mistakes (:class:`grabnas.errors.GrabnasError`) print one line ``grabnas: error: ...`` and
+exit with status 2; nothing is read from ``sys.argv`` at import time and heavy modules are
+imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from grabnas import __version__
+from grabnas.cli.bench import add_bench_command
+from grabnas.cli.collect import add_collect_command
+from grabnas.cli.export import add_export_command
+from grabnas.cli.nb201 import add_nb201_command
+from grabnas.cli.search import add_search_command
+from grabnas.cli.study import add_study_command
+from grabnas.cli.surrogate import add_surrogate_commands
+from grabnas.cli.vae import add_vae_commands
+from grabnas.errors import GrabnasError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grabnas", description="Meta neural-architecture search (GraB-NAS).")
+    parser.add_argument("--version", action="version", version=f"grabnas {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_bench_command(sub)
+    add_search_command(sub)
+    add_study_command(sub)
+    add_nb201_command(sub)
+    add_vae_commands(sub)
+    add_surrogate_commands(sub)
+    add_collect_command(sub)
+    add_export_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except GrabnasError as e:
+        print(f"grabnas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("grabnas: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+__all__ = ["build_parser", "main"]

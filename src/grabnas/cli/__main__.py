@@ -1,0 +1,7 @@
+"""``python -m grabnas.cli ...``: the same as ``grabnas ...``."""
+
+import sys
+
+from grabnas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""``grabnas bench``: run optimizers x tasks x seeds on a tabular benchmark."""
+
+from __future__ import annotations
+
+import argparse
+
+from grabnas.cli.args import NB201_DATA_HELP, add_threads_arg, csv_list, positive_int, set_threads
+
+
+def add_bench_command(sub: argparse._SubParsersAction) -> None:
+    """Add ``bench`` to the ``grabnas`` subcommands."""
+    p = sub.add_parser(
+        "bench",
+        help="run optimizers x tasks x seeds on a tabular benchmark",
+        description="Run optimizers x tasks x seeds on a tabular benchmark; write results.csv, "
+        "summary.md and regret.png into --out. Rerunning the same command resumes.",
+    )
+    p.add_argument("--benchmark", default="nb201", help="nb201, nasbench-graph or csv:PATH (default nb201)")
+    p.add_argument("--data", default=None, help=NB201_DATA_HELP)
+    p.add_argument("--tasks", type=csv_list, default=None, help="comma-separated tasks (default: all main tasks)")
+    p.add_argument(
+        "--optimizers",
+        type=csv_list,
+        default=("random", "rea", "local", "gpbo", "transfer-rank"),
+        help="comma-separated optimizers",
+    )
+    p.add_argument("--seeds", type=positive_int, default=20, help="number of seeds per (optimizer, task)")
+    p.add_argument("--budget", type=positive_int, default=100, help="evaluations per run")
+    p.add_argument("--master-seed", type=int, default=0, help="seed every run's seed derives from")
+    p.add_argument("--prune-top", type=float, default=0.0, help="remove the task's best P %% from the candidate pool")
+    p.add_argument("--jobs", type=positive_int, default=1, help="parallel worker processes")
+    add_threads_arg(p, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Handler of ``grabnas bench``."""
+    from grabnas.bench import BenchConfig, run_bench
+    from grabnas.benchmarks import load_benchmark
+
+    set_threads(args)
+
+    bench = load_benchmark(args.benchmark, args.data)
+    tasks = args.tasks or bench.main_tasks
+    for t in tasks:
+        bench.table(t)
+    config = BenchConfig(
+        args.benchmark, tuple(tasks), tuple(args.optimizers), args.seeds, args.budget, args.master_seed, args.prune_top
+    )
+    results = run_bench(
+        config, args.out, data=args.data, jobs=args.jobs, threads=args.threads, progress=not args.no_progress
+    )
+    summary = results.parent / "summary.md"
+    if summary.exists():
+        print(summary.read_text())
+    print(f"wrote {results}, {summary} and {results.parent / 'regret.png'}")
+    return 0

@@ -1,0 +1,55 @@
+"""``grabnas bench`` (grabnas.cli.bench), and the one-line errors of a missing or bad table."""
+
+import pytest
+
+from grabnas.cli import main
+
+
+def test_bench_cli_end_to_end(nb201_path, tmp_path, capsys):
+    rc = main(
+        [
+            "bench",
+            "--data",
+            str(nb201_path),
+            "--tasks",
+            "cifar100",
+            "--optimizers",
+            "random,transfer-rank",
+            "--seeds",
+            "2",
+            "--budget",
+            "15",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "## cifar100 (2 seeds)" in out and "| transfer-rank |" in out
+    assert (tmp_path / "results.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["bench", "--benchmark", "nb999", "--out", "X"], "unknown benchmark 'nb999'"),
+        (["bench", "--benchmark", "csv:/nonexistent.csv", "--out", "X"], "benchmark CSV not found"),
+        (["bench", "--tasks", "mnist", "--out", "X"], "unknown task 'mnist'"),
+        (["bench", "--optimizers", "sgd", "--tasks", "cifar10", "--out", "X"], "unknown optimizer 'sgd'"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(nb201_path, tmp_path, capsys, argv, fragment):
+    argv = [a.replace("X", str(tmp_path / "o")) for a in argv] + ["--data", str(nb201_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err
+
+
+def test_missing_table_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GRABNAS_NB201", raising=False)
+    assert main(["bench", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "NB201 table not found at" in capsys.readouterr().err
+    monkeypatch.setenv("GRABNAS_NB201", str(tmp_path / "nowhere"))  # the env var overrides the shipped table too
+    assert main(["search", "--task", "cifar10", "--budget", "2", "--study", str(tmp_path / "s.db")]) == 2
+    assert "NB201 table not found at" in capsys.readouterr().err
