@@ -62,3 +62,46 @@ def test_grabnas_runs_record_decodes_and_pruned_pools(nb201_bench):
     assert all(0 <= v <= t for v, t in zip(valid, tried))
     assert all(r["pool_best"] < nb201_bench.optimum("cifar100") for r in rows)
     assert run_one(nb201_bench, "cifar100", "rea", seed=0, budget=2)[-1]["decodes"] == ""
+
+
+def test_bench_meta_trains_each_surrogate_once_and_workers_reuse_it(nb201_bench, tmp_path, monkeypatch):
+    """A user table has no shipped surrogate: the bench meta-trains one per held-out task, once, in
+    the main process, says so with its time, and the worker processes' runs equal the in-process ones."""
+    import dataclasses
+    import functools
+
+    import numpy as np
+
+    from grabnas.meta import surrogate_training
+
+    rng = np.random.default_rng(0)
+    pool = nb201_bench.pool("cifar10")
+    cells = [pool[i] for i in rng.choice(len(pool), 300, replace=False)]
+    c10, c100 = nb201_bench.values("cifar10"), nb201_bench.values("cifar100")
+    table = tmp_path / "mine.csv"
+    table.write_text("arch,a,b\n" + "".join(f"{x},{c10[x]},{c100[x]}\n" for x in cells))
+    tiny = dataclasses.replace(
+        surrogate_training.MetaTrainConfig(), steps=4, eval_every=2, val_queries=20, calibrate_variance=False
+    )
+    monkeypatch.setattr(surrogate_training, "MetaTrainConfig", lambda: tiny)
+    calls = tmp_path / "meta_train_calls"
+
+    @functools.wraps(surrogate_training.meta_train)
+    def counted(*args, **kwargs):
+        with calls.open("a") as f:  # appended by whichever process trains (workers are forked)
+            f.write("call\n")
+        return real(*args, **kwargs)
+
+    real = surrogate_training.meta_train
+    monkeypatch.setattr(surrogate_training, "meta_train", counted)
+    cfg = BenchConfig(f"csv:{table}", ("a", "b"), ("grabnas",), seeds=2, budget=4)
+    rows = {}
+    for jobs in (2, 1):
+        lines: list[str] = []
+        results = run_bench(cfg, tmp_path / f"j{jobs}", jobs=jobs, progress=False, log=lines.append)
+        assert len(lines) == 2 and all(line.endswith("s); every run on it reuses it") for line in lines)
+        assert "without 'a' once (" in lines[0] and "without 'b' once (" in lines[1]
+        with results.open() as f:
+            rows[jobs] = sorted((r["task"], r["seed"], r["step"], r["arch"], r["value"]) for r in csv.DictReader(f))
+    assert calls.read_text().count("call") == 4  # two surrogates per bench, none trained in a worker
+    assert rows[1] == rows[2] and len(rows[1]) == 2 * 2 * 4

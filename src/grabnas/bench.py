@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from pathlib import Path
 from grabnas.benchmarks import load_benchmark
 from grabnas.benchmarks.base import TabularBenchmark
 from grabnas.errors import GrabnasError
-from grabnas.search.registry import build_optimizer, pruned_pool
+from grabnas.search.registry import build_optimizer, prepare_grabnas, pruned_pool
 from grabnas.seeding import child_seed
 
 RESULT_COLUMNS = (
@@ -134,14 +134,15 @@ def _run_chunk(
     master_seed: int,
     threads: int,
     prune_top: float,
+    cache: dict,
 ) -> list[list[dict]]:
-    """Worker entry point: load the benchmark once, run several runs."""
+    """Worker entry point: load the benchmark once, run several runs (``cache``: GraB-NAS's VAE,
+    latents and surrogates, prepared once by the main process)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     bench = load_benchmark(spec, data)
-    cache: dict = {}
     return [run_one(bench, t, o, s, budget, master_seed, prune_top, cache) for t, o, s in runs]
 
 
@@ -181,11 +182,14 @@ def run_bench(
     jobs: int = 1,
     threads: int = 1,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Run every missing (task, optimizer, seed) of ``config``; append rows to ``out/results.csv``.
 
-    ``jobs`` worker processes run ``threads`` torch threads each. Returns the path of
-    ``results.csv``; writes ``summary.md`` and ``regret.png`` at the end.
+    ``jobs`` worker processes run ``threads`` torch threads each. GraB-NAS's surrogates are loaded,
+    or meta-trained where no shipped one fits, once in this process before the runs start, and
+    every run reuses them; ``log`` receives one line per surrogate meta-trained, with its time.
+    Returns the path of ``results.csv``; writes ``summary.md`` and ``regret.png`` at the end.
     """
     from grabnas.report import write_bench_report
 
@@ -201,6 +205,9 @@ def run_bench(
     _check_or_write_config(out, config)
     results = out / "results.csv"
     todo = [r for r in config.runs() if r not in _done_runs(results)]
+    cache: dict = {}  # GraB-NAS's VAE, latents and surrogates, shared by the runs (and sent to workers)
+    for line in prepare_grabnas(bench, list(dict.fromkeys((t, o) for t, o, _ in todo)), cache):
+        (log or (lambda _m: None))(line)
     new_file = not results.exists()
     bar = _progress_bar(len(todo), progress)
     columns = RESULT_COLUMNS
@@ -220,7 +227,6 @@ def run_bench(
                 bar.update(1)
 
         if jobs <= 1:
-            cache: dict = {}  # GraB-NAS's VAE, latents and surrogates, shared by the runs
             for t, o, s in todo:
                 save(run_one(bench, t, o, s, config.budget, config.master_seed, config.prune_top, cache))
         else:
@@ -236,6 +242,7 @@ def run_bench(
                         config.master_seed,
                         threads,
                         config.prune_top,
+                        cache,
                     )
                     for r in todo
                 ]

@@ -175,3 +175,11 @@ def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
     assert main([a if a != "3" else "4" for a in argv]) == 0
     with Study.load(db) as st:
         assert st.info("optimizer_settings") == recorded and len(st.trials("done")) == 4
+
+
+def test_meta_training_line_names_validation_datasets_apart():
+    from grabnas.cli.search import meta_training_line
+
+    card = {"groups_seen": ["a", "b", "c"], "train_groups": ["a", "b"], "meta_validation_groups": ["c"]}
+    assert meta_training_line(card) == "meta-trained on datasets a, b (meta-validated on c)"
+    assert meta_training_line({"groups_seen": ["a", "b"]}) == "meta-trained on datasets a, b"  # an older card

@@ -13,7 +13,7 @@ from grabnas.errors import GrabnasError
 from grabnas.meta.checkpoints import load_surrogate, save_surrogate, vae_fingerprint
 from grabnas.meta.corpus import Corpus, CorpusTask
 from grabnas.meta.surrogate_eval import evaluate_task, transfer_rank_scores
-from grabnas.meta.surrogate_training import meta_train, surrogate_for_group
+from grabnas.meta.surrogate_training import meta_train, plan_meta_validation, surrogate_for_group
 from grabnas.models.graph_vae import ArchitectureVAE
 from grabnas.models.surrogate_config import SurrogateConfig
 from grabnas.models.value_maps import predict
@@ -27,7 +27,7 @@ def test_meta_train_learns_a_transferable_mean(space, vae, latents, toy):
     train = corpus.without_groups(["g2"])
     res = meta_train(train, vae, toy.cfg(train), toy.tc(), latents=latents, progress=False)
     assert res.history and res.history[-1]["step"] == 150 and "val_score" in res.history[-1]
-    assert res.val_split.endswith("architectures") and set(res.train_tasks) == {"t0", "t1"}
+    assert res.val_split.startswith("10% of each task's architectures") and set(res.train_tasks) == {"t0", "t1"}
     target = corpus.task("t2")
     out = evaluate_task(
         res.surrogate, latents, target, shots=(0, 5), seeds=2, transfer=transfer_rank_scores(corpus, target)
@@ -44,7 +44,21 @@ def test_meta_validation_tasks_and_fidelities(space, vae, latents, toy):
     assert corpus.fidelities == ["f1"]
     res = meta_train(corpus, vae, toy.cfg(corpus), toy.tc(steps=20, eval_every=10), latents=latents, progress=False)
     assert res.val_tasks and not set(res.val_tasks) & set(res.train_tasks)
-    assert res.val_split.startswith("held-out tasks")
+    assert res.val_split.startswith("held-out tasks") and "automatic" in res.val_split
+    # the split is announced before training by the same rule and seed, and can be named instead
+    plan = plan_meta_validation(corpus, toy.tc(steps=20, eval_every=10))
+    assert plan == (res.train_tasks, res.val_tasks, res.val_split)
+    named = plan_meta_validation(corpus, toy.tc(val_tasks=("t3",)))
+    assert named[1] == ["t3"] and named[2] == "held-out tasks (t3), as given"
+    assert not {"t3", "t3@1"} & set(named[0])  # its group is out of training, its fidelity is not validated
+    few = plan_meta_validation(toy.corpus(groups=3, n=60), toy.tc())
+    assert few[1] == few[0] == ["t0", "t1", "t2"]  # every task both trains and validates (on other architectures)
+    assert (
+        few[2]
+        == "10% of each task's architectures (the corpus has 3 groups, fewer than the 5 that task hold-out needs)"
+    )
+    with pytest.raises(GrabnasError, match="unknown meta-validation task 'nope'"):
+        plan_meta_validation(corpus, toy.tc(val_tasks=("nope",)))
     with pytest.raises(GrabnasError, match="fidelity"):
         meta_train(corpus, vae, SurrogateConfig(latent_dim=LATENT), toy.tc(steps=2), latents=latents, progress=False)
     with pytest.raises(GrabnasError, match="latent_dim"):
@@ -171,6 +185,9 @@ def test_cli_meta_train_and_eval(tmp_path, space, vae, capsys):
     assert args.handler(args) == 0
     card = json.loads((tmp_path / "s.json").read_text())
     assert card["held_out_groups"] == ["gc"] and sorted(card["groups_seen"]) == ["ga", "gb"]
+    assert card["train_groups"] == ["ga", "gb"] and card["meta_validation_groups"] == []
+    assert card["meta_validation"].startswith("10% of each task's architectures (the corpus has 2 groups")
+    assert f"meta-validation: {card['meta_validation']}\n" in capsys.readouterr().out  # printed before training
     assert "c" in card["heldout_metrics"] and card["vae"]["fingerprint"] == vae_fingerprint(vae)
     args = _parser().parse_args(
         [

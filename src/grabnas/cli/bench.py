@@ -50,7 +50,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.benchmark, tuple(tasks), tuple(args.optimizers), args.seeds, args.budget, args.master_seed, args.prune_top
     )
     results = run_bench(
-        config, args.out, data=args.data, jobs=args.jobs, threads=args.threads, progress=not args.no_progress
+        config,
+        args.out,
+        data=args.data,
+        jobs=args.jobs,
+        threads=args.threads,
+        progress=not args.no_progress,
+        log=print,
     )
     summary = results.parent / "summary.md"
     if summary.exists():

@@ -145,11 +145,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         notes = []
         card = getattr(optimizer, "surrogate_card", None)
         if card is not None:  # GraB-NAS: say which surrogate, and that it never saw the task's dataset
-            line = (
-                f"{messages[-1] if messages else 'surrogate'}; meta-trained on datasets "
-                f"{', '.join(card.get('groups_seen', []))}, never on {bench.group(args.task)!r}"
-            )
+            head = messages[0] if messages else "surrogate"
+            line = f"{head}; {meta_training_line(card)}, never on {bench.group(args.task)!r}"
             print(line)
+            for message in messages[1:]:  # e.g. the meta-validation rule of a surrogate trained now
+                print(message)
             notes.append(f"GraB-NAS: {line}.")
             study.set_info("surrogate", {"log": messages, "card": card})
         return _run_and_report(
@@ -201,8 +201,8 @@ def _search_dataset(args: argparse.Namespace) -> int:
         if surrogate is not None:
             card = optimizer.surrogate_card
             line = (
-                f"surrogate checkpoint {surrogate} (meta-trained on {len(card.get('train_tasks', []))} tasks of "
-                f"{card.get('corpus', '?')}; the task embedding reads "
+                f"surrogate checkpoint {surrogate} ({meta_training_line(card)} of {card.get('corpus', '?')}; "
+                f"the task embedding reads "
                 f"{card.get('train_config', {}).get('instances_per_class', 20)} training images per class)"
             )
             print(f"using {line}")
@@ -313,3 +313,11 @@ def _run_and_report(
         print("no successful evaluation")
     print(f"report: {report}")
     return 0
+
+
+def meta_training_line(card: dict) -> str:
+    """``meta-trained on datasets A, B (meta-validated on C)`` from a surrogate card; the validation
+    datasets are named apart (cards written before they were recorded list every group they saw)."""
+    train = card.get("train_groups", card.get("groups_seen", []))
+    val = card.get("meta_validation_groups", [])
+    return f"meta-trained on datasets {', '.join(train)}" + (f" (meta-validated on {', '.join(val)})" if val else "")

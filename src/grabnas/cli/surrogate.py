@@ -45,7 +45,11 @@ def _add_training_options(p: argparse.ArgumentParser, steps_default: int = 10000
         help="meta-validate on 10%% of each task's architectures instead of on held-out tasks",
     )
     p.add_argument(
-        "--val-tasks", type=csv_list, default=None, help="meta-validation tasks (default: automatic, see the docs)"
+        "--val-tasks",
+        type=csv_list,
+        default=None,
+        help="meta-validation tasks, comma-separated (default: with 5 or more groups the tasks of 15%% of the groups, "
+        "drawn by --seed; with fewer, 10%% of each task's architectures; the choice is printed and recorded in the card)",
     )
     p.add_argument(
         "--value-transform",
@@ -315,6 +319,7 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
         evaluate_task,
         latents_for,
         meta_train,
+        plan_meta_validation,
         save_surrogate,
         target_features,
         transfer_rank_scores,
@@ -335,6 +340,7 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     groups = corpus.groups
     shown = ", ".join(groups[:6]) + (f", ... ({len(groups)} groups)" if len(groups) > 6 else "")
     print(f"meta-training on {len(corpus)} tasks ({corpus.num_records} records; groups: {shown})")
+    print(f"meta-validation: {plan_meta_validation(corpus, tc)[2]}")
 
     def log(r: dict) -> None:
         if args.no_progress:
@@ -469,7 +475,9 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             onehot=onehot,
             transfer=transfer_rank_scores(corpus, task),
         )
-        res["surrogate"] = {k: sur.card.get(k) for k in ("train_tasks", "held_out_groups", "best_step")}
+        res["surrogate"] = {
+            k: sur.card.get(k) for k in ("train_tasks", "meta_validation_tasks", "held_out_groups", "best_step")
+        }
         report["tasks"].append(res)
         if not args.json:
             print(f"{name}: done ({res['seconds_per_fit_predict']:.3f} s per adaptation + prediction)", file=sys.stderr)

@@ -299,6 +299,10 @@ def card_fields(
         "corpus": corpus_spec,
         "train_tasks": result.train_tasks,
         "groups_seen": sorted({corpus.group_of(t) for t in corpus.task_names}),
+        "train_groups": sorted({corpus.group_of(t) for t in result.train_tasks}),
+        "meta_validation_groups": sorted(
+            {corpus.group_of(t) for t in result.val_tasks} - {corpus.group_of(t) for t in result.train_tasks}
+        ),
         "held_out_groups": list(held_out_groups),
         "meta_validation": result.val_split,
         "meta_validation_tasks": result.val_tasks,

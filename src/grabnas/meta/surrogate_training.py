@@ -147,6 +147,14 @@ def _default_config(corpus: Corpus, latent_dim: int, with_data: bool, **override
     return SurrogateConfig(**base)
 
 
+def plan_meta_validation(corpus: Corpus, tc: MetaTrainConfig) -> tuple[list[str], list[str], str]:
+    """``(train_tasks, val_tasks, rule)``: the split :func:`meta_train` will make with ``tc``, without
+    training (the same draw from the same seed), so that a caller can show it before training starts."""
+    rng = np.random.default_rng(child_seed(tc.seed, "surrogate-meta-train"))
+    train, val, rule = _split_views(corpus, tc, rng)
+    return list(dict.fromkeys(v.task.name for v in train)), sorted({v.task.name for v in val}), rule
+
+
 def meta_train(
     corpus: Corpus,
     vae,
@@ -445,6 +453,7 @@ def surrogate_for_group(
     train = corpus.without_groups([group])
     tc = train_config or MetaTrainConfig()
     log(f"meta-training a surrogate without {group} on {len(train)} tasks ({tc.steps} steps)")
+    log(f"meta-validation: {plan_meta_validation(train, tc)[2]}")
     res = meta_train(train, vae, config, tc, latents=latents, progress=progress)
     res.surrogate.card = card_fields(
         train,
@@ -475,6 +484,7 @@ __all__ = [
     "meta_train",
     "module_fingerprint",
     "plain_gp_predictions",
+    "plan_meta_validation",
     "save_surrogate",
     "shipped_surrogate_for",
     "shipped_surrogate_names",

@@ -92,12 +92,25 @@ def _split_views(
             train.append(TaskView(t, pos, None))
     if not train:
         raise GrabnasError("meta-training needs at least one training task outside the meta-validation tasks")
-    desc = (
-        f"held-out tasks ({', '.join(sorted(val_names))})"
-        if mode == "tasks"
-        else f"{tc.val_fraction:.0%} of each task's architectures"
+    return train, val, _split_rule(tc, mode, sorted(val_names), len(groups))
+
+
+def _split_rule(tc: ViewSplitSettings, mode: str, val_names: list[str], n_groups: int) -> str:
+    """One line saying which records meta-validate and by which rule they were chosen."""
+    if mode == "architectures":
+        why = (
+            "task hold-out disabled"
+            if tc.min_groups_for_val_tasks > 10**6
+            else f"the corpus has {n_groups} groups, fewer than the {tc.min_groups_for_val_tasks} that task hold-out needs"
+        )
+        return f"{tc.val_fraction:.0%} of each task's architectures ({why})"
+    names = ", ".join(val_names)
+    if tc.val_tasks:
+        return f"held-out tasks ({names}), as given"
+    return (
+        f"held-out tasks ({names}): the tasks of {tc.val_group_fraction:.0%} of the {n_groups} groups, drawn by the "
+        f"meta-training seed (automatic with at least {tc.min_groups_for_val_tasks} groups; name them to choose)"
     )
-    return train, val, desc
 
 
 __all__ = ["TaskView", "ViewSplitSettings"]

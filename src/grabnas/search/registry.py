@@ -155,54 +155,18 @@ def build_grabnas(
     benchmark's other groups)."""
     import torch
 
-    from grabnas.meta.checkpoints import load_checkpoint
-    from grabnas.meta.corpus import benchmark_corpus
-    from grabnas.meta.features import encode_members, latents_for
-    from grabnas.meta.surrogate_training import surrogate_for_group
+    from grabnas.meta.features import latents_for
 
-    space = bench.space
     cache = {} if cache is None else cache
-    if ("vae", space.name) not in cache:
-        vae = load_checkpoint(space.name, space=space)
-        with torch.no_grad():
-            cache[("vae", space.name)] = (vae, encode_members(vae))
-    vae, latents = cache[("vae", space.name)]
-    group = bench.group(task)
-    names = [name.strip() for name in checkpoint.split("+")]
-    if not all(names):
-        raise GrabnasError(
-            f"bad surrogate {checkpoint!r}; expected CHECKPOINT or an ensemble CHECKPOINT+CHECKPOINT+..."
-        )
-    surs = []
-    for name in names:
-        key = ("surrogate", bench.name, group, name)
-        if key not in cache:
-            corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
-            messages: list[str] = []
-            sur = surrogate_for_group(
-                corpus,
-                group,
-                vae,
-                latents,
-                checkpoint=name,
-                benchmark=bench.name.split(":")[0],
-                vae_name=space.name,
-                log=messages.append,
-            )
-            cache[key] = (sur, messages)
-        sur, messages = cache[key]
-        for message in messages:
-            (log or (lambda _msg: None))(message)
-        if group in set(sur.card.get("groups_seen", [])):  # belt and braces: the target's values must never reach it
-            raise GrabnasError(f"the surrogate for {task!r} saw its group {group!r}; expected one that held it out")
-        surs.append(sur)
+    vae, latents = _vae_and_latents(bench, cache)
+    names, surs = _surrogates(bench, task, checkpoint, cache, log)
     member_latents = latents_for(surs[0], vae, latents)  # (len(space), latent_dim), encoded once
     if any(not torch.equal(latents_for(s, vae, latents), member_latents) for s in surs[1:]):
         raise GrabnasError(
             f"the surrogates of ensemble {checkpoint!r} read different graph-VAE latents; expected one VAE"
         )
     opt = assemble_grabnas(
-        space,
+        bench.space,
         surs[0],
         vae,
         surs[0].task_embedding(),
@@ -227,6 +191,94 @@ def build_grabnas(
             ],
         }
     return opt
+
+
+def prepare_grabnas(bench: TabularBenchmark, runs: Sequence[tuple[str, str]], cache: dict, log=None) -> list[str]:
+    """Load or meta-train, into ``cache``, the VAE, latents and surrogates that the GraB-NAS runs
+    among ``runs`` (``(task, optimizer spec)`` pairs) need, each once, so that runs which get a copy
+    of ``cache`` (e.g. worker processes) reuse them. Returns one line per surrogate meta-trained now,
+    with its time; ``log`` receives the loading messages."""
+    import time
+
+    done, lines = set(), []
+    for task, spec in runs:
+        name, options = parse_optimizer_spec(spec)
+        if name not in GRABNAS_VARIANTS:
+            continue
+        checkpoint = str({**GRABNAS_VARIANTS[name], **options}.get(SURROGATE_OPTION, "auto"))
+        checkpoint = checkpoint.replace("{group}", bench.group(task))
+        if (bench.group(task), checkpoint) in done:
+            continue
+        done.add((bench.group(task), checkpoint))
+        before = set(cache)
+        t0 = time.perf_counter()
+        _vae_and_latents(bench, cache)
+        _surrogates(bench, task, checkpoint, cache, log)
+        trained = [
+            key
+            for key in set(cache) - before
+            if key[0] == "surrogate" and any("meta-training" in m for m in cache[key][1])
+        ]
+        if trained:
+            lines.append(
+                f"meta-trained the surrogate without {bench.group(task)!r} once "
+                f"({time.perf_counter() - t0:.0f} s); every run on it reuses it"
+            )
+    return lines
+
+
+def _vae_and_latents(bench: TabularBenchmark, cache: dict):
+    """``(vae, latents)``: the space's shipped graph VAE and its (len(space), latent_dim) member latents."""
+    import torch
+
+    from grabnas.meta.checkpoints import load_checkpoint
+    from grabnas.meta.features import encode_members
+
+    space = bench.space
+    if ("vae", space.name) not in cache:
+        vae = load_checkpoint(space.name, space=space)
+        with torch.no_grad():
+            cache[("vae", space.name)] = (vae, encode_members(vae))
+    return cache[("vae", space.name)]
+
+
+def _surrogates(bench: TabularBenchmark, task: str, checkpoint: str, cache: dict, log=None):
+    """``(names, surrogates)`` of ``checkpoint`` (one name or ``A+B+...``) for ``task``, none of which
+    saw the task's group; loaded or meta-trained once per ``cache``."""
+    from grabnas.meta.corpus import benchmark_corpus
+    from grabnas.meta.surrogate_training import surrogate_for_group
+
+    vae, latents = _vae_and_latents(bench, cache)
+    group = bench.group(task)
+    names = [name.strip() for name in checkpoint.split("+")]
+    if not all(names):
+        raise GrabnasError(
+            f"bad surrogate {checkpoint!r}; expected CHECKPOINT or an ensemble CHECKPOINT+CHECKPOINT+..."
+        )
+    surs = []
+    for name in names:
+        key = ("surrogate", bench.name, group, name)
+        if key not in cache:
+            corpus = benchmark_corpus(bench)  # surrogate_for_group holds the group out
+            messages: list[str] = []
+            sur = surrogate_for_group(
+                corpus,
+                group,
+                vae,
+                latents,
+                checkpoint=name,
+                benchmark=bench.name.split(":")[0],
+                vae_name=bench.space.name,
+                log=messages.append,
+            )
+            cache[key] = (sur, messages)
+        sur, messages = cache[key]
+        for message in messages:
+            (log or (lambda _msg: None))(message)
+        if group in set(sur.card.get("groups_seen", [])):  # belt and braces: the target's values must never reach it
+            raise GrabnasError(f"the surrogate for {task!r} saw its group {group!r}; expected one that held it out")
+        surs.append(sur)
+    return names, surs
 
 
 def assemble_grabnas(
