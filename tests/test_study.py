@@ -91,10 +91,12 @@ def test_killed_study_resumes_without_loss_or_repeat(tmp_path, nb201_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.2)
-        if db.exists():
-            with Study.open(db, {"seed": 7}) as st:
-                if len(st.trials("done")) >= 12:
+        try:
+            with Study.load(db) as st:  # a reader: the running search holds the writer lock
+                if st.count("done") >= 12:
                     break
+        except GrabnasError:  # not created yet, or created but its tables not yet written
+            continue
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with Study.open(db, {"seed": 7}) as st:
@@ -106,3 +108,58 @@ def test_killed_study_resumes_without_loss_or_repeat(tmp_path, nb201_path):
         want = [(t.arch, t.value) for t in ref.trials()]
         have = [(t.arch, t.value) for t in got.trials()]
     assert len(have) == budget and have == want  # same evaluations, none lost, none repeated
+
+
+def test_one_writer_at_a_time_and_the_holder_is_named(tmp_path):
+    db = tmp_path / "s.db"
+    first = Study.open(db, {"seed": 1})
+    first.record_ask(["a"])
+    # another process wants to write the same study: refused, naming the holder, nothing written
+    code = (
+        "import sys; from grabnas.study import Study; from grabnas.errors import GrabnasError\n"
+        "try:\n    Study.open(sys.argv[1], {'seed': 1})\nexcept GrabnasError as e:\n    print(e); sys.exit(3)\n"
+    )
+    other = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True)
+    assert other.returncode == 3, other.stderr
+    assert f"is being written by pid {os.getpid()} on " in other.stdout and "one search per study" in other.stdout
+    with Study.load(db) as reader:  # readers need no lock
+        assert reader.count() == 1 and reader.count("asked") == 1
+    first.close()
+    with Study.open(db, {"seed": 1}) as again:  # released on close (and by the kernel on any exit)
+        assert again.count("asked") == 1
+
+
+def test_foreign_and_damaged_files_are_refused_untouched(tmp_path):
+    import sqlite3
+
+    foreign = tmp_path / "app.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.commit()
+    conn.close()
+    before = foreign.read_bytes()
+    with pytest.raises(GrabnasError, match=r"is not a grabnas study \(tables users\).*left untouched"):
+        Study.open(foreign, {"seed": 1})
+    assert foreign.read_bytes() == before and not (tmp_path / "app.db-wal").exists()
+    text = tmp_path / "notes.db"
+    text.write_text("hello")
+    with pytest.raises(GrabnasError, match="is not a grabnas study"):
+        Study.load(text)
+    assert text.read_text() == "hello"
+    # hand-edited: bad JSON in a trial, an event naming a trial that does not exist
+    db = tmp_path / "exp#3.db"  # '#' and '?' are part of the name, not a URI fragment
+    with Study.open(db, {"seed": 1}) as st:
+        (tid,) = st.record_ask(["a"])
+        st.record_tell([tid], [1.0])
+    assert not (tmp_path / "exp").exists()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE trials SET extra='{oops' WHERE id=?", (tid,))
+    conn.execute("INSERT INTO events (kind, trial_ids) VALUES ('tell', '[99]')")
+    conn.commit()
+    conn.close()
+    with Study.load(db) as st:
+        with pytest.raises(GrabnasError, match=r"is damaged: trial 1 holds '\{oops'"):
+            st.trials()
+        with pytest.raises(GrabnasError, match=r"is damaged: event 3 names trials \[99\]"):
+            list(st.events())
+        assert st.count("done") == 1  # counting needs no damaged field

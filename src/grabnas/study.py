@@ -9,19 +9,30 @@ being evaluated) are evaluated once, after the replay. Nothing evaluated is lost
 
 Each ask records the optimizer's RNG state after it, so a replay that drifts (other code, other
 settings) is detected instead of silently producing a different search.
+
+One writer at a time: :meth:`Study.open` takes an exclusive lock on ``<study>.lock`` (an OS file
+lock, released by the kernel when the holder exits, however it dies, so it never goes stale) and a
+second process is refused with the holder's pid, host and start time. Readers (:meth:`Study.load`,
+``study show`` / ``export``) take no lock.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from grabnas.errors import GrabnasError
+
+#: ``PRAGMA application_id`` of a grabnas study (ASCII "GRAB"); set when the file is created.
+APPLICATION_ID = 0x47524142
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,6 +48,7 @@ CREATE TABLE IF NOT EXISTS trials (
     asked_at REAL NOT NULL,
     told_at REAL
 );
+CREATE INDEX IF NOT EXISTS trials_by_status_value ON trials (status, value);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL CHECK (kind IN ('ask', 'tell')),
@@ -80,62 +92,92 @@ class Study:
     stored ones (a different search in the same file is refused with a clear error).
     """
 
-    def __init__(self, path: str | Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: str | Path, conn: sqlite3.Connection, lock: StudyLock | None = None) -> None:
         self.path = Path(path)
         self._conn = conn
+        self._lock = lock
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, settings: dict) -> Study:
-        """Create or load the study at ``path`` for a search with ``settings`` (JSON-able)."""
+    def open(cls, path: str | Path, settings: dict, *, lock: bool = True) -> Study:
+        """Create or load the study at ``path`` for a search with ``settings`` (JSON-able).
+
+        With ``lock`` (the default) this process becomes the study's only writer until
+        :meth:`close`; a study another process writes is refused. A file that is not a grabnas
+        study is refused before anything is written to it."""
         path = Path(path)
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+        existing = path.is_file() and path.stat().st_size > 0
+        if existing:
+            cls._read_settings(path)  # read-only: a foreign or damaged file is refused untouched
+        held = StudyLock.acquire(path) if lock else None
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise GrabnasError(
-                f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas"
-            ) from None
-        study = cls(path, conn)
-        stored = study.settings()
-        wanted = json.loads(json.dumps(settings))
-        if stored is None:
-            study._set_meta("settings", wanted)
-            study._set_meta("created", time.time())
-        elif stored != wanted:
-            raise GrabnasError(
-                f"{path} holds a study with other settings ({_differences(stored, wanted)}); "
-                "use another --study file or the same settings"
-            )
-        return study
+            try:
+                conn = sqlite3.connect(str(path), isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+                if not existing:
+                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            except sqlite3.DatabaseError as e:
+                raise GrabnasError(
+                    f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas"
+                ) from None
+            study = cls(path, conn, held)
+            stored = study.settings()
+            wanted = json.loads(json.dumps(settings))
+            if stored is None:
+                study._set_meta("settings", wanted)
+                study._set_meta("created", time.time())
+            elif stored != wanted:
+                study.close()
+                raise GrabnasError(
+                    f"{path} holds a study with other settings ({_differences(stored, wanted)}); "
+                    "use another --study file or the same settings"
+                )
+            return study
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> Study:
-        """Open an existing study read-write without checking settings (for ``study show``)."""
+        """Open an existing study without checking settings and without the writer's lock (for
+        ``study show`` / ``export`` while a search runs; do not record asks or tells through it)."""
         path = Path(path)
         if not path.is_file():
             raise GrabnasError(f"no study at {path}; expected the SQLite file given to --study")
-        return cls.open(path, cls._read_settings(path))
+        return cls.open(path, cls._read_settings(path), lock=False)
 
     @staticmethod
     def _read_settings(path: Path) -> dict:
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            row = conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
-            conn.close()
+            conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)  # '#', '?' are literal
+            try:
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                row = (
+                    conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone() if "meta" in tables else None
+                )
+            finally:
+                conn.close()
         except sqlite3.DatabaseError as e:
             raise GrabnasError(
                 f"{path} is not a grabnas study ({e}); expected an SQLite file made by grabnas"
             ) from None
-        if row is None:
-            raise GrabnasError(f"{path} is not a grabnas study (no settings); expected a file made by grabnas")
-        return json.loads(row[0])
+        if app_id not in (0, APPLICATION_ID) or not {"meta", "trials", "events"} <= tables or row is None:
+            raise GrabnasError(
+                f"{path} is not a grabnas study (tables {', '.join(sorted(tables)) or 'none'}); "
+                "expected a file made by grabnas (left untouched)"
+            )
+        return _json(row[0], path, "settings")
 
     def close(self) -> None:
         self._conn.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Study:
         return self
@@ -149,7 +191,7 @@ class Study:
 
     def _get_meta(self, key: str) -> object | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else _json(row[0], self.path, f"meta {key!r}")
 
     def settings(self) -> dict | None:
         return self._get_meta("settings")  # type: ignore[return-value]
@@ -236,22 +278,42 @@ class Study:
 
     # -- reading -------------------------------------------------------------------------------
     def trials(self, status: str | None = None) -> list[Trial]:
-        q = "SELECT id, arch, status, value, test_value, cost, error, extra, asked_at, told_at FROM trials"
+        q = f"SELECT {self._COLUMNS} FROM trials"
         rows = self._conn.execute(
             q + (" WHERE status=?" if status else "") + " ORDER BY id", (status,) if status else ()
         )
-        return [Trial(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8], r[9]) for r in rows]
+        return [self._trial(r) for r in rows]
+
+    _COLUMNS = "id, arch, status, value, test_value, cost, error, extra, asked_at, told_at"
+
+    def _trial(self, r: tuple) -> Trial:
+        extra = _json(r[7] or "{}", self.path, f"trial {r[0]}")
+        return Trial(r[0], r[1], r[2], r[3], r[4], r[5], r[6], extra if isinstance(extra, dict) else {}, r[8], r[9])
+
+    def count(self, status: str | None = None) -> int:
+        """How many trials (of ``status``: asked, done or failed) the study holds."""
+        q = "SELECT COUNT(*) FROM trials" + (" WHERE status=?" if status else "")
+        return int(self._conn.execute(q, (status,) if status else ()).fetchone()[0])
 
     def events(self) -> Iterator[Event]:
+        known = {r[0] for r in self._conn.execute("SELECT id FROM trials")}
         for seq, kind, ids, rng in self._conn.execute(
             "SELECT seq, kind, trial_ids, rng_state FROM events ORDER BY seq"
         ):
-            yield Event(seq, kind, tuple(json.loads(ids)), rng)
+            trial_ids = _json(ids, self.path, f"event {seq}")
+            if not isinstance(trial_ids, list) or not set(trial_ids) <= known:
+                raise GrabnasError(
+                    f"{self.path} is damaged: event {seq} names trials {ids[:80]} it does not hold; "
+                    "expected a study written by grabnas only"
+                )
+            yield Event(seq, kind, tuple(trial_ids), rng)
 
     def best(self, k: int = 1) -> list[Trial]:
-        """The ``k`` best finished trials (highest value first)."""
-        done = [t for t in self.trials("done")]
-        return sorted(done, key=lambda t: -t.value)[:k]  # type: ignore[operator]
+        """The ``k`` best finished trials (highest value first; ties: the earlier trial)."""
+        rows = self._conn.execute(
+            f"SELECT {self._COLUMNS} FROM trials WHERE status='done' ORDER BY value DESC, id LIMIT ?", (k,)
+        )
+        return [self._trial(r) for r in rows]
 
     def export_csv(self, path: str | Path) -> Path:
         """Write every trial as a CSV row (id, arch, status, value, test_value, cost, error, ...),
@@ -279,3 +341,51 @@ def _differences(stored: dict, wanted: dict) -> str:
     """``"key A there, B now, ..."`` for the keys whose values differ."""
     keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
     return ", ".join(f"{k} {stored.get(k)!r} there, {wanted.get(k)!r} now" for k in keys)
+
+
+def _json(text: str, path: Path, where: str) -> object:
+    """``json.loads(text)``, or a one-line error naming the study and the damaged record."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise GrabnasError(
+            f"{path} is damaged: {where} holds {str(text)[:80]!r}, not JSON; expected a study written by grabnas only"
+        ) from None
+
+
+class StudyLock:
+    """An exclusive OS lock on ``<study>.lock`` held by the study's one writer (see the module doc).
+
+    The lock file names its holder (pid, host, time) for the error a second writer gets. Where
+    ``fcntl`` is missing (Windows) no lock is taken."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
+
+    @classmethod
+    def acquire(cls, study_path: Path) -> StudyLock | None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return None
+        path = study_path.with_name(study_path.name + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise GrabnasError(
+                f"{study_path} is being written by {holder}; expected one search per study "
+                "(wait for it, stop it, or use another --study file)"
+            ) from None
+        os.ftruncate(fd, 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}".encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = -1

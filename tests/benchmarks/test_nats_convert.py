@@ -213,3 +213,141 @@ def test_nats_bench_not_installed(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "nats_bench", None)
     with pytest.raises(GrabnasError, match="pip install nats_bench"):
         convert_nats_topology(tmp_path, tmp_path / "o.csv", progress=False)
+
+
+# --- crafted pickles: the allow-list unpickler refuses them before any code runs ---
+
+
+class _Payload:
+    """Unpickles to ``func(*args)``: what a crafted benchmark file would run under plain pickle."""
+
+    def __init__(self, func, args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _payloads(marker: Path) -> dict[str, _Payload]:
+    import os
+    import subprocess
+
+    return {
+        "system": _Payload(os.system, (f"touch {marker}",)),
+        "exec": _Payload(exec, (f"open({str(marker)!r}, 'w').close()",)),
+        "subprocess": _Payload(subprocess.call, (["touch", str(marker)],)),
+    }
+
+
+def _check_refused(err: pytest.ExceptionInfo, path: Path, global_name: str, marker: Path) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert str(path) in msg and global_name in msg and "holds a pickle that calls" in msg
+    assert "expected NATS-Bench data" in msg
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["system", "exec", "subprocess"])
+def test_crafted_full_file_is_refused(kind: str, tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    base = tmp_path / "NATS-tss-v1_0-3ffb9"
+    bad_record = {"12": _payloads(marker)[kind]}
+    pickle_save({"meta_archs": ARCHS, "arch2infos": {0: bad_record}, "evaluated_indexes": [0]}, str(base) + ".pickle")
+    src = Path(str(base) + ".pickle.pbz2")
+    with pytest.raises(BenchmarkFileError) as err:
+        convert_nats_topology(src, tmp_path / "o.csv", progress=False)
+    _check_refused(err, src, kind, marker)
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.csv.part").exists()
+
+
+@pytest.mark.parametrize("kind", ["system", "exec", "subprocess"])
+@pytest.mark.parametrize("where", ["meta", "arch"])
+def test_crafted_fast_mode_file_is_refused(kind: str, where: str, tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    d = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    d.mkdir()
+    payload = _payloads(marker)[kind]
+    meta = {"meta_archs": payload if where == "meta" else ARCHS, "avaliable_hps": ["12", "200"]}
+    pickle_save(meta, str(d / "meta.pickle"))
+    pickle_save(RECORDS[0], str(d / "000000.pickle"))
+    pickle_save({"12": RECORDS[1]["12"], "200": payload}, str(d / "000001.pickle"))
+    bad = d / ("meta.pickle.pbz2" if where == "meta" else "000001.pickle.pbz2")
+    with pytest.raises(BenchmarkFileError) as err:
+        convert_nats_topology(d, tmp_path / "o.csv", progress=False)
+    _check_refused(err, bad, kind, marker)
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.csv.part").exists()
+
+
+def test_crafted_file_through_cli(tmp_path: Path, capsys) -> None:
+    from grabnas.cli import main
+
+    marker = tmp_path / "MARKER"
+    base = tmp_path / "NATS-tss-v1_0-3ffb9"
+    pickle_save({"meta_archs": _payloads(marker)["system"]}, str(base) + ".pickle")
+    src = Path(str(base) + ".pickle.pbz2")
+    assert main(["nb201", "convert", str(src), "--out", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grabnas: error: ") and err.count("\n") == 1
+    assert str(src) in err and "system" in err and "expected NATS-Bench data" in err
+    assert not marker.exists() and not (tmp_path / "o.csv").exists()
+
+
+def test_a_record_that_is_a_path_is_refused(tmp_path: Path) -> None:
+    """nats_bench's ArchResults would load a str record as a file with plain pickle."""
+    base = tmp_path / "NATS-tss-v1_0-3ffb9"
+    pickle_save({"meta_archs": ARCHS, "arch2infos": {0: {"12": "/x/evil"}}, "evaluated_indexes": [0]}, str(base))
+    with pytest.raises(BenchmarkFileError, match="not a dict of dicts"):
+        convert_nats_topology(str(base) + ".pbz2", tmp_path / "o.csv", progress=False)
+
+
+def _numpy_record(index: int) -> dict:
+    """RECORDS[index] with numpy scalars / arrays and OrderedDicts where the release may hold them."""
+    import collections
+
+    import numpy as np
+
+    record = {}
+    for hp, state in RECORDS[index].items():
+        state = dict(state)
+        results = {}
+        for key, r in state["all_results"].items():
+            r = dict(r)
+            r["eval_acc1es"] = collections.OrderedDict((k, np.float64(v)) for k, v in r["eval_acc1es"].items())
+            r["latency"] = np.array([0.01, 0.02])
+            r["flop"] = np.float32(50.0)
+            results[key] = r
+        state["all_results"] = results
+        record[hp] = state
+    return record
+
+
+def test_numpy_and_ordered_dict_content_is_read(tmp_path: Path) -> None:
+    d = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    d.mkdir()
+    pickle_save({"meta_archs": ARCHS, "avaliable_hps": ["12", "200"]}, str(d / "meta.pickle"))
+    for i in RECORDS:
+        if i != 2:
+            pickle_save(_numpy_record(i), str(d / f"{i:06d}.pickle"))
+    out = tmp_path / "o.csv"
+    with pytest.warns(UserWarning):
+        convert_nats_topology(d, out, progress=False)
+    check_rows(read_csv(out)[1], missing_index=2)
+
+
+def test_trust_pickle_reads_a_foreign_global(tmp_path: Path, capsys) -> None:
+    import datetime
+
+    from grabnas.cli import main
+
+    base = tmp_path / "NATS-tss-v1_0-3ffb9"
+    record = {hp: dict(state, stamp=datetime.date(2021, 1, 1)) for hp, state in RECORDS[0].items()}
+    pickle_save({"meta_archs": ARCHS, "arch2infos": {0: record}, "evaluated_indexes": [0]}, str(base) + ".pickle")
+    src = Path(str(base) + ".pickle.pbz2")
+    with pytest.raises(BenchmarkFileError, match="calls datetime.date"):
+        convert_nats_topology(src, tmp_path / "o.csv", progress=False)
+    out = tmp_path / "trusted.csv"
+    with pytest.warns(UserWarning):
+        assert main(["nb201", "convert", str(src), "--out", str(out), "--trust-pickle"]) == 0
+    rows = read_csv(out)[1]
+    assert float(rows[0]["cifar10_test_200ep"]) == expected(0, "200", "cifar10", "ori-test")
+    assert rows[1]["cifar10_test_200ep"] == ""

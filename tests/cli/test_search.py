@@ -97,10 +97,50 @@ def test_search_dataset_records_a_failed_trial_and_goes_on(tmp_path, capsys, mon
 def test_search_dataset_nan_training_is_a_failed_trial(tmp_path, capsys):
     from grabnas.study import Study
 
-    assert _search(tmp_path, "--lr", "1e12", "--optimizer", "random") == 0
-    assert "no successful evaluation" in capsys.readouterr().out
+    assert _search(tmp_path, "--lr", "1e12", "--optimizer", "random") == 1  # nothing succeeded: non-zero
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grabnas: error: no evaluation succeeded (2 failed); the last error: ") and "\n" not in err
     with Study.load(tmp_path / "run.db") as st:
         assert {t.status for t in st.trials()} == {"failed"}
+
+
+def test_search_dataset_same_error_in_a_row_stops_the_search(tmp_path, capsys, monkeypatch):
+    """A broken set-up fails every trial the same way: the search stops after 5 instead of spending
+    the budget, exits non-zero with the error, and a rerun after the fix resumes with the rest."""
+    import grabnas.evaluation.training as training
+    from grabnas.study import Study
+
+    real = training.train_and_evaluate
+
+    def broken(arch, split, config):
+        raise RuntimeError("CUDA driver not found\n" + "x" * 5000)
+
+    monkeypatch.setattr(training, "train_and_evaluate", broken)
+    assert _search(tmp_path, "--optimizer", "random", budget=8) == 2
+    err = capsys.readouterr().err.strip()
+    assert "5 trials in a row failed with the same error" in err and "CUDA driver not found" in err
+    assert "\n" not in err and len(err) < 1200  # one line, the 5,000-character error cut short
+    with Study.load(tmp_path / "run.db") as st:
+        assert st.count("failed") == 5 and st.count() == 5
+    monkeypatch.setattr(training, "train_and_evaluate", real)
+    assert _search(tmp_path, "--optimizer", "random", budget=8) == 0
+    with Study.load(tmp_path / "run.db") as st:
+        assert st.count("failed") == 5 and st.count("done") == 3
+
+
+@pytest.mark.parametrize(
+    "device, fragment",
+    [("cuda", "this PyTorch sees no CUDA GPU"), ("cdua", "unknown device 'cdua'"), ("meta:0", "cannot train networks")],
+)
+def test_search_dataset_bad_device_fails_before_any_trial(tmp_path, capsys, device, fragment):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    assert _search(tmp_path, "--device", device) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err
+    assert not (tmp_path / "run.db").exists()
 
 
 @pytest.mark.parametrize(

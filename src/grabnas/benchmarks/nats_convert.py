@@ -1,11 +1,21 @@
 """Build ``nb201_accuracies.csv`` from the official NATS-Bench topology (``tss``) benchmark files.
 
-Accepted sources (read through the ``nats_bench`` package, the optional extra ``grabnas[nats]``):
+Accepted sources (the metrics are computed by the ``nats_bench`` package, the optional extra
+``grabnas[nats]``):
 
 * the fast-mode directory ``NATS-tss-v1_0-3ffb9-simple/`` (``meta.pickle.pbz2`` plus one
-  ``NNNNNN.pickle.pbz2`` per architecture), read with ``fast_mode=True``;
+  ``NNNNNN.pickle.pbz2`` per architecture), ``fast_mode=True``;
 * the single file ``NATS-tss-v1_0-3ffb9.pickle.pbz2`` (a path without the ``.pickle.pbz2``
-  suffix is accepted too), read with ``fast_mode=False``.
+  suffix is accepted too), ``fast_mode=False``.
+
+The bz2-compressed pickles are read here, not by ``nats_bench`` (whose loader is the plain
+``pickle`` module, which runs any code a crafted file holds), with :class:`NatsUnpickler`: an
+allow-list unpickler that builds only builtin containers and scalars, ``collections.OrderedDict``
+and numpy arrays / scalars (:data:`ALLOWED_GLOBALS`); any other global (``os.system``,
+``builtins.exec``, ``subprocess.Popen``, a class) is refused with a :class:`BenchmarkFileError`
+before it is called. ``trust_pickle=True`` (``grabnas nb201 convert --trust-pickle``) reads with the
+plain unpickler instead, which runs code from the file: only for a file you trust that the
+allow-list refuses. The records are then handed to the ``nats_bench`` API as plain state dicts.
 
 Each accuracy column is the mean over the benchmark's seeds (``is_random=False``):
 
@@ -31,11 +41,15 @@ not hold for an index (no such hp, dataset or split, or no record at all) is an 
 
 from __future__ import annotations
 
+import bz2
+import collections
 import csv
 import math
 import os
+import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 
 from grabnas.errors import BenchmarkFileError, GrabnasError, InvalidArchitectureError
 from grabnas.spaces.nb201 import NB201Space
@@ -74,6 +88,100 @@ _EXPECTED = (
     "expected the NATS-Bench topology benchmark: the fast-mode directory NATS-tss-v1_0-3ffb9-simple/ "
     "or the file NATS-tss-v1_0-3ffb9.pickle.pbz2"
 )
+
+
+#: (module, name) globals a NATS-Bench pickle may reference; everything else is refused.
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool")}
+    | {("builtins", n) for n in ("str", "bytes", "bytearray")}
+    | {
+        ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # bytes in protocol <= 2 pickles
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),  # numpy 1 pickles
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "_reconstruct"),  # numpy 2 pickles
+        ("numpy._core.multiarray", "scalar"),
+    }
+)
+_SAFE_CONTENT = "expected NATS-Bench data (dicts, lists, numbers, strings)"
+
+
+def _allowed_global(module: str, name: str) -> Any:
+    if module in ("builtins", "__builtin__"):
+        import builtins
+
+        return getattr(builtins, name)
+    if module == "collections":
+        return collections.OrderedDict
+    if module == "_codecs":
+        import codecs
+
+        return codecs.encode
+    import numpy
+
+    if module == "numpy":
+        return getattr(numpy, name)
+    try:  # numpy 2 names it numpy._core; numpy 1 numpy.core (resolved without the deprecated alias)
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy 1
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return getattr(multiarray, name)
+
+
+class NatsUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only :data:`ALLOWED_GLOBALS`; any other global raises
+    :class:`BenchmarkFileError` naming ``path`` and the global, so no code from the file runs."""
+
+    def __init__(self, file: Any, path: str | os.PathLike) -> None:
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = ("builtins" if module == "__builtin__" else module, name)
+        if key in ALLOWED_GLOBALS:
+            return _allowed_global(*key)
+        shown = " ".join(f"{module}.{name}".split())[:120]
+        raise BenchmarkFileError(
+            f"{self.path} holds a pickle that calls {shown}; {_SAFE_CONTENT} "
+            "(only for a file you trust: --trust-pickle / trust_pickle=True loads it with plain pickle, running its code)"
+        )
+
+
+def load_nats_pickle(path: str | os.PathLike, *, trust_pickle: bool = False) -> Any:
+    """Read one bz2-compressed NATS-Bench pickle (``*.pickle.pbz2``) with :class:`NatsUnpickler`
+    (or, with ``trust_pickle=True``, the plain unpickler, which runs code from the file).
+
+    A refused global raises :class:`BenchmarkFileError`; any other failure (not bz2, not a pickle,
+    truncated) propagates as the underlying exception.
+    """
+    with bz2.open(path, "rb") as f:
+        if trust_pickle:
+            return pickle.load(f)  # noqa: S301 - explicit opt-in
+        return NatsUnpickler(f, path).load()
+
+
+def _read(path: Path, what: str, trust_pickle: bool) -> Any:
+    try:
+        return load_nats_pickle(path, trust_pickle=trust_pickle)
+    except BenchmarkFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - bz2 / pickle raise many kinds of error for a bad file
+        raise BenchmarkFileError(f"cannot read {path} ({_one_line(e)}); {what}") from None
+
+
+def _hp_records(data: object, path: Path, what: str) -> dict:
+    """``{hp: ArchResults}`` from one architecture's ``{hp: state dict}``, as ``nats_bench`` builds it."""
+    from nats_bench import ArchResults
+
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        # a str would make ArchResults load it as a file path with plain pickle
+        raise BenchmarkFileError(f"cannot read {path} (an architecture record is not a dict of dicts); {what}")
+    try:
+        return collections.OrderedDict((hp, ArchResults.create_from_state_dict(r)) for hp, r in data.items())
+    except Exception as e:  # noqa: BLE001
+        raise BenchmarkFileError(f"cannot read {path} ({_one_line(e)}); {what}") from None
 
 
 def _one_line(e: BaseException) -> str:
@@ -131,11 +239,14 @@ def convert_nats_topology(
     *,
     fast_mode: bool | None = None,
     progress: bool = True,
+    trust_pickle: bool = False,
 ) -> int:
     """Write the NB201 accuracy table (columns :data:`COLUMNS`, benchmark index order) to ``out_csv``
     from the NATS-Bench topology benchmark at ``source``; return the number of rows written.
 
-    ``fast_mode=None`` picks fast mode for a directory and the full loader for a file.
+    ``fast_mode=None`` picks fast mode for a directory and the full loader for a file. The files are
+    read with the allow-list :class:`NatsUnpickler`; ``trust_pickle=True`` uses plain pickle, which
+    runs code from the file.
     """
     try:
         import nats_bench
@@ -154,11 +265,29 @@ def convert_nats_topology(
     except OSError as e:
         raise GrabnasError(f"cannot create the output folder {out.parent} ({_one_line(e)})") from None
 
+    # Read the pickles here (allow-list unpickler), never through nats_bench's plain-pickle loader:
+    # the API is built from a dict without records, which are added one index at a time below.
+    meta_file = src / ("meta" + PICKLE_EXT) if fast else src
+    data = _read(meta_file, _EXPECTED, trust_pickle)
+    keys = ("meta_archs",) if fast else ("meta_archs", "arch2infos", "evaluated_indexes")
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise BenchmarkFileError(f"cannot read {meta_file} (no key {missing[0]!r}); {_EXPECTED}")
+    arch2infos: dict = {} if fast else data["arch2infos"]
     try:
-        api = nats_bench.create(str(src), "tss", fast_mode=fast, verbose=False)
+        if not isinstance(arch2infos, dict):
+            raise ValueError(f"arch2infos is a {type(arch2infos).__name__}, not a dict")
+        evaluated = [] if fast else list(data["evaluated_indexes"])
+        api = nats_bench.create(
+            {"meta_archs": data["meta_archs"], "arch2infos": {}, "evaluated_indexes": evaluated},
+            "tss",
+            fast_mode=False,
+            verbose=False,
+        )
         meta_archs = list(api.meta_archs)
     except Exception as e:  # noqa: BLE001 - the API raises many kinds of error for a bad file
         raise BenchmarkFileError(f"nats_bench cannot read {src} ({_one_line(e)}); {_EXPECTED}") from None
+    del data
 
     space = NB201Space()
     n = len(meta_archs)
@@ -190,19 +319,21 @@ def convert_nats_topology(
                 row.update(nb201_index=i, arch_str=arch_str, naslib_op_indices=str(naslib))
 
                 has_record = True
-                if fast and i not in api.arch2infos_dict:
+                if fast:
                     arch_file = _archive_file(src, i)
                     if arch_file is None:
                         has_record = False
                     else:
-                        try:
-                            api.reload(str(src), i)
-                        except Exception as e:  # noqa: BLE001
-                            raise BenchmarkFileError(
-                                f"nats_bench cannot read {arch_file} ({_one_line(e)}); expected the per-architecture "
-                                f"file of the fast-mode directory NATS-tss-v1_0-3ffb9-simple/"
-                            ) from None
-                elif not fast and i not in api.arch2infos_dict:
+                        what = (
+                            "expected the per-architecture file of the fast-mode directory NATS-tss-v1_0-3ffb9-simple/"
+                        )
+                        record = _read(arch_file, what, trust_pickle)
+                        api.arch2infos_dict[i] = _hp_records(record, arch_file, what)
+                        api.evaluated_indexes.add(i)
+                        del record
+                elif i in arch2infos:
+                    api.arch2infos_dict[i] = _hp_records(arch2infos[i], src, _EXPECTED)
+                else:
                     has_record = False
 
                 if has_record:
@@ -215,8 +346,9 @@ def convert_nats_topology(
                             row[column] = _cell(info.get(key))
                 else:
                     no_record += 1
-                if fast:  # keep memory flat: each record is read once
-                    api.arch2infos_dict.pop(i, None)
+                # keep memory flat: each record is built once
+                api.arch2infos_dict.pop(i, None)
+                if fast:
                     api.evaluated_indexes.discard(i)
 
                 cells = [row[c] for c in COLUMNS[3:]]
@@ -239,4 +371,4 @@ def convert_nats_topology(
     return n
 
 
-__all__ = ["COLUMNS", "METRIC_CALLS", "convert_nats_topology"]
+__all__ = ["ALLOWED_GLOBALS", "COLUMNS", "METRIC_CALLS", "NatsUnpickler", "convert_nats_topology", "load_nats_pickle"]

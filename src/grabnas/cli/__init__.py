@@ -48,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except GrabnasError as e:
-        print(f"grabnas: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever it quotes
+        if len(message) > 1000:
+            message = f"{message[:600]} … {message[-300:]}"
+        print(f"grabnas: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("grabnas: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -16,6 +16,12 @@ def add_nb201_command(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("source", help="NATS-tss-v1_0-3ffb9-simple folder (fast mode) or the full .pickle.pbz2 file")
     c.add_argument("--out", required=True, help="CSV to write")
+    c.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read the files with plain pickle, which RUNS CODE FROM THE FILE; by default an allow-list "
+        "unpickler refuses anything but NATS-Bench data (use only for a file you trust that it refuses)",
+    )
     c.set_defaults(handler=cmd_nb201_convert)
 
 
@@ -23,6 +29,6 @@ def cmd_nb201_convert(args: argparse.Namespace) -> int:
     """Handler of ``grabnas nb201 convert``."""
     from grabnas.benchmarks.nats_convert import convert_nats_topology
 
-    n = convert_nats_topology(args.source, args.out)
+    n = convert_nats_topology(args.source, args.out, trust_pickle=args.trust_pickle)
     print(f"wrote {n} rows to {args.out}; use it with --data {args.out} or GRABNAS_NB201={os.path.abspath(args.out)}")
     return 0

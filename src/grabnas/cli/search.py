@@ -4,6 +4,7 @@ real training; every ask and tell goes into a SQLite study, so rerunning the com
 from __future__ import annotations
 
 import argparse
+import sys
 
 from grabnas.cli.args import (
     NB201_DATA_HELP,
@@ -109,7 +110,7 @@ def _progress(args: argparse.Namespace, desc: str):
 
     def on_result(st) -> None:
         best = st.best(1)
-        bar.n = len(st.trials("done")) + len(st.trials("failed"))
+        bar.n = st.count("done") + st.count("failed")
         bar.set_postfix_str(f"best {best[0].value:.4g}" if best else "no success yet")
         bar.refresh()
 
@@ -172,9 +173,12 @@ def _search_dataset(args: argparse.Namespace) -> int:
     from grabnas.search.dataset import build_dataset_optimizer, dataset_task, resolve_surrogate
     from grabnas.seeding import child_seed
     from grabnas.study import Study
+    from grabnas.train.recipe import check_device
 
     task = dataset_task(args.dataset, args.image_size)
     config = recipe_from_args(args)
+    if not (args.ray or args.ray_address):  # Ray workers may see devices this machine does not
+        check_device(config.device)
     evaluate = TrainingEvaluator(task, config)  # loads and validates the data now
     split = evaluate.split
     surrogate = resolve_surrogate(args.surrogate or "auto") if args.optimizer.startswith("grabnas") else None
@@ -309,10 +313,20 @@ def _run_and_report(
         else:
             test = "" if b.test_value is None else f" (test {b.test_value:.4f})"
             print(f"best architecture: {b.arch}\nbest value: {b.value:.4f}{test}")
-    else:
-        print("no successful evaluation")
     print(f"report: {report}")
+    if not best and failed:
+        last = next(t.error for t in reversed(trials) if t.status == "failed")
+        print(
+            f"grabnas: error: no evaluation succeeded ({failed} failed); the last error: {_one_line(last or 'none')}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def meta_training_line(card: dict) -> str:

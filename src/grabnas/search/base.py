@@ -30,15 +30,28 @@ class Observation:
 
 @dataclass
 class History:
-    """What an optimizer has asked and been told."""
+    """What an optimizer has asked and been told. Change it only through :meth:`add_pending` and
+    :meth:`record`, which keep the set of tried architectures current (constant time per call)."""
 
     observations: list[Observation] = field(default_factory=list)
     pending: list[Architecture] = field(default_factory=list)
+    _tried: set[Architecture] = field(default_factory=set, repr=False)
 
     @property
     def tried(self) -> set[Architecture]:
-        """Architectures asked (evaluated, failed or pending)."""
-        return {o.arch for o in self.observations} | set(self.pending)
+        """Architectures asked (evaluated, failed or pending): a copy (cheap: no rehashing)."""
+        return set(self._tried)
+
+    def add_pending(self, archs: Sequence[Architecture]) -> None:
+        self.pending.extend(archs)
+        self._tried.update(archs)
+
+    def record(self, arch: Architecture, value: float | None) -> None:
+        """``arch`` was told ``value`` (None: failed); it leaves the pending list."""
+        if arch in self._tried and arch in self.pending:
+            self.pending.remove(arch)
+        self.observations.append(Observation(arch, value))
+        self._tried.add(arch)
 
     def successes(self) -> tuple[list[Architecture], np.ndarray]:
         """Architectures with a value and the ``(n,)`` array of their values."""
@@ -79,7 +92,7 @@ class Optimizer(abc.ABC):
         if n < 1:
             raise GrabnasError(f"ask(n) needs n >= 1, got {n}")
         archs = self._ask(n)
-        self.history.pending.extend(archs)
+        self.history.add_pending(archs)
         return archs
 
     def tell(self, archs: Sequence[Architecture], values: Sequence[float | None]) -> None:
@@ -88,9 +101,7 @@ class Optimizer(abc.ABC):
             raise GrabnasError(f"tell got {len(archs)} architectures but {len(values)} values")
         for arch, value in zip(archs, values):
             v = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-            if arch in self.history.pending:
-                self.history.pending.remove(arch)
-            self.history.observations.append(Observation(arch, v))
+            self.history.record(arch, v)
         self._on_tell(list(archs), values)
 
     @property

@@ -59,6 +59,8 @@ class Study(Protocol):
 
     def trials(self, status: str | None = None) -> Sequence[RecordedTrial]: ...
 
+    def count(self, status: str | None = None) -> int: ...
+
     def events(self) -> Iterable[RecordedEvent]: ...
 
     def record_ask(self, archs: Sequence[str], rng_state: str | None = None) -> list[int]: ...
@@ -131,6 +133,7 @@ def run_search(
     workers: int = 1,
     executor: cf.Executor | None = None,
     on_result: Callable[[Study], None] | None = None,
+    max_repeated_failures: int | None = 5,
 ) -> SearchOutcome:
     """Run ``optimizer`` until the study holds ``budget`` finished (done or failed) trials.
 
@@ -143,6 +146,11 @@ def run_search(
         workers: evaluations kept in flight at once.
         executor: runs ``evaluate`` (default: in this process, one at a time).
         on_result: called after each recorded result (progress bars, reports).
+        max_repeated_failures: stop with a :class:`GrabnasError` when this many trials in a row
+            failed with the same error (a broken set-up, not a bad architecture), instead of
+            spending the budget; the failed trials stay recorded. ``None``: never stop.
+
+    Bookkeeping per evaluation is constant time (the study is counted once, at the start).
     """
     t0 = time.perf_counter()
     study.check_optimizer_settings(optimizer.settings())
@@ -157,8 +165,9 @@ def run_search(
     for t in study.trials("asked"):  # asked before a crash, never told: evaluate them now
         submit(t.id, by_text.get(t.arch) or optimizer.space.parse(t.arch))
     evaluated = 0
+    finished = study.count("done") + study.count("failed")
+    streak: list[str] = []  # the errors of the latest trials, while they all failed the same way
     while True:
-        finished = len(study.trials("done")) + len(study.trials("failed"))
         free = min(workers - len(in_flight), budget - finished - len(in_flight))
         if free > 0:
             archs = optimizer.ask(free)
@@ -178,9 +187,33 @@ def run_search(
             study.record_tell([tid], [value], [test], [cost], [error], [extra])
             optimizer.tell([arch], [value])
             evaluated += 1
+            finished += 1
             if on_result is not None:
                 on_result(study)
+            if value is None and error:
+                streak = [*streak, error] if streak[-1:] == [error] else [error]
+            else:
+                streak = []
+            if max_repeated_failures and len(streak) >= max_repeated_failures:
+                _cancel(in_flight)
+                raise GrabnasError(
+                    f"{len(streak)} trials in a row failed with the same error, so the search stopped instead of "
+                    f"spending its budget: {_short(error)}; fix the cause and rerun (the study resumes, its failed "
+                    "trials stay recorded)"
+                )
     return SearchOutcome(evaluated, replayed, time.perf_counter() - t0)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _cancel(in_flight: dict) -> None:
+    """Cancel what has not started; what runs finishes in its worker and is resubmitted on resume."""
+    for fut in in_flight:
+        fut.cancel()
 
 
 class _InlineExecutor(cf.Executor):

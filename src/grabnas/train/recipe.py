@@ -131,6 +131,29 @@ def resolve_device(device: str) -> torch.device:
         raise GrabnasError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from None
 
 
+def check_device(device: str) -> torch.device:
+    """The device ``device`` names, checked usable here (a tensor is placed on it), so that a bad
+    ``--device`` fails once, before the first trial, instead of failing every trial."""
+    d = resolve_device(device)
+    if d.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise GrabnasError(f"device {device!r} cannot train networks; expected auto, cpu, cuda or cuda:N")
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise GrabnasError(f"device {device!r} is not available: this PyTorch sees no CUDA GPU; expected cpu or auto")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise GrabnasError(
+            f"device {device!r} is not available: {torch.cuda.device_count()} CUDA device(s) here; "
+            f"expected cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
+    try:
+        torch.zeros(1, device=d)
+    except (RuntimeError, AssertionError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GrabnasError(
+            f"device {device!r} is not usable here ({first[:200]}); expected auto, cpu or cuda"
+        ) from None
+    return d
+
+
 def _to_genotype(arch):
     if isinstance(arch, str):
         from grabnas.spaces.nb201 import NB201Space
