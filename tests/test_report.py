@@ -22,6 +22,10 @@ def test_load_results_reads_plain_and_gzip_files_alike(tmp_path):
     curves = regret_curves(rows)[("t", "rea")]  # a run that stopped early keeps its last regret
     np.testing.assert_array_equal(curves, [[2.0, 0.0], [1.0, 1.0]])
     np.testing.assert_array_equal(evals_to_optimum(curves), [2, np.inf])
+    # a float32 tie with the optimum (61.32 vs 61.3199999) reaches it; a real gap does not
+    tie = np.array([[0.5, 61.32 - 61.3199999, 0.0], [0.5, 0.01, 0.01]])
+    np.testing.assert_array_equal(evals_to_optimum(tie, optimum=61.32), [2, np.inf])
+    np.testing.assert_array_equal(evals_to_optimum(tie), [3, np.inf])  # no optimum given: exact
 
 
 def test_summary_says_when_the_final_test_is_the_search_metric():

@@ -62,9 +62,12 @@ def _mean_se(x: np.ndarray) -> str:
     return f"{x.mean():.3f} ± {se:.3f}"
 
 
-def evals_to_optimum(curve: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """``(n_seeds,)`` number of evaluations until regret 0 (inf when never reached)."""
-    hit = curve <= tol
+def evals_to_optimum(curve: np.ndarray, optimum: float = 0.0, tol: float | None = None) -> np.ndarray:
+    """``(n_seeds,)`` number of evaluations until regret 0 (inf when never reached) for regret
+    curves ``(n_seeds, n_evals)``. A value within float32 precision of the ``optimum`` ties with it
+    (tolerance ``1e-6 * |optimum|``, at least 1e-9): tables store float32 accuracies. ``tol``
+    replaces that tolerance (e.g. "within 0.1 of the optimum")."""
+    hit = curve <= (max(1e-9, 1e-6 * abs(optimum)) if tol is None else tol)
     return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
 
 
@@ -92,6 +95,7 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         float(r["pool_best"]) < r["best"] + r["regret"] - 1e-9 for r in rows if r.get("pool_best") not in (None, "")
     )
     tasks = list(dict.fromkeys(t for t, _ in curves))
+    optimum = {r["task"]: r["best"] + r["regret"] for r in rows if math.isfinite(r["best"])}
     lines = [f"# Bench summary{' — ' + bench_name if bench_name else ''}", ""]
     lines.append("Regret = task optimum − best value found (search metric); mean ± standard error over seeds.")
     lines.append("")
@@ -122,7 +126,7 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         lines.append("|" + "---|" * len(head))
         for o in opts:
             c = curves[(task, o)]
-            reach = evals_to_optimum(c)
+            reach = evals_to_optimum(c, optimum.get(task, 0.0))
             med = np.median(reach)
             med_s = f"{med:.0f}" if np.isfinite(med) else f"> {c.shape[1]}"
             reached = int(np.isfinite(reach).sum())
@@ -157,6 +161,7 @@ def plot_regret(rows: list[dict], path: str | Path) -> None:
 
     curves = regret_curves(rows)
     tasks = list(dict.fromkeys(t for t, _ in curves))
+    optimum = {r["task"]: r["best"] + r["regret"] for r in rows if math.isfinite(r["best"])}
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for (t, o), c in curves.items():
