@@ -223,3 +223,25 @@ def test_meta_training_line_names_validation_datasets_apart():
     card = {"groups_seen": ["a", "b", "c"], "train_groups": ["a", "b"], "meta_validation_groups": ["c"]}
     assert meta_training_line(card) == "meta-trained on datasets a, b (meta-validated on c)"
     assert meta_training_line({"groups_seen": ["a", "b"]}) == "meta-trained on datasets a, b"  # an older card
+
+
+def test_search_dataset_refuses_a_study_whose_data_files_changed(tmp_path, capsys):
+    import numpy as np
+
+    from grabnas.study import Study
+
+    data = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+
+    def write(classes: int) -> None:
+        np.savez(data, images=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), labels=np.arange(60) % classes)
+
+    write(3)
+    argv = ("--optimizer", "random", "--image-size", "8")
+    assert _search(tmp_path, *argv, budget=1, dataset=f"npz:{data}") == 0
+    write(3)  # same spec, same shape, other pixels: a different dataset
+    assert _search(tmp_path, *argv, budget=2, dataset=f"npz:{data}") == 2
+    err = capsys.readouterr().err.strip()
+    assert "was searched on other contents of" in err and "the files changed" in err and "\n" not in err
+    with Study.load(tmp_path / "run.db") as st:
+        assert st.count() == 1  # nothing asked on the other data

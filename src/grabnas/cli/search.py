@@ -191,6 +191,9 @@ def _search_dataset(args: argparse.Namespace) -> int:
         f"recipe {config.epochs} epochs, C={config.channels}, N={config.cells}, batch {config.batch_size}"
     )
     study = _open_existing(args.study, settings)
+    fingerprint = split.fingerprint()
+    if study is not None:
+        _check_data_fingerprint(study, fingerprint, task.name)
     try:
         optimizer = build_dataset_optimizer(
             args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto"
@@ -212,6 +215,7 @@ def _search_dataset(args: argparse.Namespace) -> int:
             print(f"using {line}")
             notes.append(f"GraB-NAS used the {line}.")
             study.set_info("surrogate", {"checkpoint": surrogate, "card": card})
+        _check_data_fingerprint(study, fingerprint, task.name)
         study.set_info(
             "dataset",
             {
@@ -240,6 +244,19 @@ def _search_dataset(args: argparse.Namespace) -> int:
     finally:
         if study is not None:
             study.close()
+
+
+def _check_data_fingerprint(study, fingerprint: str, name: str) -> None:
+    """Refuse to resume a study on other data under the same spec (a replaced file); record the
+    fingerprint on first use (and in studies made before it was recorded)."""
+    stored = study.info("data_fingerprint")
+    if stored is not None and stored != fingerprint:
+        study.close()
+        raise GrabnasError(
+            f"{study.path} was searched on other contents of {name!r} (data fingerprint {stored[:12]} there, "
+            f"{fingerprint[:12]} now): the files changed; use another --study file or the data it was made with"
+        )
+    study.set_info("data_fingerprint", fingerprint)
 
 
 def _open_existing(path: str, settings: dict):

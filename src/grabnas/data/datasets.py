@@ -309,11 +309,12 @@ def load_dataset(spec: str) -> ImageDataset:
     if not isinstance(spec, str) or not spec.strip():
         raise DatasetError(f"empty dataset spec; expected {_SPEC_FORMS}")
     spec = spec.strip()
-    return _load_cached(spec, _stamp(spec))
+    return _load_cached(spec, dataset_stamp(spec))
 
 
-def _stamp(spec: str) -> int:
-    """Modification time of the file or folder a spec names (0 for bundled data), for the cache."""
+def dataset_stamp(spec: str) -> int:
+    """Modification time (ns) of the file or folder a spec names (0 for bundled data, -1 when
+    missing): a cache key that changes when the files do."""
     low = spec.lower()
     if low in ("digits", "mnist-subset", "mnist_subset", "mnist5k"):
         return 0

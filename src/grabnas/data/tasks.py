@@ -35,6 +35,18 @@ class DatasetSplit:
     def image_shape(self) -> tuple[int, int, int]:
         return self.train.image_shape
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the three parts' images, labels and class names: equal exactly when the
+        data a search trains and scores on is the same."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for part in (self.train, self.val, self.test):
+            h.update(repr((tuple(part.images.shape), part.class_names)).encode())
+            h.update(part.images.detach().cpu().contiguous().numpy().tobytes())
+            h.update(part.labels.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
 
 def split_dataset(ds: ImageDataset, seed: int, val_fraction: float = 0.2, test_fraction: float = 0.2) -> DatasetSplit:
     """A stratified split: each class is shuffled with ``seed`` and cut into train/val/test.

@@ -17,15 +17,19 @@ from __future__ import annotations
 import functools
 import traceback
 
-from grabnas.data.datasets import ImageDataset
+from grabnas.data.datasets import ImageDataset, dataset_stamp
 from grabnas.data.tasks import DatasetSplit, TaskSpec, split_dataset
 from grabnas.errors import GrabnasError
 from grabnas.seeding import child_seed
 from grabnas.train.recipe import TrainConfig, TrainResult, train_and_evaluate
 
 
-@functools.lru_cache(maxsize=8)
 def _split_for(task: TaskSpec) -> DatasetSplit:
+    return _split_cached(task, dataset_stamp(task.dataset))
+
+
+@functools.lru_cache(maxsize=8)
+def _split_cached(task: TaskSpec, stamp: int) -> DatasetSplit:  # stamp: reload when the files change
     return task.split()
 
 
