@@ -161,7 +161,6 @@ def plot_regret(rows: list[dict], path: str | Path) -> None:
 
     curves = regret_curves(rows)
     tasks = list(dict.fromkeys(t for t, _ in curves))
-    optimum = {r["task"]: r["best"] + r["regret"] for r in rows if math.isfinite(r["best"])}
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for (t, o), c in curves.items():

@@ -5,6 +5,7 @@ from grabnas.errors import BenchmarkFileError
 
 A = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 B = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+A_TUPLE = '"(2, 2, 0, 2, 2, 2)"'  # A as a NASLib op-index tuple: the same NB201 cell
 
 
 def test_user_csv_roundtrip(tmp_path):
@@ -27,22 +28,76 @@ def test_nasbench_graph_csv(tmp_path):
     assert b.space.name == "nasbench-graph" and b.optimum("mygraph") == 80
 
 
+def test_accepted_forms(tmp_path):
+    """Negative values (e.g. minus a loss), empty cells and cost, spaces around names and values,
+    a byte-order mark, blank lines and CRLF line ends are all fine."""
+    p = tmp_path / "ok.csv"
+    p.write_bytes(f"\ufeffarch , loss ,cost\r\n\r\n{A}, -0.25 ,\r\n{B},,2\r\n".encode())
+    b = load_benchmark(f"csv:{p}")
+    a = b.space.parse(A)
+    assert b.tasks == ("loss",) and b.value(a, "loss") == -0.25 and b.cost(a, "loss") == 1.0
+    assert b.optimum("loss") == -0.25 and len(b.pool("loss")) == 1
+
+
+HEAD = "arch,t,t:test,cost\n"
+
+
 @pytest.mark.parametrize(
     "content, fragment",
     [
-        ("x,y\n1,2\n", "no 'arch' column"),
-        ("arch\n" + A + "\n", "no task column"),
-        (f"arch,t\n{A},abc\n", "line 2: column t holds 'abc'; expected a number"),
-        (f"arch,t\n{A},1\n{A},2\n", "line 3: architecture .* repeats line 2"),
-        ("arch,t\n|bad~0|,1\n", "line 2: malformed NB201 cell string"),
-        ("arch,t\n", "no data rows"),
-        (f"arch,t,u:test\n{A},1,2\n", "column u:test has no matching task column u"),
+        # values
+        (f"arch,t\n{A},abc\n", "line 2: column t holds 'abc'; expected a finite number, or an empty cell"),
+        (f"arch,t\n{A},inf\n", "line 2: column t holds 'inf', not finite; expected a finite number"),
+        (f"arch,t\n{A},-Infinity\n", "line 2: column t holds '-Infinity', not finite; expected"),
+        (f"arch,t\n{A},1e309\n", "line 2: column t holds '1e309', which overflows to infinity; expected"),
+        (f"arch,t\n{A},nan\n", "line 2: column t holds 'nan', not a number; expected a finite number"),
+        (f"arch,t\n{A},NaN\n", "line 2: column t holds 'NaN', not a number; expected"),
+        (f"{HEAD}{A},1,inf,1\n", r"line 2: column t:test holds 'inf', not finite; expected"),
+        (f"{HEAD}{A},1,1,-1\n", "line 2: column cost holds '-1'; expected a cost in seconds >= 0"),
+        (f"{HEAD}{A},1,1,nan\n", "line 2: column cost holds 'nan', not a number; expected a cost"),
+        # architectures
+        (f"arch,t\n{A},1\n{B},2\n{A},2\n", "line 4: architecture '.*' already on line 2; expected one row per arch"),
+        (f"arch,t\n{A},1\n{A_TUPLE},2\n", r"line 3: architecture '\(2, 2, 0, 2, 2, 2\)' already on line 2 as '\|"),
+        ("arch,t\n|bad~0|,1\n", r"line 2: malformed NB201 cell string .*; expected .* \(column arch\)"),
+        (f"arch,t\n{A},1\n,2\n", r"line 3: malformed NB201 cell string ''"),
+        (
+            "arch,t\ngcn~0|gat~\u00b2|gin~1|fc~2,1\n",
+            r"line 2: malformed architecture .*; expected a member of the nasb",
+        ),
+        # header
+        (f"arch,a,a\n{A},1,2\n", r"line 1: column a appears twice \(columns 2 and 3\); expected each column name once"),
+        (f"arch,a,a:test,a:test\n{A},1,2,3\n", r"line 1: column a:test appears twice \(columns 3 and 4\)"),
+        (f"arch,t,arch\n{A},1,{B}\n", r"line 1: column arch appears twice \(columns 1 and 3\)"),
+        (f"arch,,t\n{A},1,2\n", "line 1, column 2: empty column name; expected a name for every column"),
+        ("x,y\n1,2\n", "line 1: no 'arch' column .*; expected a CSV with header"),
+        ("arch\n" + A + "\n", "line 1: no task column; expected a CSV"),
+        (f"arch,t,u:test\n{A},1,2\n", "line 1: column u:test has no matching task column u; expected a column u"),
+        # shape
+        (f"arch,t\n{A},1,2\n", r"line 2: 3 field\(s\), but the header \(line 1\) has 2; expected one field per column"),
+        (f"arch,t,u\n{A},1,2\n{B},1\n", r"line 3: 2 field\(s\), but the header \(line 1\) has 3"),
+        (f'arch,t\n{A},"1\n2"\n{B},1,2\n', r"line 4: 3 field\(s\)"),  # a quoted field spans lines 2-3
+        (f'arch,t\n{A},"1"x\n', "line 2: cannot be read as CSV .*; expected a CSV with header"),
+        (f'arch,t\n{A},"1\n', "line 2: cannot be read as CSV"),
+        ("arch,t\n", "has no data rows; expected"),
+        ("", "is empty; expected a CSV"),
+        # empty columns
+        (f"arch,t,u\n{A},1,\n{B},2,\n", "column u is empty on every row; expected at least one value per task column"),
+        (f"{HEAD}{A},1,,\n", "column t:test is empty on every row"),
     ],
 )
 def test_malformed_csv(tmp_path, content, fragment):
     p = tmp_path / "bad.csv"
-    p.write_text(content)
-    with pytest.raises(BenchmarkFileError, match=fragment):
+    p.write_bytes(content.encode())
+    with pytest.raises(BenchmarkFileError, match=fragment) as e:
+        load_benchmark(f"csv:{p}")
+    message = str(e.value)
+    assert message.startswith(str(p)) and "\n" not in message and "expected" in message
+
+
+def test_not_utf8(tmp_path):
+    p = tmp_path / "latin1.csv"
+    p.write_bytes(f"arch,t\n{A},1\n{B},2 \xb0C\n".encode("latin-1"))
+    with pytest.raises(BenchmarkFileError, match=r"latin1\.csv, line 3: not UTF-8 text .*; expected a CSV"):
         load_benchmark(f"csv:{p}")
 
 

@@ -1,23 +1,31 @@
 """A user's own tabular benchmark: a CSV with an architecture column and one column per task.
 
-Format (header row required)::
+Format (UTF-8, header row required)::
 
     arch,task_a,task_a:test,task_b,cost
     |nor_conv_3x3~0|+|...|,91.2,90.8,55.0,12.5
     ...
 
 * ``arch``: the canonical architecture string of an NB201 or NAS-Bench-Graph member (the space
-  is inferred from the first row, or given explicitly).
+  is inferred from the first row, or given explicitly); one row per architecture (two strings
+  of the same member, e.g. an NB201 string and its op-index tuple, are the same architecture).
 * every other column ``TASK`` is a task's search metric (maximised); an optional ``TASK:test``
   column holds the metric reported for the final choice (default: the search column);
-* an optional ``cost`` column holds simulated seconds per evaluation (default 1).
+* an optional ``cost`` column holds simulated seconds per evaluation (default 1; not negative).
 
-Empty cells are missing values: an architecture without a value is not in that task's pool.
+Each column name appears once, and every row has one field per column. Values are finite numbers
+(``inf``, ``nan`` and numbers too large for a float, such as ``1e309``, are refused); negative
+values are fine (e.g. minus a loss). Empty cells are missing values: an architecture without a
+value is not in that task's pool (an empty ``cost`` means 1); a task column must hold at least one
+value. Any departure from this form is a :class:`~grabnas.errors.BenchmarkFileError` whose one-line
+message names the file, the line and the column.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from pathlib import Path
 
@@ -29,20 +37,97 @@ from grabnas.spaces import get_space
 from grabnas.spaces.base import SearchSpace
 
 _FORM = "a CSV with header 'arch,TASK[,TASK:test][,cost]' and one architecture string per row"
+_VALUE = "a finite number, or an empty cell for a missing value"
+
+
+def show(text: str) -> str:
+    """``text`` as is when it prints on one line, else its ``repr`` (for one-line messages)."""
+    return text if text.isprintable() else repr(text)
+
+
+def read_table(p: Path, data: bytes, form: str) -> tuple[list[str], int, list[tuple[int, list[str]]]]:
+    """The header (names stripped), the line it is on, and the data rows with the line each starts
+    on, of the CSV file ``p`` whose bytes are ``data`` (UTF-8, a leading byte-order mark allowed).
+    Blank lines are skipped. One-line :class:`BenchmarkFileError` for bytes that are not UTF-8,
+    text that is not CSV, an empty or repeated column name, and a row with more or fewer fields
+    than the header; ``form`` is what the file should be, for the messages."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise BenchmarkFileError(f"{p}, line {line}: not UTF-8 text ({e.reason}); expected {form}") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[tuple[int, list[str]]] = []
+    line = 1
+    try:
+        for fields in reader:
+            start, line = line, reader.line_num + 1
+            if not fields:
+                continue
+            if header is None:
+                header, header_line = [h.strip() for h in fields], start
+                first: dict[str, int] = {}
+                for j, name in enumerate(header, start=1):
+                    if not name:
+                        raise BenchmarkFileError(
+                            f"{p}, line {start}, column {j}: empty column name; expected a name for every column"
+                        )
+                    if name in first:
+                        raise BenchmarkFileError(
+                            f"{p}, line {start}: column {show(name)} appears twice (columns {first[name]} and {j}); "
+                            "expected each column name once"
+                        )
+                    first[name] = j
+                continue
+            if len(fields) != len(header):
+                raise BenchmarkFileError(
+                    f"{p}, line {start}: {len(fields)} field(s), but the header (line {header_line}) has "
+                    f"{len(header)}; expected one field per column"
+                )
+            rows.append((start, fields))
+    except csv.Error as e:
+        raise BenchmarkFileError(f"{p}, line {line}: cannot be read as CSV ({e}); expected {form}") from None
+    return header or [], header_line, rows
+
+
+def parse_number(cell: str) -> float | None:
+    """``cell`` as a finite float, or None when it is not one (text, ``nan``, ``inf``, ``1e309``)."""
+    try:
+        x = float(cell)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def number_error(p: Path, line: int, column: str, cell: str, expected: str) -> BenchmarkFileError:
+    """The one-line error for ``cell`` (stripped) of ``column``, which is not the number ``expected`` says."""
+    try:
+        x = float(cell)
+    except ValueError:
+        x = 0.0
+    if math.isnan(x):
+        why = ", not a number"
+    elif math.isinf(x):
+        why = ", not finite" if "inf" in cell.lower() else ", which overflows to infinity"
+    else:
+        why = ""
+    return BenchmarkFileError(f"{p}, line {line}: column {show(column)} holds {cell!r}{why}; expected {expected}")
+
+
+def _number(p: Path, line: int, column: str, cell: str) -> float:
+    cell = cell.strip()
+    if not cell:
+        return np.nan
+    x = parse_number(cell)
+    if x is None:
+        raise number_error(p, line, column, cell, _VALUE)
+    return x
 
 
 def _infer_space(first_arch: str) -> SearchSpace:
     return get_space("nb201" if first_arch.strip().startswith("|") else "nasbench-graph")
-
-
-def _number(p: Path, line: int, column: str, cell: str) -> float:
-    cell = (cell or "").strip()
-    if not cell:
-        return np.nan
-    try:
-        return float(cell)
-    except ValueError:
-        raise BenchmarkFileError(f"{p}, line {line}: column {column} holds {cell!r}; expected a number") from None
 
 
 def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> TabularBenchmark:
@@ -50,42 +135,71 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
     p = Path(path).expanduser()
     if not p.is_file():
         raise BenchmarkFileError(f"benchmark CSV not found at {p}; expected {_FORM}")
-    try:
-        with p.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-            header = list(rows[0].keys()) if rows else []
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise BenchmarkFileError(f"{p} cannot be read as CSV ({e}); expected {_FORM}") from None
+    header, header_line, rows = read_table(p, p.read_bytes(), _FORM)
+    if not header:
+        raise BenchmarkFileError(f"{p} is empty; expected {_FORM}")
     if not rows:
         raise BenchmarkFileError(f"{p} has no data rows; expected {_FORM}")
     if "arch" not in header:
-        raise BenchmarkFileError(f"{p} has no 'arch' column (header: {','.join(header)}); expected {_FORM}")
+        raise BenchmarkFileError(
+            f"{p}, line {header_line}: no 'arch' column (header: {show(','.join(header))}); expected {_FORM}"
+        )
     tasks = [c for c in header if c not in ("arch", "cost") and not c.endswith(":test")]
     if not tasks:
-        raise BenchmarkFileError(f"{p} has no task column; expected {_FORM}")
+        raise BenchmarkFileError(f"{p}, line {header_line}: no task column; expected {_FORM}")
     orphans = [c for c in header if c.endswith(":test") and c[: -len(":test")] not in tasks]
     if orphans:
-        raise BenchmarkFileError(f"{p}: column {orphans[0]} has no matching task column {orphans[0][:-5]}")
-    sp = get_space(space) if space else _infer_space(rows[0]["arch"] or "")
-    n = len(sp)
+        task = show(orphans[0][: -len(":test")])
+        raise BenchmarkFileError(
+            f"{p}, line {header_line}: column {show(orphans[0])} has no matching task column {task}; "
+            f"expected a column {task} next to it"
+        )
+    col = {name: j for j, name in enumerate(header)}
+    sp = get_space(space) if space else _infer_space(rows[0][1][col["arch"]])
+    seen: dict[int, tuple[int, str]] = {}
+    cells: list[tuple[int, list[float], list[float], float]] = []  # per row: index, search, report, cost
+    for line, fields in rows:
+        text = fields[col["arch"]].strip()
+        try:
+            i = sp.index_of(sp.parse(text))
+        except InvalidArchitectureError as e:
+            raise BenchmarkFileError(f"{p}, line {line}: {e} (column arch)") from None
+        except ValueError as e:  # a parser's slip on odd text, e.g. int('²') after '²'.isdigit()
+            raise BenchmarkFileError(
+                f"{p}, line {line}: malformed architecture {text!r} ({e}); "
+                f"expected a member of the {sp.name} space (column arch)"
+            ) from None
+        if i in seen:
+            first_line, first_text = seen[i]
+            also = "" if text == first_text else f" as {first_text!r} (the same {sp.name} member)"
+            raise BenchmarkFileError(
+                f"{p}, line {line}: architecture {text!r} already on line {first_line}{also}; "
+                "expected one row per architecture"
+            )
+        seen[i] = (line, text)
+        row_search = [_number(p, line, t, fields[col[t]]) for t in tasks]
+        row_report = [_number(p, line, t + ":test", fields[col.get(t + ":test", col[t])]) for t in tasks]
+        c = 1.0
+        if "cost" in col:
+            cell = fields[col["cost"]].strip()
+            c = parse_number(cell) if cell else 1.0
+            if c is None or c < 0:
+                raise number_error(p, line, "cost", cell, "a cost in seconds >= 0, or an empty cell for 1")
+        cells.append((i, row_search, row_report, c))
+    n = len(sp)  # after the rows: a first row that is no architecture fails before the space is enumerated
     search = {t: np.full(n, np.nan) for t in tasks}
     report = {t: np.full(n, np.nan) for t in tasks}
     cost = np.ones(n)
-    seen: dict[int, int] = {}
-    for line, row in enumerate(rows, start=2):
-        try:
-            i = sp.index_of(sp.parse(row["arch"] or ""))
-        except InvalidArchitectureError as e:
-            raise BenchmarkFileError(f"{p}, line {line}: {e}") from None
-        if i in seen:
-            raise BenchmarkFileError(f"{p}, line {line}: architecture {row['arch']} repeats line {seen[i]}")
-        seen[i] = line
-        for t in tasks:
-            search[t][i] = _number(p, line, t, row[t])
-            report[t][i] = _number(p, line, t + ":test", row.get(t + ":test", row[t]))
-        if "cost" in row:
-            c = _number(p, line, "cost", row["cost"])
-            cost[i] = 1.0 if np.isnan(c) else c
+    for i, row_search, row_report, c in cells:
+        for k, t in enumerate(tasks):
+            search[t][i], report[t][i] = row_search[k], row_report[k]
+        cost[i] = c
+    for t in tasks:
+        for name, values in ((t, search[t]), (t + ":test", report[t])):
+            if name in col and np.isnan(values).all():
+                raise BenchmarkFileError(
+                    f"{p}: column {show(name)} is empty on every row; expected at least one value per task column"
+                )
     tables = {
         t: TaskTable(
             t, t, search[t], report[t], cost, f"search: {t}, report: {t + ':test' if t + ':test' in header else t}"

@@ -16,7 +16,6 @@ dataset share a group.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import lzma
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from grabnas.benchmarks.base import TabularBenchmark, TaskTable
+from grabnas.benchmarks.csv_table import number_error, parse_number, read_table
 from grabnas.errors import BenchmarkFileError, InvalidArchitectureError
 from grabnas.spaces.nb201 import NB201Space
 
@@ -44,6 +44,8 @@ REQUIRED_COLUMNS = ("arch_str", *sorted({c for _, s, r in TASK_COLUMNS.values() 
 SHIPPED_TABLE = Path(__file__).resolve().parent / "tables" / (FILE_NAME + ".xz")
 #: sha256 of the shipped table once decompressed (the original ``nb201_accuracies.csv``)
 SHIPPED_SHA256 = "eccc9e2b6e6f11378286b4c1d818ac959771d45e140ce2b3b9c0be8ac8920bd4"
+#: what every cell of a required column holds
+_ACCURACY = "an accuracy in % (a finite number from 0 to 100)"
 
 
 def resolve_table_path(path: str | os.PathLike | None = None) -> Path:
@@ -74,46 +76,69 @@ def _open_table(p: Path):
     return p.open(newline="")
 
 
+def _read_bytes(p: Path) -> bytes:
+    """The table's bytes: ``.xz`` and ``.gz`` files are decompressed."""
+    if p.suffix == ".xz":
+        with lzma.open(p, "rb") as f:
+            return f.read()
+    if p.suffix == ".gz":
+        with gzip.open(p, "rb") as f:
+            return f.read()
+    return p.read_bytes()
+
+
 def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
     """Load the NAS-Bench-201 benchmark from its accuracy table: ``path``, else ``$GRABNAS_NB201``,
-    else the table shipped with grabnas."""
+    else the table shipped with grabnas.
+
+    The table is checked strictly, each fault a one-line :class:`BenchmarkFileError` naming the
+    file, line and column: every column name once, one field per column on every row, one row per
+    architecture, every cell of the required columns an accuracy in % (a finite number from 0 to
+    100, never empty), and all 15,625 cells present."""
     p = resolve_table_path(path)
-    space = NB201Space()
-    n = len(space)
-    columns = {c: np.full(n, np.nan) for c in REQUIRED_COLUMNS[1:]}
-    seen = np.zeros(n, dtype=bool)
+    form = f"the columns of {FILE_NAME} ({', '.join(REQUIRED_COLUMNS)})"
     try:
-        with _open_table(p) as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise BenchmarkFileError(
-                    f"{p} is not an NB201 table: missing column(s) {', '.join(missing)}; "
-                    f"expected the columns of {FILE_NAME} ({', '.join(REQUIRED_COLUMNS)})"
-                )
-            for line, row in enumerate(reader, start=2):
-                try:
-                    i = space.index_of(space.parse(row["arch_str"]))
-                except InvalidArchitectureError as e:
-                    raise BenchmarkFileError(f"{p}, line {line}: {e}") from None
-                seen[i] = True
-                for c, col in columns.items():
-                    cell = (row[c] or "").strip()
-                    if cell:
-                        try:
-                            col[i] = float(cell)
-                        except ValueError:
-                            raise BenchmarkFileError(
-                                f"{p}, line {line}: column {c} holds {cell!r}; expected a number (accuracy in %)"
-                            ) from None
-    except UnicodeDecodeError:
-        raise BenchmarkFileError(f"{p} is not a text CSV file; expected {FILE_NAME}") from None
+        data = _read_bytes(p)
     except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
         raise BenchmarkFileError(
             f"{p} is not a readable {p.suffix} file ({e}); expected {FILE_NAME}{p.suffix}"
         ) from None
-    if not seen.all():
-        raise BenchmarkFileError(f"{p} has {int(seen.sum())} of the {n} NB201 cells; expected all of them")
+    header, header_line, rows = read_table(p, data, f"{FILE_NAME}, a CSV with {form}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise BenchmarkFileError(f"{p} is not an NB201 table: missing column(s) {', '.join(missing)}; expected {form}")
+    space = NB201Space()
+    n = len(space)
+    col = {name: j for j, name in enumerate(header)}
+    columns = {c: np.full(n, np.nan) for c in REQUIRED_COLUMNS[1:]}
+    seen: dict[int, tuple[int, str]] = {}
+    for line, fields in rows:
+        text = fields[col["arch_str"]].strip()
+        try:
+            i = space.index_of(space.parse(text))
+        except InvalidArchitectureError as e:
+            raise BenchmarkFileError(f"{p}, line {line}: {e} (column arch_str)") from None
+        if i in seen:
+            first_line, first_text = seen[i]
+            also = "" if text == first_text else f" as {first_text!r} (the same cell)"
+            raise BenchmarkFileError(
+                f"{p}, line {line}: architecture {text!r} already on line {first_line}{also}; "
+                "expected one row per architecture"
+            )
+        seen[i] = (line, text)
+        for c, values in columns.items():
+            cell = fields[col[c]].strip()
+            x = parse_number(cell) if cell else None
+            if x is None or not 0.0 <= x <= 100.0:
+                if not cell:
+                    raise BenchmarkFileError(
+                        f"{p}, line {line}: column {c} is empty; expected {_ACCURACY} (the table has no missing values)"
+                    )
+                raise number_error(p, line, c, cell, _ACCURACY)
+            values[i] = x
+    n_seen = len(seen)
+    if n_seen < n:
+        raise BenchmarkFileError(f"{p} has {n_seen} of the {n} NB201 cells; expected all of them")
     cost = np.ones(n)
     tables = {
         task: TaskTable(
