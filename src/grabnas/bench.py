@@ -20,6 +20,7 @@ from pathlib import Path
 from grabnas.benchmarks import load_benchmark
 from grabnas.benchmarks.base import TabularBenchmark
 from grabnas.errors import GrabnasError
+from grabnas.evaluation.executors import exit_with_parent
 from grabnas.search.registry import build_optimizer, prepare_grabnas, pruned_pool
 from grabnas.seeding import child_seed
 
@@ -231,7 +232,7 @@ def run_bench(
                 save(run_one(bench, t, o, s, config.budget, config.master_seed, config.prune_top, cache))
         else:
             # one run per task: rows reach the file (and the bar) as each run ends
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=exit_with_parent) as pool:
                 futures = [
                     pool.submit(
                         _run_chunk,

@@ -62,7 +62,7 @@ HEAD = "arch,t,t:test,cost\n"
         (f"arch,t\n{A},1\n,2\n", r"line 3: malformed NB201 cell string ''"),
         (
             "arch,t\ngcn~0|gat~\u00b2|gin~1|fc~2,1\n",
-            r"line 2: malformed architecture .*; expected a member of the nasb",
+            r"line 2: malformed NAS-Bench-Graph string .*\(column arch\)",
         ),
         # header
         (f"arch,a,a\n{A},1,2\n", r"line 1: column a appears twice \(columns 2 and 3\); expected each column name once"),

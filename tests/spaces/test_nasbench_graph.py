@@ -50,6 +50,7 @@ def test_non_canonical_string_maps_to_isomorphic_member(nbg_space):
     "text, fragment",
     [
         ("gcn~0|gat~1", "malformed NAS-Bench-Graph string"),
+        ("gcn~0|gat~\u00b2|gat~2|fc~3", "malformed NAS-Bench-Graph string"),  # a digit to isdigit(), not to int()
         ("gcn~0|foo~1|gat~2|fc~3", "unknown NAS-Bench-Graph op 'foo'"),
         ("gcn~0|gat~2|gat~2|fc~3", "node 2 reads from node 2"),
         ("skip~0|skip~1|skip~2|skip~3", "not a NAS-Bench-Graph member"),

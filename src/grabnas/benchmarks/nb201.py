@@ -103,7 +103,7 @@ def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
         raise BenchmarkFileError(
             f"{p} is not a readable {p.suffix} file ({e}); expected {FILE_NAME}{p.suffix}"
         ) from None
-    header, header_line, rows = read_table(p, data, f"{FILE_NAME}, a CSV with {form}")
+    header, _, rows = read_table(p, data, f"{FILE_NAME}, a CSV with {form}")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise BenchmarkFileError(f"{p} is not an NB201 table: missing column(s) {', '.join(missing)}; expected {form}")
@@ -136,9 +136,8 @@ def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
                     )
                 raise number_error(p, line, c, cell, _ACCURACY)
             values[i] = x
-    n_seen = len(seen)
-    if n_seen < n:
-        raise BenchmarkFileError(f"{p} has {n_seen} of the {n} NB201 cells; expected all of them")
+    if len(seen) < n:
+        raise BenchmarkFileError(f"{p} has {len(seen)} of the {n} NB201 cells; expected all of them")
     cost = np.ones(n)
     tables = {
         task: TaskTable(

@@ -12,6 +12,7 @@ imported inside the handlers.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -45,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _terminate_as_exit()
     try:
         return int(args.handler(args) or 0)
+    except _Terminated:
+        print("grabnas: terminated; rerun the same command to resume", file=sys.stderr)
+        return 143
     except GrabnasError as e:
         message = " ".join(str(e).split())  # one line, whatever it quotes
         if len(message) > 1000:
@@ -56,6 +61,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("grabnas: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(SystemExit):
+    """SIGTERM, raised where the command is, so that results already in are recorded, the study
+    closed and the workers stopped (as for Ctrl-C) before the exit with status 143."""
+
+
+def _terminate_as_exit():
+    """Turn SIGTERM into :class:`_Terminated` while a command runs (main thread only); returns the
+    previous handler (None when not installed)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise _Terminated(143)
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 __all__ = ["build_parser", "main"]

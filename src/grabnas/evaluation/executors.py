@@ -46,7 +46,14 @@ class Executor:
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.shutdown()
+        else:  # interrupted or failed: do not wait for running calls, whose results nobody takes
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop at once: cancel queued calls and stop running ones (default: :meth:`shutdown`)."""
         self.shutdown()
 
 
@@ -66,9 +73,27 @@ class InProcessExecutor(Executor):
         return future
 
 
+def exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """In a worker process: a daemon thread that ends this process as soon as its parent is gone
+    (killed by any signal, SIGKILL included: the worker is then re-parented and its parent pid
+    changes), so no orphaned worker trains on for nobody. Use as a pool initializer."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="grabnas-exit-with-parent", daemon=True).start()
+
+
 def _init_worker(threads: int) -> None:
     import torch
 
+    exit_with_parent()
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
@@ -98,6 +123,14 @@ class LocalPoolExecutor(Executor):
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:  # running trainings: their trials stay 'asked' and rerun on resume
+            proc.terminate()
+        for proc in processes:
+            proc.join(timeout=10)
 
 
 def _ray_call(threads: int, fn: Callable[..., Any], *args: Any) -> Any:

@@ -167,40 +167,51 @@ def run_search(
     evaluated = 0
     finished = study.count("done") + study.count("failed")
     streak: list[str] = []  # the errors of the latest trials, while they all failed the same way
-    while True:
-        free = min(workers - len(in_flight), budget - finished - len(in_flight))
-        if free > 0:
-            archs = optimizer.ask(free)
-            if archs:
-                ids = study.record_ask([str(a) for a in archs], rng_fingerprint(optimizer))
-                for tid, a in zip(ids, archs):
-                    submit(tid, a)
-        if not in_flight:
-            break
-        done, _ = cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
-        for fut in done:
-            tid, arch = in_flight.pop(fut)
-            try:
-                value, test, cost, error, extra = _fields(fut.result())
-            except Exception as e:  # an evaluator bug or a crashed worker: a failed trial
-                value, test, cost, error, extra = None, None, None, f"{type(e).__name__}: {e}", {}
-            study.record_tell([tid], [value], [test], [cost], [error], [extra])
-            optimizer.tell([arch], [value])
-            evaluated += 1
-            finished += 1
-            if on_result is not None:
-                on_result(study)
-            if value is None and error:
-                streak = [*streak, error] if streak[-1:] == [error] else [error]
-            else:
-                streak = []
-            if max_repeated_failures and len(streak) >= max_repeated_failures:
-                _cancel(in_flight)
-                raise GrabnasError(
-                    f"{len(streak)} trials in a row failed with the same error, so the search stopped instead of "
-                    f"spending its budget: {_short(error)}; fix the cause and rerun (the study resumes, its failed "
-                    "trials stay recorded)"
-                )
+
+    def tell(fut: cf.Future) -> tuple[float | None, str | None]:
+        tid, arch = in_flight.pop(fut)
+        try:
+            value, test, cost, error, extra = _fields(fut.result())
+        except Exception as e:  # an evaluator bug or a crashed worker: a failed trial
+            value, test, cost, error, extra = None, None, None, f"{type(e).__name__}: {e}", {}
+        study.record_tell([tid], [value], [test], [cost], [error], [extra])
+        optimizer.tell([arch], [value])
+        return value, error
+
+    try:
+        while True:
+            free = min(workers - len(in_flight), budget - finished - len(in_flight))
+            if free > 0:
+                archs = optimizer.ask(free)
+                if archs:
+                    ids = study.record_ask([str(a) for a in archs], rng_fingerprint(optimizer))
+                    for tid, a in zip(ids, archs):
+                        submit(tid, a)
+            if not in_flight:
+                break
+            done, _ = cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                value, error = tell(fut)
+                evaluated += 1
+                finished += 1
+                if on_result is not None:
+                    on_result(study)
+                if value is None and error:
+                    streak = [*streak, error] if streak[-1:] == [error] else [error]
+                else:
+                    streak = []
+                if max_repeated_failures and len(streak) >= max_repeated_failures:
+                    _cancel(in_flight)
+                    raise GrabnasError(
+                        f"{len(streak)} trials in a row failed with the same error, so the search stopped "
+                        f"instead of spending its budget: {_short(error)}; fix the cause and rerun (the study "
+                        "resumes, its failed trials stay recorded)"
+                    )
+    except (KeyboardInterrupt, SystemExit):  # a signal: keep every result that has arrived
+        for fut in [f for f in in_flight if f.done() and not f.cancelled() and f.exception() is None]:
+            tell(fut)  # finished results only: a trial cut short stays 'asked' and reruns on resume
+        _cancel(in_flight)
+        raise
     return SearchOutcome(evaluated, replayed, time.perf_counter() - t0)
 
 

@@ -123,7 +123,7 @@ class NASBenchGraphSpace(SearchSpace):
         ops, link = [], []
         for p in parts:
             op, src = p.split("~")
-            if not src.strip().isdigit():
+            if not (src.strip().isascii() and src.strip().isdigit()):  # '²'.isdigit() is True
                 raise InvalidArchitectureError(f"malformed NAS-Bench-Graph string {text!r}; expected {_EXPECTED_FORM}")
             ops.append(op.strip())
             link.append(int(src))
