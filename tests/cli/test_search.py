@@ -245,3 +245,13 @@ def test_search_dataset_refuses_a_study_whose_data_files_changed(tmp_path, capsy
     assert "was searched on other contents of" in err and "the files changed" in err and "\n" not in err
     with Study.load(tmp_path / "run.db") as st:
         assert st.count() == 1  # nothing asked on the other data
+
+
+def test_search_dataset_ray_without_ray_leaves_no_study(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    assert _search(tmp_path, "--ray") == 2
+    assert "--ray needs ray; install it with pip install 'grabnas[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "run.db").exists()

@@ -135,3 +135,25 @@ def test_prior_mean_kernel_learns_values_that_peak_inside_the_prior_range():
     with torch.no_grad():
         mu = gp.posterior(X[60:]).mean.reshape(-1).numpy()
     assert spearmanr(mu, f[60:].numpy())[0] > 0.9
+
+
+def test_frozen_prior_memo_only_serves_equal_inputs_without_gradients():
+    from grabnas.models.target_gp import _LastCall
+
+    memo, calls = _LastCall(), []
+
+    def f(x):
+        calls.append(1)
+        return x * 2
+
+    a = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
+    assert torch.equal(memo((a, False), lambda: f(a)), a * 2)
+    assert torch.equal(memo((a.clone(), False), lambda: f(a)), a * 2) and len(calls) == 1  # equal content: cached
+    b = a + 1  # same shape, other values: recomputed
+    assert torch.equal(memo((b, False), lambda: f(b)), b * 2) and len(calls) == 2
+    assert len(calls) == 2 and torch.equal(memo((b, True), lambda: f(b)), b * 2) and len(calls) == 3  # other flag
+    g = b.clone().requires_grad_(True)  # the latent ascent: never memoised, gradients flow
+    out = memo((g, True), lambda: f(g))
+    out.sum().backward()
+    assert len(calls) == 4 and torch.equal(g.grad, torch.full_like(g, 2.0))
+    assert not memo((b, True), lambda: f(b)).requires_grad  # stored detached

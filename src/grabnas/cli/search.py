@@ -179,6 +179,11 @@ def _search_dataset(args: argparse.Namespace) -> int:
     config = recipe_from_args(args)
     if not (args.ray or args.ray_address):  # Ray workers may see devices this machine does not
         check_device(config.device)
+    else:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:  # before any study file exists
+            raise GrabnasError("--ray needs ray; install it with pip install 'grabnas[ray]'")
     evaluate = TrainingEvaluator(task, config)  # loads and validates the data now
     split = evaluate.split
     surrogate = resolve_surrogate(args.surrogate or "auto") if args.optimizer.startswith("grabnas") else None

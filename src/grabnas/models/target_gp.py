@@ -66,6 +66,37 @@ class _Frozen:
         self.module = module
 
 
+class _LastCall:
+    """A one-entry memo of a frozen function of tensors: the hyperparameter fit evaluates the
+    meta-learned mean and covariance at the same training inputs at every L-BFGS step, and their
+    values cannot change (the prior is frozen). Inputs that need gradients (the latent ascent)
+    are never memoised; outputs are stored detached."""
+
+    def __init__(self) -> None:
+        self._keys: tuple = ()
+        self._value: Tensor | None = None
+
+    def __call__(self, keys: tuple, compute):
+        tensors = [k for k in keys if isinstance(k, Tensor)]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return compute()
+        if (
+            self._value is not None
+            and len(keys) == len(self._keys)
+            and all(_same(a, b) for a, b in zip(keys, self._keys))
+        ):
+            return self._value
+        value = compute().detach()
+        self._keys, self._value = tuple(k.detach() if isinstance(k, Tensor) else k for k in keys), value
+        return value
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a is b or (a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b)))
+    return a == b
+
+
 class MetaPriorMean(Mean):
     """``c + a * m(x)``: the meta-learned prior mean ``m`` of ``prior`` (frozen), with a fitted
     scale ``a`` (prior ``N(1, 1)``) and offset ``c`` (prior ``N(0, 1)``). ``(..., n, D)`` inputs ->
@@ -84,7 +115,10 @@ class MetaPriorMean(Mean):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.offset + self.scale * self._prior.module.prior_mean(x)
+        if not hasattr(self, "_memo"):
+            self._memo = _LastCall()
+        m = self._memo((x,), lambda: self._prior.module.prior_mean(x))
+        return self.offset + self.scale * m
 
 
 class MetaKernel(Kernel):
@@ -115,6 +149,12 @@ class MetaKernel(Kernel):
         self.initialize(raw_factor=self.raw_factor_constraint.inverse_transform(value))
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
+        if not hasattr(self, "_memo"):
+            self._memo = _LastCall()
+        return self.factor * self._memo((x1, x2, diag), lambda: self._meta_covariance(x1, x2, diag))
+
+    def _meta_covariance(self, x1: Tensor, x2: Tensor, diag: bool) -> Tensor:
+        """The frozen meta-learned covariance ``(..., n1, n2)`` (``(..., n)`` with ``diag``)."""
         gp = self._prior.module
         m1, phi1 = gp.feature_map(x1)
         dirs1 = gp.task_directions(x1, m1)
@@ -129,7 +169,7 @@ class MetaKernel(Kernel):
                 k = k + gp.task_prior_var * (dirs1 * dirs2).sum(-1)
         else:
             k = gp._covar(phi1, dirs1, phi2, dirs2)
-        return self.factor * k
+        return k
 
 
 class PriorMeanKernel(Kernel):

@@ -299,7 +299,7 @@ class GraBNAS(Optimizer):
         return float(values.max())
 
     @staticmethod
-    def _score(acq, z: Tensor, chunk: int = 2048) -> Tensor:
+    def _score(acq, z: Tensor, chunk: int = 16384) -> Tensor:
         """``(len(z),)`` acquisition values of single points."""
         with torch.no_grad():
             return torch.cat([acq(z[i : i + chunk].unsqueeze(1)) for i in range(0, len(z), chunk)])
