@@ -206,6 +206,44 @@ def test_failures_are_not_fatal(nb201_space, vae, small_pool):
     assert len(opt.history.observations) == 6
 
 
+class FailingGP(FixedGP):
+    """A GP whose fit fails numerically: ``always``, or only without extra Cholesky jitter."""
+
+    def __init__(self, prior_direction: torch.Tensor, always: bool) -> None:
+        super().__init__(prior_direction)
+        self.always = always
+
+    def fit(self, z, y):
+        import gpytorch
+        from gpytorch.utils.errors import NotPSDError
+
+        if len(y) >= 3 and (self.always or gpytorch.settings.cholesky_jitter.value(torch.float64) < 1e-6):
+            raise NotPSDError("Matrix not positive definite after repeatedly adding jitter up to 1.0e-06.")
+        return super().fit(z, y)
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae, small_pool, always):
+    """A GP that is not positive definite (e.g. data with huge pixel values): refit with more
+    jitter, else random untried pool members; the search goes on, the same way on a replay."""
+
+    def run():
+        opt = GraBNAS(nb201_space, FailingGP(torch.zeros(vae.latent_dim), always), vae, pool=small_pool, seed=3, t_bo=2)
+        asked = []
+        for _ in range(6):
+            archs = opt.ask(1)
+            assert len(archs) == 1 and archs[0] not in set(asked)
+            asked += archs
+            opt.tell(archs, [_objective(archs[0])])
+        return opt, asked
+
+    opt, asked = run()
+    assert len(opt.numerical_log) == 3  # asks 4-6 fitted on 3+ observations
+    kind = "random untried pool member" if always else "refitted with 100x jitter"
+    assert all("NotPSDError: Matrix not positive definite" in m and kind in m for m in opt.numerical_log)
+    assert run()[1] == asked  # deterministic: a resumed study replays it
+
+
 @pytest.mark.parametrize(
     "kw, fragment",
     [

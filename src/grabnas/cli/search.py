@@ -310,6 +310,11 @@ def _run_and_report(
         if bar is not None:
             bar.close()
     out = Path(args.out) if args.out else Path(args.study).with_suffix("")
+    fallbacks = getattr(optimizer, "numerical_log", [])
+    if fallbacks:  # recorded, not raised: the GP's numerical failures (this process's asks)
+        line = f"{len(fallbacks)} asks fell back after a numerical failure of the GP (first: {fallbacks[0]})"
+        print(line)
+        notes = [*notes, f"GraB-NAS: {line}."]
     inferred = _task_inference_line(optimizer)
     if inferred:
         print(inferred)

@@ -214,6 +214,8 @@ class GraBNAS(Optimizer):
         self._prior_scores: Tensor | None = None
         #: per local step: (decodes tried, valid decodes, proposal left the pool)
         self.local_log: list[dict] = []
+        #: per ask that hit a numerical failure of the GP: what failed and what was done instead
+        self.numerical_log: list[str] = []
 
     def settings(self) -> dict:
         """The :class:`GraBNASConfig` fields, the surrogate's adaptation options and a hash of
@@ -306,6 +308,31 @@ class GraBNAS(Optimizer):
 
     # -- the ask -------------------------------------------------------------------------------------
     def _ask(self, n: int) -> list[Architecture]:
+        """The model's proposals; on a numerical failure of the GP (a matrix that is not positive
+        definite, NaNs) once more with 100x the Cholesky jitter, then, if that fails too, ``n``
+        random untried pool members (seeded), each fallback noted in :attr:`numerical_log`."""
+        import gpytorch
+        from gpytorch.utils.errors import NanError, NotPSDError
+
+        failures = (NotPSDError, NanError, torch.linalg.LinAlgError)
+        try:
+            return self._ask_model(n)
+        except failures as e:
+            first = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        try:
+            with gpytorch.settings.cholesky_jitter(float_value=1e-4, double_value=1e-6):
+                out = self._ask_model(n)
+            self.numerical_log.append(f"ask {self.asks}: {first}; refitted with 100x jitter")
+            return out
+        except failures:
+            tried = self.history.tried
+            untried = [a for a in self.pool if a not in tried]
+            picks = self.rng.choice(len(untried), size=min(n, len(untried)), replace=False) if untried else []
+            self.numerical_log.append(f"ask {self.asks}: {first}; proposed {len(picks)} random untried pool member(s)")
+            self.asks += len(picks)
+            return [untried[int(i)] for i in picks]
+
+    def _ask_model(self, n: int) -> list[Architecture]:
         out: list[Architecture] = []
         model, values = self._model()
         for _ in range(n):
