@@ -59,3 +59,16 @@ def test_export_cli(tmp_path, capsys):
     args = p.parse_args(["export", ARCH, "--out", str(tmp_path), "--name", "1bad-name"])
     with pytest.raises(GrabnasError, match="module name"):
         args.handler(args)
+
+
+def test_export_of_a_network_too_big_to_build_leaves_no_file(tmp_path, monkeypatch):
+    import grabnas.train.network as network
+    from grabnas.export import export_architecture
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory")
+
+    monkeypatch.setattr(network, "TinyNetwork", out_of_memory)
+    with pytest.raises(GrabnasError, match=r"cannot build the network with 100000 channels .*not enough memory"):
+        export_architecture(ARCH, tmp_path / "out", channels=100000)
+    assert not (tmp_path / "out").exists()

@@ -161,13 +161,22 @@ def export_architecture(
     name = name or "nb201_" + hashlib.sha1(arch.to_string().encode()).hexdigest()[:8]
     if not name.isidentifier():
         raise GrabnasError(f"export name {name!r} is not a valid Python module name; expected letters, digits and _")
+    try:  # the network first: a size this machine cannot build leaves no file behind
+        model = TinyNetwork(arch.ops, channels, cells, num_classes, in_channels)
+        params = count_parameters(model)
+        flops = count_flops(model, (in_channels, image_size, image_size))
+    except (MemoryError, RuntimeError) as e:
+        reason = " ".join(str(e).split())[:120] or type(e).__name__
+        raise GrabnasError(
+            f"cannot build the network with {channels} channels and {cells} cells here ({reason}); expected a size "
+            "that fits in memory"
+        ) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = out / f"{name}.py"
-    module.write_text(module_source(arch, num_classes, channels, cells, in_channels))
-    model = TinyNetwork(arch.ops, channels, cells, num_classes, in_channels)
-    params = count_parameters(model)
-    flops = count_flops(model, (in_channels, image_size, image_size))
+    tmp = module.with_name(f".{module.name}.tmp")
+    tmp.write_text(module_source(arch, num_classes, channels, cells, in_channels))
+    os.replace(tmp, module)  # never a partial module
     title = f"{arch.to_string()}\nC={channels}, N={cells}: {params / 1e6:.3f} M params, {flops / 1e6:.2f} MFLOPs at {image_size}x{image_size}"
     picture = draw_cell(arch, out / f"{name}_cell.png", title=title)
     return ExportedFiles(module, picture, params, flops)

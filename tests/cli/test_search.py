@@ -153,9 +153,12 @@ def test_search_dataset_bad_device_fails_before_any_trial(tmp_path, capsys, devi
         (["--task", "cifar10", "--surrogate", "x.pt"], '--optimizer "grabnas[surrogate=PATH]"'),
         (["--dataset", "digits", "--optimizer", "transfer-rank"], "transfer-rank"),
         (["--dataset", "nosuchdataset"], "nosuchdataset"),
+        (["--task", "cifar10", "--out", "{tmp}/file.txt"], "is a file; expected a folder for the report"),
     ],
 )
 def test_search_target_errors_are_one_line(tmp_path, capsys, argv, fragment):
+    (tmp_path / "file.txt").write_text("not a folder")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(["search", "--study", str(tmp_path / "s.db"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err

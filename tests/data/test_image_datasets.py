@@ -92,6 +92,10 @@ def test_image_folder(tmp_path):
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     _write_png(tmp_path / "cats" / "rgb.png", 9, mode="RGB")
     assert load_image_folder(tmp_path).images.shape == (10, 3, 6, 6)  # any colour image -> RGB
+    (tmp_path / "bees" / "2024").mkdir()  # nested folders of a class folder belong to it
+    _write_png(tmp_path / "bees" / "2024" / "late.png", 50)
+    nested = load_image_folder(tmp_path)
+    assert len(nested.labels) == 11 and nested.labels.tolist().count(1) == 4 and nested.class_names[1] == "bees"
 
 
 def test_image_folder_errors(tmp_path):
@@ -106,6 +110,17 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(DatasetError, match="broken.png: unreadable image"):
         load_image_folder(tmp_path)
     (tmp_path / "b" / "broken.png").unlink()
+    from PIL import Image
+
+    _write_png(tmp_path / "b" / "bomb.png", 1, size=(60, 60))
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 1000  # 3,600 pixels: past twice the limit, PIL's DecompressionBombError
+    try:
+        with pytest.raises(DatasetError, match="bomb.png: image too large .*resize it first"):
+            load_image_folder(tmp_path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    (tmp_path / "b" / "bomb.png").unlink()
     _write_png(tmp_path / "b" / "big.png", 1, size=(9, 9))
     with pytest.raises(DatasetError, match="different sizes"):
         load_image_folder(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from grabnas.cli.args import (
     NB201_DATA_HELP,
@@ -123,7 +124,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     args.started = time.perf_counter()
     set_threads(args)
-    if _search_target(args) == "dataset":
+    target = _search_target(args)
+    out = Path(args.out) if args.out else Path(args.study).with_suffix("")
+    if out.exists() and not out.is_dir():  # found now, not after the whole search
+        raise GrabnasError(f"--out {out} is a file; expected a folder for the report (it is created if missing)")
+    if target == "dataset":
         return _search_dataset(args)
     from grabnas.benchmarks import load_benchmark
     from grabnas.evaluation.lookup import LookupEvaluator
@@ -267,7 +272,6 @@ def _check_data_fingerprint(study, fingerprint: str, name: str) -> None:
 def _open_existing(path: str, settings: dict):
     """The study at ``path`` if it exists (refused now if its settings differ, before any work),
     else None: it is created once the optimizer is built, so a failed build leaves no study behind."""
-    from pathlib import Path
 
     from grabnas.study import Study
 
@@ -296,7 +300,6 @@ def _run_and_report(
 ) -> int:
     """Run the search loop with a progress bar, write the report and print the outcome."""
     import time
-    from pathlib import Path
 
     from grabnas.report import write_search_report
     from grabnas.search.loop import run_search

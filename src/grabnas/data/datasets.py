@@ -231,7 +231,11 @@ def load_image_folder(path: str | os.PathLike, size: tuple[int, int] | None = No
         )
     files: list[tuple[Path, int]] = []
     for label, d in enumerate(class_dirs):
-        imgs = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        imgs = sorted(  # nested sub-folders of a class folder belong to that class
+            p
+            for p in d.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )
         if not imgs:
             raise DatasetError(
                 f"{d}: class folder has no images; expected files ending in {', '.join(IMAGE_EXTENSIONS[:4])}, ..."
@@ -243,6 +247,11 @@ def load_image_folder(path: str | os.PathLike, size: tuple[int, int] | None = No
             with Image.open(p) as im:
                 im.load()
                 pil_images.append(im.copy())
+        except Image.DecompressionBombError:
+            raise DatasetError(
+                f"{p}: image too large (over PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels); expected images of "
+                "ordinary size (resize it first)"
+            ) from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DatasetError(f"{p}: unreadable image ({type(e).__name__}); expected a valid image file") from None
     grey = all(im.mode in ("1", "L", "I", "I;16", "F") for im in pil_images)
