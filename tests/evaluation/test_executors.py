@@ -106,3 +106,36 @@ def test_search_loop_continues_after_failures(evaluator, nb201_space, monkeypatc
     values = [o.value for o in opt.history.observations]
     assert len(values) == 8 and values.count(None) == 3  # calls 3, 4, 6 failed
     assert opt.best.value == 8.0
+
+
+class _KillsItsWorkerOnce:
+    """A lookup whose first call SIGKILLs the Ray worker running it (a node dying mid-trial)."""
+
+    def __init__(self, lookup, marker):
+        self.lookup, self.marker = lookup, marker
+
+    def __call__(self, arch):
+        import os
+        import signal
+
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.lookup(arch)
+
+
+def test_a_killed_ray_worker_is_a_failed_trial_and_the_search_goes_on(nb201_bench, tmp_path):
+    pytest.importorskip("ray")
+    from grabnas.evaluation.lookup import LookupEvaluator
+    from grabnas.search.loop import run_search
+    from grabnas.search.registry import build_optimizer
+    from grabnas.study import Study
+
+    evaluate = _KillsItsWorkerOnce(LookupEvaluator(nb201_bench, "cifar10"), str(tmp_path / "killed"))
+    opt = build_optimizer("random", nb201_bench, "cifar10", seed=0)
+    with RayExecutor("local", num_cpus_per_trial=1, num_cpus=2) as ex, Study.open(tmp_path / "s.db", {}) as st:
+        outcome = run_search(opt, evaluate, st, budget=6, workers=2, executor=ex)
+        trials = st.trials()
+    assert outcome.evaluated == 6 and [t.status for t in trials].count("done") == 5
+    (failed,) = [t for t in trials if t.status == "failed"]
+    assert "Worker" in failed.error or "died" in failed.error  # Ray's WorkerCrashedError, recorded
