@@ -314,7 +314,8 @@ class GPBO(_PoolOptimizer):
         self.model = model
         return model
 
-    def _ask(self, n: int) -> list[Architecture]:
+    def _ask(self, n: int, model=None) -> list[Architecture]:
+        """``model``: a GP :meth:`fit` to the current observations already (else fitted now)."""
         import torch
         from botorch.acquisition import qLogExpectedImprovement
         from botorch.sampling import SobolQMCNormalSampler
@@ -327,7 +328,7 @@ class GPBO(_PoolOptimizer):
         if cand.size == 0:
             return []
         n = min(n, cand.size)
-        model = self.fit()
+        model = model if model is not None else self.fit()
         best_f = float(values.max())
         log_ei = self._acquisition_values(_pool_log_ei_class()(model, best_f=best_f), cand)  # (c,)
         ranked = cand[torch.argsort(log_ei, descending=True, stable=True).numpy()]

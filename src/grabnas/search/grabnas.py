@@ -94,6 +94,10 @@ class GraBNASConfig:
             included, and the search keeps the best observed value, so this compares like with
             like; it matters where evaluations are noisy relative to the differences searched
             for (NAS-Bench-Graph's validation accuracies), hardly on NB201.
+        guard: from this many successful observations on (0: never), every ask compares the
+            meta-learned model with a plain GP on the one-hot encoding (GP-BO's) by the rank
+            correlation of their leave-one-out predictions with the observations and follows
+            the better one (:mod:`grabnas.search.guard`); needs ``adaptation="target"``.
         local_gate: on a local step, propose the decode only when the acquisition rates it above
             the best global candidate (default), so the search maximises the acquisition over the
             pool and the decodes together; False: a local step proposes its best decode (the
@@ -123,6 +127,7 @@ class GraBNASConfig:
     prior_mean_kernel: bool = False
     init: str = "thompson"
     init_candidates: int = 256
+    guard: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -139,7 +144,16 @@ class GraBNASConfig:
         for name in ("observation_noise", "local_gate", "prior_mean_kernel"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("n_init", "t_bo", "local_every", "ascent_steps", "num_decodes", "q_candidates", "init_candidates"):
+        for name in (
+            "n_init",
+            "t_bo",
+            "local_every",
+            "ascent_steps",
+            "num_decodes",
+            "q_candidates",
+            "init_candidates",
+            "guard",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise GrabnasError(f"GraB-NAS {name} must be an integer, got {value!r}")
@@ -150,7 +164,7 @@ class GraBNASConfig:
         for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta"):
+        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta", "guard"):
             if getattr(self, name) < 0:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 0, got {getattr(self, name)}")
 
@@ -216,6 +230,14 @@ class GraBNAS(Optimizer):
         self.local_log: list[dict] = []
         #: per ask that hit a numerical failure of the GP: what failed and what was done instead
         self.numerical_log: list[str] = []
+        #: per guarded ask: observations, the two leave-one-out scores, the model followed
+        self.guard_log: list[dict] = []
+        self._plain = None
+        if self.config.guard and self.config.adaptation == "target":
+            from grabnas.search.baselines import GPBO
+
+            self._plain = GPBO(space, self.pool, seed=int(self.rng.integers(2**31)), n_init=1)
+            self._plain.history = self.history  # the same observations, pending and tried cells
 
     def settings(self) -> dict:
         """The :class:`GraBNASConfig` fields, the surrogate's adaptation options and a hash of
@@ -335,6 +357,18 @@ class GraBNAS(Optimizer):
     def _ask_model(self, n: int) -> list[Architecture]:
         out: list[Architecture] = []
         model, values = self._model()
+        if self._plain is not None and values.size >= max(3, self.config.guard):
+            from grabnas.search.guard import loo_rank_score, plain_beats_meta
+
+            meta_score = loo_rank_score(self.surrogate._last_gp)
+            plain_model = self._plain.fit()
+            plain_score = loo_rank_score(plain_model)
+            follow = "plain" if plain_beats_meta(plain_score, meta_score, int(values.size)) else "meta"
+            self.guard_log.append({"n": int(values.size), "meta": meta_score, "plain": plain_score, "follow": follow})
+            if follow == "plain":
+                picks = self._plain._ask(n, model=plain_model)
+                self.asks += len(picks)
+                return picks
         for _ in range(n):
             pending = self.history.pending + out
             arch = self._propose_one(model, values, pending)
