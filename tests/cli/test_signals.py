@@ -62,7 +62,7 @@ def _wait_for_done(db, n: int, proc: subprocess.Popen, seconds: float = 240) -> 
     raise AssertionError(f"no {n} finished trials in time; stderr: {proc.stderr.read() if proc.poll() else ''}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_signal_leaves_no_worker_and_the_rerun_completes(tmp_path, sig):
     budget = 6
     proc = _start(tmp_path, budget)
@@ -73,6 +73,8 @@ def test_signal_leaves_no_worker_and_the_rerun_completes(tmp_path, sig):
     proc.wait(timeout=60)
     if sig == signal.SIGTERM:
         assert proc.returncode == 143 and "terminated; rerun the same command" in proc.stderr.read()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted; rerun the same command" in proc.stderr.read()
     deadline = time.time() + 10
     while _alive(workers) and time.time() < deadline:
         time.sleep(0.2)
