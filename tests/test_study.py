@@ -163,3 +163,19 @@ def test_foreign_and_damaged_files_are_refused_untouched(tmp_path):
         with pytest.raises(GrabnasError, match=r"is damaged: event 3 names trials \[99\]"):
             list(st.events())
         assert st.count("done") == 1  # counting needs no damaged field
+
+
+def test_retry_asks_failed_trials_again_once(tmp_path):
+    with Study.open(tmp_path / "s.db", {"seed": 1}) as st:
+        a, b = st.record_ask(["a", "b"])
+        st.record_tell([a, b], [None, 2.0], errors=["boom", None])
+        with pytest.raises(GrabnasError, match=f"trial {b} of .* is not a failed trial to retry"):
+            st.record_retry([b])
+        (again,) = st.record_retry([a])
+        assert st.retried() == [a] and [t.status for t in st.trials()] == ["failed", "done", "asked"]
+        assert st.trials("asked")[0].arch == "a" and st.trials("asked")[0].extra == {"retry_of": a}
+        with pytest.raises(GrabnasError, match="not a failed trial to retry"):
+            st.record_retry([a])  # once
+        st.record_tell([again], [1.5], extras=[{"params": 3}])
+        assert st.trials("done")[-1].extra == {"retry_of": a, "params": 3}
+        assert [e.rng_state for e in st.events()][-2] == "retry"

@@ -253,6 +253,9 @@ class Study:
         with self._transaction() as c:
             for tid, v, t, cost, err, extra in zip(trial_ids, values, test_values, costs, errors, extras):
                 status = "failed" if v is None else "done"
+                asked = c.execute("SELECT extra FROM trials WHERE id=?", (tid,)).fetchone()
+                if asked and asked[0]:  # what the ask recorded (e.g. retry_of) stays
+                    extra = {**json.loads(asked[0]), **(extra or {})}
                 cur = c.execute(
                     "UPDATE trials SET status=?, value=?, test_value=?, cost=?, error=?, extra=?, told_at=? "
                     "WHERE id=? AND status='asked'",
@@ -261,6 +264,36 @@ class Study:
                 if cur.rowcount != 1:
                     raise GrabnasError(f"trial {tid} of {self.path} is not waiting for a result")
             c.execute("INSERT INTO events (kind, trial_ids) VALUES ('tell', ?)", (json.dumps(list(trial_ids)),))
+
+    def record_retry(self, failed_ids: Sequence[int]) -> list[int]:
+        """Ask the failed trials ``failed_ids`` again: new ``asked`` trials of the same
+        architectures, recorded as one ask event marked :data:`~grabnas.search.loop.RETRY_EVENT`
+        (replay skips it). The failed trials stay, listed by :meth:`retried`. Atomic."""
+        from grabnas.search.loop import RETRY_EVENT
+
+        now = time.time()
+        with self._transaction() as c:
+            retried = set(self._get_meta("retried") or [])
+            ids = []
+            for tid in failed_ids:
+                row = c.execute("SELECT arch, status FROM trials WHERE id=?", (tid,)).fetchone()
+                if row is None or row[1] != "failed" or tid in retried:
+                    raise GrabnasError(f"trial {tid} of {self.path} is not a failed trial to retry")
+                cur = c.execute(
+                    "INSERT INTO trials (arch, status, extra, asked_at) VALUES (?, 'asked', ?, ?)",
+                    (row[0], json.dumps({"retry_of": tid}), now),
+                )
+                ids.append(int(cur.lastrowid))
+                retried.add(tid)
+            c.execute(
+                "INSERT INTO events (kind, trial_ids, rng_state) VALUES ('ask', ?, ?)", (json.dumps(ids), RETRY_EVENT)
+            )
+            self._set_meta("retried", sorted(retried))
+        return ids
+
+    def retried(self) -> list[int]:
+        """Failed trials asked again by :meth:`record_retry` (they no longer count as finished)."""
+        return list(self._get_meta("retried") or [])
 
     class _Tx:
         def __init__(self, conn: sqlite3.Connection) -> None:

@@ -126,6 +126,21 @@ def test_search_dataset_same_error_in_a_row_stops_the_search(tmp_path, capsys, m
     assert _search(tmp_path, "--optimizer", "random", budget=8) == 0
     with Study.load(tmp_path / "run.db") as st:
         assert st.count("failed") == 5 and st.count("done") == 3
+        failed = {t.arch for t in st.trials("failed")}
+    # the cause is fixed: --retry-failed evaluates the five failed cells once more, within the budget
+    capsys.readouterr()
+    assert _search(tmp_path, "--optimizer", "random", "--retry-failed", budget=8) == 0
+    assert "5 new evaluations (8 replayed" in capsys.readouterr().out
+    with Study.load(tmp_path / "run.db") as st:
+        assert st.count("failed") == 5 and st.count("done") == 8 and len(st.retried()) == 5
+        retries = [t for t in st.trials("done") if "retry_of" in t.extra]
+        assert {t.arch for t in retries} == failed
+    # and a plain resume replays it all (the retries included) without evaluating anything
+    assert _search(tmp_path, "--optimizer", "random", budget=8) == 0
+    assert "0 new evaluations (13 replayed" in capsys.readouterr().out
+    assert _search(tmp_path, "--optimizer", "random", "--retry-failed", budget=9) == 0  # nothing left to retry
+    with Study.load(tmp_path / "run.db") as st:
+        assert st.count("done") == 9 and len(st.retried()) == 5
 
 
 @pytest.mark.parametrize(

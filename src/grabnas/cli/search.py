@@ -57,6 +57,11 @@ def add_search_command(sub: argparse._SubParsersAction) -> None:
         "or transfer-rank (benchmark tasks only)",
     )
     p.add_argument("--budget", type=positive_int, default=30, help="number of evaluations (default 30)")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="on resume, evaluate the study's failed trials once more (they stop counting towards --budget)",
+    )
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--study", required=True, help="SQLite study file (created, or resumed when it exists)")
     p.add_argument("--out", default=None, help="report folder (default: beside the study)")
@@ -111,7 +116,7 @@ def _progress(args: argparse.Namespace, desc: str):
 
     def on_result(st) -> None:
         best = st.best(1)
-        bar.n = st.count("done") + st.count("failed")
+        bar.n = st.count("done") + st.count("failed") - len(st.retried())
         bar.set_postfix_str(f"best {best[0].value:.4g}" if best else "no success yet")
         bar.refresh()
 
@@ -307,7 +312,14 @@ def _run_and_report(
     bar, on_result = _progress(args, f"search {args.task or study.settings().get('dataset')}")
     try:
         outcome = run_search(
-            optimizer, evaluate, study, args.budget, workers=workers, executor=executor, on_result=on_result
+            optimizer,
+            evaluate,
+            study,
+            args.budget,
+            workers=workers,
+            executor=executor,
+            on_result=on_result,
+            retry_failed=args.retry_failed,
         )
     finally:
         if bar is not None:

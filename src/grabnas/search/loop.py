@@ -67,6 +67,10 @@ class Study(Protocol):
 
     def record_tell(self, trial_ids, values, test_values, costs, errors, extras) -> None: ...
 
+    def record_retry(self, failed_ids: Sequence[int]) -> list[int]: ...
+
+    def retried(self) -> list[int]: ...
+
 
 @dataclass
 class SearchOutcome:
@@ -75,6 +79,11 @@ class SearchOutcome:
     evaluated: int  # trials told in this process (not replayed)
     replayed: int  # trials told by replaying the study
     seconds: float
+
+
+#: ``rng_state`` of an ask event that re-asks failed trials (``--retry-failed``) instead of
+#: recording an ask of the optimizer: replay skips it, and tells the new trials' results.
+RETRY_EVENT = "retry"
 
 
 def rng_fingerprint(optimizer: Optimizer) -> str:
@@ -92,6 +101,8 @@ def replay(optimizer: Optimizer, study: Study) -> int:
     told = 0
     for ev in study.events():
         recorded = [trials[i] for i in ev.trial_ids]
+        if ev.kind == "ask" and ev.rng_state == RETRY_EVENT:
+            continue  # failed trials asked again by --retry-failed: only their tells reach the optimizer
         if ev.kind == "ask":
             archs = optimizer.ask(len(recorded))
             got = [str(a) for a in archs]
@@ -134,6 +145,7 @@ def run_search(
     executor: cf.Executor | None = None,
     on_result: Callable[[Study], None] | None = None,
     max_repeated_failures: int | None = 5,
+    retry_failed: bool = False,
 ) -> SearchOutcome:
     """Run ``optimizer`` until the study holds ``budget`` finished (done or failed) trials.
 
@@ -149,6 +161,8 @@ def run_search(
         max_repeated_failures: stop with a :class:`GrabnasError` when this many trials in a row
             failed with the same error (a broken set-up, not a bad architecture), instead of
             spending the budget; the failed trials stay recorded. ``None``: never stop.
+        retry_failed: evaluate every failed trial of the study once more (new trials of the same
+            architectures; the failed ones stay recorded but no longer count towards ``budget``).
 
     Bookkeeping per evaluation is constant time (the study is counted once, at the start).
     """
@@ -162,10 +176,15 @@ def run_search(
     def submit(tid: int, arch: object) -> None:
         in_flight[ex.submit(evaluate, arch)] = (tid, arch)
 
+    if retry_failed:
+        retried = set(study.retried())
+        again = [t.id for t in study.trials("failed") if t.id not in retried]
+        if again:
+            study.record_retry(again)
     for t in study.trials("asked"):  # asked before a crash, never told: evaluate them now
         submit(t.id, by_text.get(t.arch) or optimizer.space.parse(t.arch))
     evaluated = 0
-    finished = study.count("done") + study.count("failed")
+    finished = study.count("done") + study.count("failed") - len(study.retried())
     streak: list[str] = []  # the errors of the latest trials, while they all failed the same way
 
     def tell(fut: cf.Future) -> tuple[float | None, str | None]:
