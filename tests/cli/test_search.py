@@ -241,6 +241,8 @@ def test_meta_training_line_names_validation_datasets_apart():
     card = {"groups_seen": ["a", "b", "c"], "train_groups": ["a", "b"], "meta_validation_groups": ["c"]}
     assert meta_training_line(card) == "meta-trained on datasets a, b (meta-validated on c)"
     assert meta_training_line({"groups_seen": ["a", "b"]}) == "meta-trained on datasets a, b"  # an older card
+    many = {"train_groups": [f"d{i}" for i in range(20)]}
+    assert meta_training_line(many) == "meta-trained on datasets d0, d1, d2, d3, d4, d5, ... (20 in all)"
 
 
 def test_search_dataset_refuses_a_study_whose_data_files_changed(tmp_path, capsys):

@@ -376,4 +376,11 @@ def meta_training_line(card: dict) -> str:
     datasets are named apart (cards written before they were recorded list every group they saw)."""
     train = card.get("train_groups", card.get("groups_seen", []))
     val = card.get("meta_validation_groups", [])
-    return f"meta-trained on datasets {', '.join(train)}" + (f" (meta-validated on {', '.join(val)})" if val else "")
+    return f"meta-trained on datasets {_names(train)}" + (f" (meta-validated on {_names(val)})" if val else "")
+
+
+def _names(names: list[str], shown: int = 6) -> str:
+    """``a, b, c`` or, for a long list, its first ``shown`` and how many in all."""
+    if len(names) <= shown + 2:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])}, ... ({len(names)} in all)"
