@@ -7,6 +7,12 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` with its whitespace collapsed to single spaces, cut to ``limit`` characters (``…``)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class GrabnasError(ValueError):
     """A mistake in user input (a string, a file, an option) with a one-line explanation."""
 

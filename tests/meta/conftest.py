@@ -21,6 +21,23 @@ def space():
 
 
 @pytest.fixture(scope="module")
+def nb201(space):
+    return space
+
+
+def _tiny(space, **card):
+    vae = ArchitectureVAE.create(space, generator=torch.Generator().manual_seed(0), hidden_dim=16, latent_dim=4)
+    vae.card = dict(card)
+    return vae
+
+
+@pytest.fixture
+def tiny_vae():
+    """``tiny_vae(space, **card)``: a small untrained graph VAE with that card."""
+    return _tiny
+
+
+@pytest.fixture(scope="module")
 def vae(space):
     return ArchitectureVAE.create(space, torch.Generator().manual_seed(0), hidden_dim=8, latent_dim=LATENT)
 

@@ -18,26 +18,15 @@ from grabnas.meta.checkpoints import (
     shipped_surrogate_names,
     vae_fingerprint,
 )
-from grabnas.models.graph_vae import ArchitectureVAE, GraphVAEConfig
+from grabnas.models.graph_vae import GraphVAEConfig
 from grabnas.models.value_maps import predict
 from grabnas.spaces import get_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def nb201():
-    return get_space("nb201")
-
-
-def _tiny(space, **card):
-    vae = ArchitectureVAE.create(space, generator=torch.Generator().manual_seed(0), hidden_dim=16, latent_dim=4)
-    vae.card = dict(card)
-    return vae
-
-
-def test_checkpoint_round_trip(nb201, tmp_path):
-    vae = _tiny(nb201, split_seed=7, holdout_fraction=0.1, metrics={"x": 1.0})
+def test_checkpoint_round_trip(nb201, tmp_path, tiny_vae):
+    vae = tiny_vae(nb201, split_seed=7, holdout_fraction=0.1, metrics={"x": 1.0})
     pt, js = save_checkpoint(vae, tmp_path / "model.pt")
     assert pt.name == "model.pt" and js.name == "model.json"
     card = json.loads(js.read_text())
@@ -57,8 +46,8 @@ def _one_line_error(excinfo) -> str:
     return msg
 
 
-def test_checkpoint_errors(nb201, tmp_path):
-    save_checkpoint(_tiny(nb201), tmp_path / "a")
+def test_checkpoint_errors(nb201, tmp_path, tiny_vae):
+    save_checkpoint(tiny_vae(nb201), tmp_path / "a")
     with pytest.raises(GrabnasError, match="trained on the nb201 space, not nasbench-graph") as e:
         load_checkpoint(tmp_path / "a.pt", space=get_space("nasbench-graph"))
     _one_line_error(e)
@@ -72,13 +61,13 @@ def test_checkpoint_errors(nb201, tmp_path):
         load_checkpoint(tmp_path / "b.pt")
     _one_line_error(e)
 
-    save_checkpoint(_tiny(nb201), tmp_path / "c")
+    save_checkpoint(tiny_vae(nb201), tmp_path / "c")
     (tmp_path / "c.json").write_text("{ not json")
     with pytest.raises(GrabnasError, match="corrupt") as e:
         load_checkpoint(tmp_path / "c")
     _one_line_error(e)
 
-    save_checkpoint(_tiny(nb201), tmp_path / "d")
+    save_checkpoint(tiny_vae(nb201), tmp_path / "d")
     card = json.loads((tmp_path / "d.json").read_text())
     card["config"]["hidden_dim"] = 32
     (tmp_path / "d.json").write_text(json.dumps(card))

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from grabnas.cli.vae import add_vae_commands, cmd_vae_eval, cmd_vae_train
 from grabnas.errors import GrabnasError
@@ -19,22 +18,10 @@ from grabnas.meta.vae_training import (
     split_indices,
     train_vae,
 )
-from grabnas.models.graph_vae import ArchitectureVAE, GraphVAEConfig
-from grabnas.spaces import get_space
+from grabnas.models.graph_vae import GraphVAEConfig
 from grabnas.spaces.base import DAG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def nb201():
-    return get_space("nb201")
-
-
-def _tiny(space, **card):
-    vae = ArchitectureVAE.create(space, generator=torch.Generator().manual_seed(0), hidden_dim=16, latent_dim=4)
-    vae.card = dict(card)
-    return vae
 
 
 def test_split_indices_is_seeded_and_disjoint():
@@ -81,8 +68,8 @@ def test_train_on_a_subset_writes_checkpoint_and_metrics(nb201, tmp_path):
         evaluate_vae(result.vae)  # the card's split covers a subset only
 
 
-def test_latent_smoothness_endpoints(nb201):
-    vae = _tiny(nb201)
+def test_latent_smoothness_endpoints(nb201, tiny_vae):
+    vae = tiny_vae(nb201)
     dist = latent_smoothness(vae, nb201.members()[:50], n_pairs=6, n_steps=3, seed=0)
     assert len(dist) == 4 and dist[0] == 0.0 and all(d >= 0 for d in dist)
 

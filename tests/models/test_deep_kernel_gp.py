@@ -8,26 +8,10 @@ import pytest
 import torch
 
 from grabnas.models.deep_kernel_gp import DeepKernelGP
-from grabnas.models.surrogate import MetaSurrogate
-from grabnas.models.surrogate_config import DTYPE, SurrogateConfig
+from grabnas.models.surrogate_config import DTYPE
 from grabnas.models.value_maps import predict
 
 torch.set_num_threads(1)
-
-
-def _surrogate(transform: str = "rank-gauss", seed: int = 0) -> MetaSurrogate:
-    torch.manual_seed(seed)
-    return MetaSurrogate(
-        SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, value_transform=transform)
-    )
-
-
-def _data(sur: MetaSurrogate, n_obs: int = 12, n_test: int = 40, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_obs + n_test, 4, generator=g, dtype=DTYPE)
-    X = sur.inputs(z, sur.task_embedding().detach())
-    y = 70 + 5 * torch.sin(z[:, 0]) + z[:, 1] + 0.1 * torch.randn(n_obs + n_test, generator=g, dtype=DTYPE)
-    return X[:n_obs], y[:n_obs], X[n_obs:]
 
 
 class _PlainGPyTorch(gpytorch.models.ExactGP):
@@ -44,9 +28,9 @@ class _PlainGPyTorch(gpytorch.models.ExactGP):
 
 
 @pytest.mark.parametrize("transform", ["rank-gauss", "standardize"])
-def test_posterior_equals_gpytorch(transform):
-    sur = _surrogate(transform)
-    X_obs, y_obs, X_test = _data(sur)
+def test_posterior_equals_gpytorch(transform, make_surrogate, toy_data):
+    sur = make_surrogate(transform)
+    X_obs, y_obs, X_test = toy_data(sur)
     model = sur.fit(X_obs, y_obs)
     assert isinstance(model, DeepKernelGP) and model.num_outputs == 1
     post = model.posterior(X_test)
@@ -69,9 +53,9 @@ def test_posterior_equals_gpytorch(transform):
     )
 
 
-def test_batched_candidates_equal_flat_posterior():
-    sur = _surrogate()
-    X_obs, y_obs, X_test = _data(sur)
+def test_batched_candidates_equal_flat_posterior(make_surrogate, toy_data):
+    sur = make_surrogate()
+    X_obs, y_obs, X_test = toy_data(sur)
     model = sur.fit(X_obs, y_obs)
     flat = model.posterior(X_test, observation_noise=True)
     batched = model.posterior(X_test.unsqueeze(1), observation_noise=True)
@@ -83,11 +67,11 @@ def test_batched_candidates_equal_flat_posterior():
     torch.testing.assert_close(var, flat.variance.reshape(-1).detach())
 
 
-def test_gradients_flow_to_z_through_an_acquisition():
+def test_gradients_flow_to_z_through_an_acquisition(make_surrogate, toy_data):
     from botorch.acquisition import LogExpectedImprovement
 
-    sur = _surrogate()
-    X_obs, y_obs, _ = _data(sur)
+    sur = make_surrogate()
+    X_obs, y_obs, _ = toy_data(sur)
     model = sur.fit(X_obs, y_obs)
     z = torch.randn(6, 4, dtype=DTYPE, requires_grad=True)
     X = sur.inputs(z, sur.task_embedding().detach())

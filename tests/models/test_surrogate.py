@@ -14,24 +14,9 @@ from grabnas.models.value_maps import predict
 torch.set_num_threads(1)
 
 
-def _surrogate(transform: str = "rank-gauss", seed: int = 0) -> MetaSurrogate:
-    torch.manual_seed(seed)
-    return MetaSurrogate(
-        SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, value_transform=transform)
-    )
-
-
-def _data(sur: MetaSurrogate, n_obs: int = 12, n_test: int = 40, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_obs + n_test, 4, generator=g, dtype=DTYPE)
-    X = sur.inputs(z, sur.task_embedding().detach())
-    y = 70 + 5 * torch.sin(z[:, 0]) + z[:, 1] + 0.1 * torch.randn(n_obs + n_test, generator=g, dtype=DTYPE)
-    return X[:n_obs], y[:n_obs], X[n_obs:]
-
-
-def test_zero_shot_prior_is_the_learned_mean():
-    sur = _surrogate()
-    _, _, X_test = _data(sur)
+def test_zero_shot_prior_is_the_learned_mean(make_surrogate, toy_data):
+    sur = make_surrogate()
+    _, _, X_test = toy_data(sur)
     prior = sur.fit(None, None)
     assert prior.units == "prior" and prior.num_train == 0
     mu, var = predict(prior, X_test, observation_noise=True)
@@ -44,9 +29,9 @@ def test_zero_shot_prior_is_the_learned_mean():
         _ = prior.best_f
 
 
-def test_fit_validates_inputs():
-    sur = _surrogate()
-    X_obs, y_obs, _ = _data(sur)
+def test_fit_validates_inputs(make_surrogate, toy_data):
+    sur = make_surrogate()
+    X_obs, y_obs, _ = toy_data(sur)
     with pytest.raises(GrabnasError, match="finite"):
         sur.fit(X_obs, torch.cat([y_obs[:-1], torch.tensor([float("nan")], dtype=DTYPE)]))
     with pytest.raises(GrabnasError, match="shape"):
@@ -55,9 +40,9 @@ def test_fit_validates_inputs():
         sur.inputs(torch.zeros(2, 7), sur.task_embedding())
 
 
-def test_rank_gauss_fit_stays_in_task_units_and_maps_best_f():
-    sur = _surrogate()
-    X_obs, y_obs, _ = _data(sur)
+def test_rank_gauss_fit_stays_in_task_units_and_maps_best_f(make_surrogate, toy_data):
+    sur = make_surrogate()
+    X_obs, y_obs, _ = toy_data(sur)
     model = sur.fit(X_obs, y_obs)
     assert model.units == "rank-gauss"
     assert float(model.best_f) == pytest.approx(float(model.transform_values(y_obs).max()))
@@ -65,9 +50,9 @@ def test_rank_gauss_fit_stays_in_task_units_and_maps_best_f():
     assert model.prediction_noise is not None and model.prediction_noise.item() < model.likelihood.noise.item()
 
 
-def test_adaptation_steps_run_and_keep_feature_map():
-    sur = _surrogate("standardize")
-    X_obs, y_obs, X_test = _data(sur)
+def test_adaptation_steps_run_and_keep_feature_map(make_surrogate, toy_data):
+    sur = make_surrogate("standardize")
+    X_obs, y_obs, X_test = toy_data(sur)
     before = {k: v.clone() for k, v in sur.feature_map.state_dict().items()}
     model = sur.fit(X_obs, y_obs, steps=3)
     assert model.units == "observed"
@@ -79,9 +64,9 @@ def test_adaptation_steps_run_and_keep_feature_map():
     assert torch.isfinite(tuned.posterior(X_test).mean).all()
 
 
-def test_widening_to_residuals_only_ever_widens():
-    sur = _surrogate()
-    X_obs, y_obs, X_test = _data(sur, n_obs=20)
+def test_widening_to_residuals_only_ever_widens(make_surrogate, toy_data):
+    sur = make_surrogate()
+    X_obs, y_obs, X_test = toy_data(sur, n_obs=20)
     with torch.no_grad():  # meta-learned variances far too small for these residuals
         sur.covar_module.outputscale = torch.tensor(1e-3, dtype=DTYPE)
         sur.likelihood.noise = torch.tensor([1e-3], dtype=DTYPE)
@@ -104,9 +89,9 @@ def test_widening_to_residuals_only_ever_widens():
     assert torch.equal(predict(a, X_test)[1], predict(b, X_test)[1])
 
 
-def test_affine_units_fit_maps_values_and_keeps_the_noise():
-    sur = _surrogate()
-    X_obs, y_obs, X_test = _data(sur)
+def test_affine_units_fit_maps_values_and_keeps_the_noise(make_surrogate, toy_data):
+    sur = make_surrogate()
+    X_obs, y_obs, X_test = toy_data(sur)
     model = sur.fit(X_obs, y_obs, units="affine")
     assert model.units == "rank-gauss" and model.num_train == len(y_obs)
     torch.testing.assert_close(model.train_targets, model.transform_values(y_obs))
@@ -117,7 +102,7 @@ def test_affine_units_fit_maps_values_and_keeps_the_noise():
         sur.fit(X_obs, y_obs, units="logit")
 
 
-def test_task_offsets_candidates_and_inference():
+def test_task_offsets_candidates_and_inference(make_surrogate):
     torch.manual_seed(0)
     cfg = SurrogateConfig(
         latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, fidelities=("12ep",), task_offsets=("a", "b", "a@12ep")
@@ -171,5 +156,5 @@ def test_task_offsets_candidates_and_inference():
         return float(((predict(mdl, X)[0] - model.transform_values(y)) ** 2).mean())
 
     assert err(model) < err(sur.fit(X, y, task_prior_var=0.0))
-    plain = _surrogate()
+    plain = make_surrogate()
     assert plain.task_offset_embeddings() == {} and plain.prior().task_embeddings is None

@@ -116,6 +116,32 @@ def number_error(p: Path, line: int, column: str, cell: str, expected: str) -> B
     return BenchmarkFileError(f"{p}, line {line}: column {show(column)} holds {cell!r}{why}; expected {expected}")
 
 
+def member_index(
+    p: Path, line: int, text: str, space: SearchSpace, column: str, seen: dict[int, tuple[int, str]], what: str
+) -> int:
+    """The index in ``space`` of the architecture ``text`` on ``line``, recorded in ``seen``
+    (index -> first line and spelling); a malformed string or a repeated member (``what`` names it
+    in the message, e.g. "the same cell") is a one-line :class:`BenchmarkFileError`."""
+    try:
+        i = space.index_of(space.parse(text))
+    except InvalidArchitectureError as e:
+        raise BenchmarkFileError(f"{p}, line {line}: {e} (column {column})") from None
+    except ValueError as e:  # a parser's slip on odd text, which is still the file's fault
+        raise BenchmarkFileError(
+            f"{p}, line {line}: malformed architecture {text!r} ({e}); "
+            f"expected a member of the {space.name} space (column {column})"
+        ) from None
+    if i in seen:
+        first_line, first_text = seen[i]
+        also = "" if text == first_text else f" as {first_text!r} ({what})"
+        raise BenchmarkFileError(
+            f"{p}, line {line}: architecture {text!r} already on line {first_line}{also}; "
+            "expected one row per architecture"
+        )
+    seen[i] = (line, text)
+    return i
+
+
 def _number(p: Path, line: int, column: str, cell: str) -> float:
     cell = cell.strip()
     if not cell:
@@ -159,24 +185,7 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
     seen: dict[int, tuple[int, str]] = {}
     cells: list[tuple[int, list[float], list[float], float]] = []  # per row: index, search, report, cost
     for line, fields in rows:
-        text = fields[col["arch"]].strip()
-        try:
-            i = sp.index_of(sp.parse(text))
-        except InvalidArchitectureError as e:
-            raise BenchmarkFileError(f"{p}, line {line}: {e} (column arch)") from None
-        except ValueError as e:  # a parser's slip on odd text, e.g. int('²') after '²'.isdigit()
-            raise BenchmarkFileError(
-                f"{p}, line {line}: malformed architecture {text!r} ({e}); "
-                f"expected a member of the {sp.name} space (column arch)"
-            ) from None
-        if i in seen:
-            first_line, first_text = seen[i]
-            also = "" if text == first_text else f" as {first_text!r} (the same {sp.name} member)"
-            raise BenchmarkFileError(
-                f"{p}, line {line}: architecture {text!r} already on line {first_line}{also}; "
-                "expected one row per architecture"
-            )
-        seen[i] = (line, text)
+        i = member_index(p, line, fields[col["arch"]].strip(), sp, "arch", seen, f"the same {sp.name} member")
         row_search = [_number(p, line, t, fields[col[t]]) for t in tasks]
         row_report = [_number(p, line, t + ":test", fields[col.get(t + ":test", col[t])]) for t in tasks]
         c = 1.0

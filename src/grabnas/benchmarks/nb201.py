@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from grabnas.benchmarks.base import TabularBenchmark, TaskTable
-from grabnas.benchmarks.csv_table import number_error, parse_number, read_table
-from grabnas.errors import BenchmarkFileError, InvalidArchitectureError
+from grabnas.benchmarks.csv_table import member_index, number_error, parse_number, read_table
+from grabnas.errors import BenchmarkFileError
 from grabnas.spaces.nb201 import NB201Space
 
 ENV_VAR = "GRABNAS_NB201"
@@ -113,19 +113,7 @@ def load_nb201(path: str | os.PathLike | None = None) -> TabularBenchmark:
     columns = {c: np.full(n, np.nan) for c in REQUIRED_COLUMNS[1:]}
     seen: dict[int, tuple[int, str]] = {}
     for line, fields in rows:
-        text = fields[col["arch_str"]].strip()
-        try:
-            i = space.index_of(space.parse(text))
-        except InvalidArchitectureError as e:
-            raise BenchmarkFileError(f"{p}, line {line}: {e} (column arch_str)") from None
-        if i in seen:
-            first_line, first_text = seen[i]
-            also = "" if text == first_text else f" as {first_text!r} (the same cell)"
-            raise BenchmarkFileError(
-                f"{p}, line {line}: architecture {text!r} already on line {first_line}{also}; "
-                "expected one row per architecture"
-            )
-        seen[i] = (line, text)
+        i = member_index(p, line, fields[col["arch_str"]].strip(), space, "arch_str", seen, "the same cell")
         for c, values in columns.items():
             cell = fields[col[c]].strip()
             x = parse_number(cell) if cell else None

@@ -16,7 +16,7 @@ from grabnas.cli.args import (
     recipe_from_args,
     set_threads,
 )
-from grabnas.errors import GrabnasError
+from grabnas.errors import GrabnasError, one_line
 
 
 def add_search_command(sub: argparse._SubParsersAction) -> None:
@@ -359,16 +359,11 @@ def _run_and_report(
     if not best and failed:
         last = next(t.error for t in reversed(trials) if t.status == "failed")
         print(
-            f"grabnas: error: no evaluation succeeded ({failed} failed); the last error: {_one_line(last or 'none')}",
+            f"grabnas: error: no evaluation succeeded ({failed} failed); the last error: {one_line(last or 'none')}",
             file=sys.stderr,
         )
         return 1
     return 0
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def meta_training_line(card: dict) -> str:

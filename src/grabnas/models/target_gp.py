@@ -105,6 +105,7 @@ class MetaPriorMean(Mean):
     def __init__(self, prior: DeepKernelGP) -> None:
         super().__init__()
         self._prior = _Frozen(prior)
+        self._memo = _LastCall()
         self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE)))
         self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
         self.register_prior(
@@ -115,8 +116,6 @@ class MetaPriorMean(Mean):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if not hasattr(self, "_memo"):
-            self._memo = _LastCall()
         m = self._memo((x,), lambda: self._prior.module.prior_mean(x))
         return self.offset + self.scale * m
 
@@ -130,6 +129,7 @@ class MetaKernel(Kernel):
     def __init__(self, prior: DeepKernelGP) -> None:
         super().__init__()
         self._prior = _Frozen(prior)
+        self._memo = _LastCall()
         self.register_parameter("raw_factor", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
         self.register_constraint("raw_factor", Positive())
         self.register_prior(
@@ -149,8 +149,6 @@ class MetaKernel(Kernel):
         self.initialize(raw_factor=self.raw_factor_constraint.inverse_transform(value))
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
-        if not hasattr(self, "_memo"):
-            self._memo = _LastCall()
         return self.factor * self._memo((x1, x2, diag), lambda: self._meta_covariance(x1, x2, diag))
 
     def _meta_covariance(self, x1: Tensor, x2: Tensor, diag: bool) -> Tensor:

@@ -347,8 +347,7 @@ class GraBNAS(Optimizer):
             self.numerical_log.append(f"ask {self.asks}: {first}; refitted with 100x jitter")
             return out
         except failures:
-            tried = self.history.tried
-            untried = [a for a in self.pool if a not in tried]
+            untried = self.untried_pool()
             picks = self.rng.choice(len(untried), size=min(n, len(untried)), replace=False) if untried else []
             self.numerical_log.append(f"ask {self.asks}: {first}; proposed {len(picks)} random untried pool member(s)")
             self.asks += len(picks)

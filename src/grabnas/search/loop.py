@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from grabnas.errors import GrabnasError
+from grabnas.errors import GrabnasError, one_line
 from grabnas.search.base import Optimizer
 
 
@@ -223,7 +223,7 @@ def run_search(
                     _cancel(in_flight)
                     raise GrabnasError(
                         f"{len(streak)} trials in a row failed with the same error, so the search stopped "
-                        f"instead of spending its budget: {_short(error)}; fix the cause and rerun (the study "
+                        f"instead of spending its budget: {one_line(error)}; fix the cause and rerun (the study "
                         "resumes, its failed trials stay recorded)"
                     )
     except (KeyboardInterrupt, SystemExit):  # a signal: keep every result that has arrived
@@ -232,12 +232,6 @@ def run_search(
         _cancel(in_flight)
         raise
     return SearchOutcome(evaluated, replayed, time.perf_counter() - t0)
-
-
-def _short(text: str, limit: int = 300) -> str:
-    """``text`` on one line, cut to ``limit`` characters."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _cancel(in_flight: dict) -> None:

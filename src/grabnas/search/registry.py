@@ -124,8 +124,7 @@ def build_optimizer(
     name, spec_options = parse_optimizer_spec(name)
     pool = list(pool) if pool is not None else bench.pool(task)
     if name in GRABNAS_VARIANTS:
-        merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
-        checkpoint = str(merged.pop(SURROGATE_OPTION, "auto")).replace("{group}", bench.group(task))
+        merged, checkpoint = _grabnas_options(name, {**spec_options, **(options or {})}, bench, task)
         return build_grabnas(bench, task, seed, pool, merged, checkpoint=checkpoint, log=log, cache=cache)
     if name == "transfer-rank":
         others = bench.other_tasks(task)
@@ -205,8 +204,7 @@ def prepare_grabnas(bench: TabularBenchmark, runs: Sequence[tuple[str, str]], ca
         name, options = parse_optimizer_spec(spec)
         if name not in GRABNAS_VARIANTS:
             continue
-        checkpoint = str({**GRABNAS_VARIANTS[name], **options}.get(SURROGATE_OPTION, "auto"))
-        checkpoint = checkpoint.replace("{group}", bench.group(task))
+        _, checkpoint = _grabnas_options(name, options, bench, task)
         if (bench.group(task), checkpoint) in done:
             continue
         done.add((bench.group(task), checkpoint))
@@ -225,6 +223,13 @@ def prepare_grabnas(bench: TabularBenchmark, runs: Sequence[tuple[str, str]], ca
                 f"({time.perf_counter() - t0:.0f} s); every run on it reuses it"
             )
     return lines
+
+
+def _grabnas_options(name: str, options: dict, bench: TabularBenchmark, task: str) -> tuple[dict, str]:
+    """``(overrides, checkpoint)`` of GraB-NAS variant ``name`` with ``options``: its GraBNASConfig
+    overrides and its surrogate checkpoint (``{group}`` filled in with the task's group)."""
+    merged = {**GRABNAS_VARIANTS[name], **options}
+    return merged, str(merged.pop(SURROGATE_OPTION, "auto")).replace("{group}", bench.group(task))
 
 
 def _vae_and_latents(bench: TabularBenchmark, cache: dict):
