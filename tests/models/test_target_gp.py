@@ -157,3 +157,41 @@ def test_frozen_prior_memo_only_serves_equal_inputs_without_gradients():
     out.sum().backward()
     assert len(calls) == 4 and torch.equal(g.grad, torch.full_like(g, 2.0))
     assert not memo((b, True), lambda: f(b)).requires_grad  # stored detached
+
+
+def test_loo_variance_ratio_matches_refits_without_each_point():
+    """The closed-form ratio equals the mean squared standardised residual of conditioning the
+    fitted GP (same hyperparameters) on the other n - 1 observations."""
+    sur = _surrogate()
+    X = _inputs(sur, 10, 5)
+    y = torch.sin(3 * X[:, 3]) + 0.2 * torch.randn(10, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
+    gp = fit_target_gp(sur, X, y, seed=0)
+    z2 = []
+    for i in range(10):
+        keep = torch.arange(10) != i
+        other = TargetAdaptedGP(sur.prior(), X[keep], y[keep], latent_dims=[3, 4, 5, 6])
+        other.load_state_dict(gp.fit_state(), strict=False)
+        other.set_train_data(X[keep], gp.train_targets[keep], strict=False)  # the same target units
+        other.eval()
+        with torch.no_grad():
+            post = other.posterior(X[i : i + 1], observation_noise=True)
+        z2.append(float((gp.train_targets[i] - post.mean.reshape(())) ** 2 / post.variance.reshape(())))
+    assert gp.loo_variance_ratio() == pytest.approx(float(np.mean(z2)), rel=1e-4)
+
+
+def test_calibration_widens_the_posterior_and_keeps_its_mean():
+    sur = _surrogate()
+    X = _inputs(sur, 60, 6)
+    y = -3 * _prior_mean(sur, X) + torch.sin(4 * X[:, 4])  # a misleading prior: large LOO errors
+    plain = fit_target_gp(sur, X[:6], y[:6], seed=0)
+    wide = fit_target_gp(sur, X[:6], y[:6], seed=0, calibrate=True)
+    ratio = plain.loo_variance_ratio()
+    with torch.no_grad():
+        p, w = plain.posterior(X[6:], observation_noise=True), wide.posterior(X[6:], observation_noise=True)
+    torch.testing.assert_close(w.mean, p.mean)
+    torch.testing.assert_close(w.variance, p.variance * max(1.0, ratio), rtol=1e-5, atol=1e-9)
+    assert wide.fit_state().keys() == plain.fit_state().keys()
+    for k, v in plain.fit_state().items():  # warm starts continue from the uncalibrated fit
+        torch.testing.assert_close(wide.fit_state()[k], v)
+    two = fit_target_gp(sur, X[:2], y[:2], seed=0, calibrate=True)  # too few points: unchanged
+    assert getattr(two, "variance_factor", 1.0) == 1.0

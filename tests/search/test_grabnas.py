@@ -282,3 +282,28 @@ def test_thompson_initial_design_makes_seeds_matter(nb201_space, vae, small_pool
     assert len(set(draws)) >= 3
     assert first(3) == draws[3]
     assert len({first(s, init="top") for s in range(4)}) == 1
+
+
+def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
+    """With ``probe_every=2, probe_start=3`` asks 3, 5, 7 are drawn at random from the untried
+    pool: another search seed draws others, the asks before the first probe are the model's, and
+    a replay proposes the same."""
+    from grabnas.search.registry import build_optimizer
+
+    def run(spec, seed):
+        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
+        asked = []
+        for _ in range(8):
+            archs = opt.ask(1)
+            assert len(archs) == 1 and archs[0] not in asked
+            asked += archs
+            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        return asked
+
+    spec = "grabnas[probe_every=2,probe_start=3,init=top]"
+    a, b = run(spec, 1), run(spec, 2)
+    assert a == run(spec, 1)
+    assert a[:3] == run("grabnas[init=top]", 1)[:3]  # no probe before ask 3
+    assert a[3] != b[3]  # the first probe: a random draw of each seed
+    with pytest.raises(GrabnasError, match="probe_every must be >= 0"):
+        build_optimizer("grabnas[probe_every=-1]", nb201_bench, "cifar10", seed=0)

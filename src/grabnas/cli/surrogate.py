@@ -185,6 +185,12 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "hyperparameters and a target kernel refitted by marginal likelihood) or meta (meta-learned "
         "hyperparameters, as before issue 18)",
     )
+    e.add_argument(
+        "--calibrate",
+        choices=("loo", "none"),
+        default="none",
+        help="target adaptation only: widen the posterior by the leave-one-out variance factor (loo) or not (none)",
+    )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
         "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
@@ -465,6 +471,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             steps=args.adapt_steps,
             fit_options={
                 "adaptation": args.adaptation,
+                "calibrate": args.calibrate == "loo",
                 "widen_prior_strength": args.widen,
                 "task_prior_var": args.task_prior_var,
                 "variance_scale": args.variance_scale,

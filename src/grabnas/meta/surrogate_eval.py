@@ -124,8 +124,10 @@ def evaluate_task(
     X = sur.inputs(Z, d)
     options = dict(fit_options or {})
     adaptation = options.pop("adaptation", "meta")
+    calibrate = bool(options.pop("calibrate", False))
     if adaptation == "target":  # only the prior's options apply
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
+        options["calibrate"] = calibrate
     yt = torch.as_tensor(ys, dtype=DTYPE)
     out: dict = {
         "task": task.name,

@@ -35,6 +35,7 @@ class MetaLatentSurrogate:
         adaptation: str = "meta",
         seed: int = 0,
         prior_mean_kernel: bool = False,
+        calibrate: bool = False,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -47,6 +48,7 @@ class MetaLatentSurrogate:
         self.adaptation = adaptation
         self.seed = int(seed)
         self.prior_mean_kernel = bool(prior_mean_kernel)
+        self.calibrate = bool(calibrate)
         self.fit_options = fit_options
         self._last_gp = None
         self._warm_start: dict | None = None
@@ -84,6 +86,7 @@ class MetaLatentSurrogate:
                 seed=self.seed * 1_000_003 + len(y),
                 warm_start=self._warm_start,
                 prior_mean_kernel=self.prior_mean_kernel,
+                calibrate=self.calibrate,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):

@@ -98,6 +98,15 @@ class GraBNASConfig:
             meta-learned model with a plain GP on the one-hot encoding (GP-BO's) by the rank
             correlation of their leave-one-out predictions with the observations and follows
             the better one (:mod:`grabnas.search.guard`); needs ``adaptation="target"``.
+        calibrate: widen the target-adapted GP's posterior by its leave-one-out variance factor
+            (:meth:`grabnas.models.target_gp.TargetAdaptedGP.calibrate_variance`): its intervals
+            then cover its own held-out observations, and a model whose prior mean misleads
+            (large leave-one-out errors) explores more.
+        probe_every: from ask ``probe_start`` on, every ``probe_every``-th ask (0: never) is a
+            uniformly random untried pool member: observations the prior did not choose, from
+            which the target-adapted GP can tell how far to trust the prior mean (observations
+            chosen by the prior cluster at its top, where a wrong prior mean is not identified).
+        probe_start: the first ask that may be a probe.
         local_gate: on a local step, propose the decode only when the acquisition rates it above
             the best global candidate (default), so the search maximises the acquisition over the
             pool and the decodes together; False: a local step proposes its best decode (the
@@ -128,6 +137,9 @@ class GraBNASConfig:
     init: str = "thompson"
     init_candidates: int = 256
     guard: int = 0
+    calibrate: bool = False
+    probe_every: int = 0
+    probe_start: int = 10
 
     def __post_init__(self) -> None:
         checks = {
@@ -141,7 +153,7 @@ class GraBNASConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
-        for name in ("observation_noise", "local_gate", "prior_mean_kernel"):
+        for name in ("observation_noise", "local_gate", "prior_mean_kernel", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
         for name in (
@@ -153,6 +165,8 @@ class GraBNASConfig:
             "q_candidates",
             "init_candidates",
             "guard",
+            "probe_every",
+            "probe_start",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -164,7 +178,7 @@ class GraBNASConfig:
         for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta", "guard"):
+        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta", "guard", "probe_every", "probe_start"):
             if getattr(self, name) < 0:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 0, got {getattr(self, name)}")
 
@@ -382,6 +396,8 @@ class GraBNAS(Optimizer):
         cand = np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
         if cand.size and (values.size == 0 or self.asks < self.config.n_init):
             return self._prior_top(cand)
+        if cand.size and self._is_probe():
+            return self.pool[int(cand[int(self.rng.integers(cand.size))])]
         z_pending = self.latent(pending) if pending else None
         acq = self._acquisition(model, values, z_pending)
         local = None
@@ -429,6 +445,10 @@ class GraBNAS(Optimizer):
                 chol = psd_safe_cholesky(post.distribution.covariance_matrix)
                 draw = draw + chol @ torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
         return self.pool[int(cand[int(top[int(torch.argmax(draw))])])]
+
+    def _is_probe(self) -> bool:
+        c = self.config
+        return bool(c.probe_every) and self.asks >= c.probe_start and (self.asks - c.probe_start) % c.probe_every == 0
 
     def _is_local_step(self, values: np.ndarray) -> bool:
         c = self.config

@@ -325,7 +325,13 @@ def assemble_grabnas(
     members = [(sur, task_embedding), *ensemble]
     latent_surs = [
         MetaLatentSurrogate(
-            s, d, adaptation=config.adaptation, seed=seed + i, prior_mean_kernel=config.prior_mean_kernel, **fit_options
+            s,
+            d,
+            adaptation=config.adaptation,
+            seed=seed + i,
+            prior_mean_kernel=config.prior_mean_kernel,
+            calibrate=config.calibrate,
+            **fit_options,
         )
         for i, (s, d) in enumerate(members)
     ]
