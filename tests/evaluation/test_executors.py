@@ -139,3 +139,29 @@ def test_a_killed_ray_worker_is_a_failed_trial_and_the_search_goes_on(nb201_benc
     assert outcome.evaluated == 6 and [t.status for t in trials].count("done") == 5
     (failed,) = [t for t in trials if t.status == "failed"]
     assert "Worker" in failed.error or "died" in failed.error  # Ray's WorkerCrashedError, recorded
+
+
+@pytest.mark.parametrize(
+    "cause, expected",
+    [
+        (
+            RuntimeError("Failed to connect to GCS. ... RPC error: InvalidAuthToken: Authentication token is missing"),
+            "run with RAY_AUTH_MODE=token and the cluster's token in $RAY_AUTH_TOKEN or ~/.ray/auth_token",
+        ),
+        (TimeoutError("GCS did not answer"), "expected a running cluster address HOST:PORT or auto"),
+    ],
+)
+def test_joining_a_cluster_that_refuses_says_why(monkeypatch, cause, expected):
+    ray = pytest.importorskip("ray")
+    from grabnas.errors import GrabnasError
+
+    def refused(*args, **kwargs):  # as Ray 2.60's ray.init(address=...) fails
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from cause
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refused)
+    with pytest.raises(GrabnasError) as info:
+        RayExecutor("10.0.0.1:6379")
+    message = str(info.value)
+    assert message.startswith("cannot join the Ray cluster at '10.0.0.1:6379' (Failed to connect to Ray cluster")
+    assert expected in message and "\n" not in message

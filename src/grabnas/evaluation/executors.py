@@ -141,13 +141,33 @@ def _ray_call(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+_RAY_AUTH_HINT = (
+    "the cluster uses Ray's token authentication and refused this process: run with RAY_AUTH_MODE=token "
+    "and the cluster's token in $RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray get-auth-token` on the head prints it)"
+)
+
+
+def _refused_token(error: BaseException) -> bool:
+    """Whether Ray's connection error was its token check (InvalidAuthToken somewhere in the chain:
+    Ray wraps the GCS client's AuthenticationError in a RuntimeError's text, then a ConnectionError)."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 class RayExecutor(Executor):
     """Ray tasks, one per call.
 
     Args:
         address: None or ``'local'`` starts a local Ray instance (shut down with this executor);
             ``'auto'`` or ``'HOST:PORT'`` joins a running cluster. If Ray is already initialised
-            in this process, it is used as it is.
+            in this process, it is used as it is. Ray reads token authentication from the
+            environment: a cluster started with it needs ``RAY_AUTH_MODE=token`` and its token here.
         num_cpus_per_trial: CPUs reserved per call (also its torch thread count).
         num_gpus_per_trial: GPUs reserved per call (fractions allowed).
         num_cpus: CPUs of a local instance (default: all).
@@ -188,9 +208,10 @@ class RayExecutor(Executor):
                 try:
                     ray.init(address=address, **kwargs)
                 except ConnectionError as e:
-                    raise GrabnasError(
-                        f"cannot join the Ray cluster at {address!r} ({e}); expected a running cluster address HOST:PORT or auto"
-                    ) from None
+                    hint = (
+                        _RAY_AUTH_HINT if _refused_token(e) else "expected a running cluster address HOST:PORT or auto"
+                    )
+                    raise GrabnasError(f"cannot join the Ray cluster at {address!r} ({e}); {hint}") from None
             self._owns = True
         self.num_cpus_per_trial = num_cpus_per_trial
         self.num_gpus_per_trial = num_gpus_per_trial
