@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from grabnas.errors import GrabnasError
     from grabnas.search.dataset import dataset_task
     from grabnas.train.recipe import check_device
-    from grabnas.train.run import RESULT_FILE, architecture_string, load_history, train_run
+    from grabnas.train.run import RESULT_FILE, architecture_string, train_run
 
     config = recipe_from_train_args(args)
     arch = architecture_string(args.arch)
@@ -96,14 +96,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_device(config.device)
     task = dataset_task(args.dataset, args.image_size)
     split = task.split()
-    done = len(load_history(out)) if out.is_dir() and not (out / RESULT_FILE).exists() else 0
-    print(
-        f"train {arch} on {task.name} ({split.num_classes} classes, images {'x'.join(map(str, split.image_shape))}, "
-        f"{len(split.train)} train / {len(split.val)} val / {len(split.test)} test): {config.epochs} epochs, "
-        f"C={config.channels}, N={config.cells}, batch {config.batch_size}, lr {config.lr}, seed {config.seed}"
-        + (f"; resuming after epoch {done}" if done else ""),
-        file=sys.stderr,
-    )
+
+    def start(done: int) -> None:
+        print(
+            f"train {arch} on {task.name} ({split.num_classes} classes, images "
+            f"{'x'.join(map(str, split.image_shape))}, {len(split.train)} train / {len(split.val)} val / "
+            f"{len(split.test)} test): {config.epochs} epochs, C={config.channels}, N={config.cells}, "
+            f"batch {config.batch_size}, lr {config.lr}, seed {config.seed}"
+            + (f"; resuming after epoch {done}" if done else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def progress(r) -> None:
         print(
@@ -113,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    run = train_run(arch, split, config, out, dataset=task.name, on_epoch=progress)
+    run = train_run(arch, split, config, out, dataset=task.name, on_epoch=progress, on_start=start)
     result = run.result
     assert result is not None
     if result["status"] != "ok":

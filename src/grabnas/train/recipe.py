@@ -315,7 +315,7 @@ class TrainingState:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state.get("scaler") is not None:
+        if self.scaler is not None and state.get("scaler"):  # {} from a disabled scaler (bfloat16)
             self.scaler.load_state_dict(state["scaler"])
         self.order_gen.set_state(state["order_gen"])
         self.aug_gen.set_state(state["aug_gen"])

@@ -7,7 +7,9 @@ keeps its state in ``out_dir``:
 ``run.json``
     the settings (architecture, dataset and its data fingerprint, recipe), written first; a later
     call with other settings is refused with a one-line error naming the first difference.
-    Where and how fast (``device``, ``num_threads``, ``eval_batch_size``) are not settings.
+    Where and how fast (``device``, ``num_threads``, ``eval_batch_size``) are not settings, but a
+    checkpoint resumes only on the kind of device it was written on (CPU or CUDA: their random
+    generators differ).
 ``checkpoint.pt``
     after every epoch: model, optimizer, LR schedule, gradient scaler, the batch-order and
     augmentation generators, the epoch and the history; replaced atomically (temporary file +
@@ -122,6 +124,7 @@ def train_run(
     dataset: str = "",
     on_epoch: Callable[[EpochRecord], None] | None = None,
     stop_after: int | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> TrainRun:
     """Train ``arch`` on ``split`` with ``config``, checkpointing every epoch in ``out_dir``; resume
     from its checkpoint when there is one, or return its result when it is finished.
@@ -134,6 +137,8 @@ def train_run(
         dataset: a name for the data (e.g. the task name), recorded and compared as a setting.
         on_epoch: called after each epoch trained in this call (once its checkpoint is written).
         stop_after: stop once this many epochs are done (an interruption on purpose; for tests).
+        on_start: called with the number of epochs already done, once the folder is checked and
+            before training (not for a finished run).
 
     Raises:
         GrabnasError: ``out_dir`` is a file, not empty and not a run, or a run with other settings.
@@ -152,18 +157,25 @@ def train_run(
     if not (out / SETTINGS_FILE).exists():
         _write_atomic(out / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
     with torch_threads(config.num_threads):
-        return _train_run(arch, split, config, run, on_epoch, stop_after)
+        return _train_run(arch, split, config, run, on_epoch, stop_after, on_start)
 
 
-def _train_run(arch, split, config, run: TrainRun, on_epoch, stop_after) -> TrainRun:
+def _train_run(arch, split, config, run: TrainRun, on_epoch, stop_after, on_start) -> TrainRun:
     out = run.out_dir
     st = prepare_training(arch, split, config)
     ckpt_path = out / CHECKPOINT_FILE
     if ckpt_path.exists():
         ckpt = _load_checkpoint(ckpt_path, run.settings)
+        if ckpt.get("device_type", "cpu") != st.device.type:  # the generators differ between devices
+            raise GrabnasError(
+                f"{out} was trained on {ckpt.get('device_type')}, not {st.device.type}; resume it there "
+                f"(--device {ckpt.get('device_type')}), or pass another folder"
+            )
         st.load_state_dict(ckpt["state"])
         run.history = [EpochRecord(**r) for r in ckpt["history"]]
     run.resumed_from = len(run.history)
+    if on_start is not None:
+        on_start(run.resumed_from)
     cuda = st.device.type == "cuda"
     for epoch in range(len(run.history), config.epochs):
         if stop_after is not None and epoch >= stop_after:
@@ -185,6 +197,7 @@ def _train_run(arch, split, config, run: TrainRun, on_epoch, stop_after) -> Trai
         checkpoint = {
             "format": _FORMAT,
             "epoch": epoch + 1,
+            "device_type": st.device.type,
             "settings": run.settings,
             "history": [asdict(r) for r in run.history],
             "state": st.state_dict(),
