@@ -275,7 +275,9 @@ def export_architecture(
         weights_path = Path(weights)
         if weights_path.resolve().parent != out.resolve():
             weights_path = out / f"{name}.pt"
-            shutil.copyfile(weights, weights_path)
+            tmp_weights = weights_path.with_name(f".{weights_path.name}.tmp")
+            shutil.copyfile(weights, tmp_weights)
+            os.replace(tmp_weights, weights_path)
     module = out / f"{name}.py"
     tmp = module.with_name(f".{module.name}.tmp")
     source = module_source(

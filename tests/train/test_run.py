@@ -149,3 +149,17 @@ def test_a_checkpoint_resumes_only_on_its_kind_of_device(split, tmp_path):
     torch.save(ckpt, out / "checkpoint.pt")
     with pytest.raises(GrabnasError, match=r"was trained on cuda, not cpu; resume it there \(--device cuda\)"):
         train_run(ARCH, split, dataclasses.replace(TINY, epochs=2), out)
+
+
+def test_a_nan_loss_ends_the_run_as_failed_and_a_rerun_reports_it(tmp_path):
+    from grabnas.data import DatasetSplit, ImageDataset
+
+    images = torch.randn(40, 1, 8, 8)
+    images[3] = float("nan")
+    ds = ImageDataset(images, torch.arange(40) % 2, ("a", "b"), "nan-data")
+    bad = DatasetSplit(ds.subset(range(20)), ds.subset(range(20, 30)), ds.subset(range(30, 40)))
+    run = train_run(ARCH, bad, TINY, tmp_path / "nan")
+    assert run.finished and not run.ok and "NaN" in run.result["error"] and run.result["epochs_done"] == 0
+    assert not (tmp_path / "nan" / "weights.pt").exists()
+    again = train_run(ARCH, bad, TINY, tmp_path / "nan").result  # (its normalisation is NaN, so not ==)
+    assert (again["status"], again["error"]) == ("failed", run.result["error"])

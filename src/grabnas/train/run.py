@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -182,7 +183,7 @@ def _train_run(arch, split, config, run: TrainRun, on_epoch, stop_after, on_star
             return run
         start = time.perf_counter()
         loss = float(train_epoch(st)) / max(1, st.steps_per_epoch)  # one synchronisation per epoch
-        if not torch.isfinite(torch.tensor(loss)):
+        if not math.isfinite(loss):
             seconds = sum(r.seconds for r in run.history) + time.perf_counter() - start
             error = f"training loss became NaN or infinite in epoch {epoch + 1} of {config.epochs}"
             failed = TrainResult.failed(error, seconds, st.params, st.flops)
