@@ -1,6 +1,7 @@
 """Bench reports: the Markdown summary table and the regret plot.
 
-Both read ``results.csv`` (columns of :data:`grabnas.bench.RESULT_COLUMNS`).
+Both read ``results.csv`` (columns of :data:`grabnas.bench.RESULT_COLUMNS`). Also the search
+report (:func:`write_search_report`) and a training run's curve (:func:`plot_training_curve`).
 """
 
 from __future__ import annotations
@@ -214,6 +215,35 @@ def plot_best_so_far(values: list[float | None], path: str | Path, title: str = 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# -- training runs --------------------------------------------------------------------------------
+def plot_training_curve(history: Sequence, path: str | Path, title: str = "") -> Path:
+    """A training run's curve: mean train loss (left axis) and validation accuracy in percent
+    (right axis) per epoch; ``history`` holds records with ``epoch``, ``train_loss``, ``val_acc``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [r.epoch for r in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        ax.plot(epochs, [r.train_loss for r in history], color="C0", marker="." if len(epochs) < 50 else None)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("train loss", color="C0")
+        ax.grid(alpha=0.3)
+        acc = ax.twinx()
+        acc.plot(epochs, [r.val_acc for r in history], color="C3", marker="." if len(epochs) < 50 else None)
+        acc.set_ylabel("validation accuracy (%)", color="C3")
+        ax.set_title(title, fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def draw_dag(space, arch, path: str | Path, title: str = "") -> None:

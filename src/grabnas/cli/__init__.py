@@ -1,7 +1,7 @@
 """The ``grabnas`` command.
 
 One module per command group (:mod:`grabnas.cli.bench`, ``search``, ``study``, ``nb201``, ``vae``,
-``surrogate``, ``collect``, ``export``), each with an ``add_*`` function that adds its subcommands
+``surrogate``, ``collect``, ``export``, ``train``), each with an ``add_*`` function that adds its subcommands
 and handlers; the shared argument types live in :mod:`grabnas.cli.args`.
 
 User mistakes (:class:`grabnas.errors.GrabnasError`) print one line ``grabnas: error: ...`` and
@@ -24,6 +24,7 @@ from grabnas.cli.nb201 import add_nb201_command
 from grabnas.cli.search import add_search_command
 from grabnas.cli.study import add_study_command
 from grabnas.cli.surrogate import add_surrogate_commands
+from grabnas.cli.train import add_train_command
 from grabnas.cli.vae import add_vae_commands
 from grabnas.errors import GrabnasError
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_surrogate_commands(sub)
     add_collect_command(sub)
     add_export_command(sub)
+    add_train_command(sub)
     return parser
 
 

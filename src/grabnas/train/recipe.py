@@ -11,6 +11,11 @@ Randomness comes only from local ``torch.Generator`` objects and, for the weight
 initialisation, from the global torch RNG inside ``torch.random.fork_rng`` (restored after),
 all derived from ``config.seed``.
 
+The loop is split so that a run can stop and resume between epochs (:mod:`grabnas.train.run`):
+:func:`prepare_training` builds a :class:`TrainingState` (epoch 0), :func:`train_epoch` runs one
+epoch on it and :func:`accuracy` scores it; :func:`train_and_evaluate` is these three in a row.
+:data:`PRESETS` names whole recipes (``nb201-200``, ``proxy``).
+
 Accuracies are in percent (as in the NB201 table).
 """
 
@@ -18,7 +23,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +92,25 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: named recipes: ``nb201-200`` is NAS-Bench-201's (200 epochs, C=16, N=5, SGD-Nesterov lr 0.1 cosine,
+#: batch 256, weight decay 5e-4); ``proxy`` is the short one ``grabnas search --dataset`` and
+#: ``grabnas collect`` train every candidate with by default (5 epochs, C=8, N=1, batch 128)
+PRESETS: dict[str, TrainConfig] = {
+    "nb201-200": TrainConfig(
+        epochs=200, channels=16, cells=5, batch_size=256, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    ),
+    "proxy": TrainConfig(epochs=5, channels=8, cells=1, batch_size=128, lr=0.1, weight_decay=5e-4),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The recipe :data:`PRESETS` names ``name``; a one-line error for an unknown name."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise GrabnasError(f"unknown recipe preset {name!r}; expected one of {', '.join(PRESETS)}") from None
 
 
 @dataclass
@@ -217,17 +244,91 @@ def train_and_evaluate(arch, dataset_split: DatasetSplit, config: TrainConfig) -
     A loss that becomes NaN or infinite gives ``status='failed'`` with an error message
     (checked once per epoch); other errors propagate (the evaluator turns them into failures).
     """
-    old_threads = torch.get_num_threads()
-    if config.num_threads is not None and config.num_threads != old_threads:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with torch_threads(config.num_threads):
         return _train(arch, dataset_split, config)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` inside the block (restored after); None leaves them."""
+    old_threads = torch.get_num_threads()
+    if n is not None and n != old_threads:
+        torch.set_num_threads(n)
+    try:
+        yield
     finally:
         if torch.get_num_threads() != old_threads:
             torch.set_num_threads(old_threads)
 
 
-def _train(arch, split: DatasetSplit, config: TrainConfig) -> TrainResult:
+@dataclass
+class TrainingState:
+    """Everything the epoch loop reads and updates, built by :func:`prepare_training`.
+
+    The data are preloaded on the device and normalised with the train split's statistics:
+    ``x_*`` are float ``(n, C, H, W)``, ``y_*`` int64 ``(n,)``; ``mean`` and ``std`` are the
+    ``(1, C, 1, 1)`` per-channel statistics (on the CPU). What changes from epoch to epoch —
+    model, optimizer, LR schedule, gradient scaler and the two generators (batch order on the
+    CPU, augmentation on the device) — is in :meth:`state_dict`; :meth:`load_state_dict` puts a
+    saved one back, so that the next :func:`train_epoch` continues exactly where it left off.
+    """
+
+    model: TinyNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    order_gen: torch.Generator
+    aug_gen: torch.Generator
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    device: torch.device
+    batch_size: int
+    steps_per_epoch: int
+    pad: int
+    flip: bool
+    augment: bool
+    eval_batch_size: int
+    fmt: torch.memory_format | None
+    amp_ctx: Callable[[], Any]
+    params: int
+    flops: int
+
+    def state_dict(self) -> dict:
+        """The mutable training state (tensors on the CPU, so that a checkpoint loads anywhere)."""
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "order_gen": self.order_gen.get_state(),
+            "aug_gen": self.aug_gen.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (of a run with the same architecture, data and recipe)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):  # {} from a disabled scaler (bfloat16)
+            self.scaler.load_state_dict(state["scaler"])
+        self.order_gen.set_state(state["order_gen"])
+        self.aug_gen.set_state(state["aug_gen"])
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+def prepare_training(arch, split: DatasetSplit, config: TrainConfig) -> TrainingState:
+    """The network of ``arch`` (initialised from ``config.seed``), the data on the device, the
+    optimizer, the cosine schedule over all steps and the seeded generators: epoch 0 of a run."""
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     in_ch, h, w = split.image_shape
@@ -282,44 +383,93 @@ def _train(arch, split: DatasetSplit, config: TrainConfig) -> TrainResult:
     aug_gen = torch.Generator(device=device).manual_seed(child_seed(config.seed, "augment") % (2**63))
     pad = max(1, round(h / 8)) if config.augment else 0
     flip = bool(config.augment and (config.flip if config.flip is not None else split.train.meta.get("flip", True)))
+    return TrainingState(
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        order_gen,
+        aug_gen,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        mean,
+        std,
+        device,
+        bs,
+        steps_per_epoch,
+        pad,
+        flip,
+        config.augment,
+        config.eval_batch_size,
+        fmt,
+        amp_ctx,
+        params,
+        flops,
+    )
 
+
+def train_epoch(st: TrainingState) -> torch.Tensor:
+    """One pass over the train split in a fresh random order; returns the summed batch loss
+    (a 0-dim tensor on the device, not synchronised: the caller decides when to read it)."""
+    st.model.train()
+    n = len(st.y_train)
+    bs = st.batch_size
+    perm = torch.randperm(n, generator=st.order_gen).to(st.device)
+    epoch_loss = torch.zeros((), device=st.device)
+    for i in range(st.steps_per_epoch):
+        idx = perm[i * bs : (i + 1) * bs]
+        xb, yb = st.x_train[idx], st.y_train[idx]
+        if st.augment:
+            xb = _augment(xb, st.pad, st.flip, st.aug_gen)
+        if st.fmt is not None:
+            xb = xb.contiguous(memory_format=st.fmt)
+        with st.amp_ctx():
+            loss = F.cross_entropy(st.model(xb), yb)
+        st.optimizer.zero_grad(set_to_none=True)
+        if st.scaler is not None and st.scaler.is_enabled():
+            st.scaler.scale(loss).backward()
+            st.scaler.step(st.optimizer)
+            st.scaler.update()
+        else:
+            loss.backward()
+            st.optimizer.step()
+        st.scheduler.step()
+        epoch_loss += loss.detach().float()
+    return epoch_loss
+
+
+def accuracy(st: TrainingState, part: str) -> float:
+    """Accuracy (percent) of the network on ``part`` (``val`` or ``test``); leaves it in eval mode."""
+    if part not in ("val", "test"):
+        raise GrabnasError(f"unknown split part {part!r}; expected val or test")
+    x, y = (st.x_val, st.y_val) if part == "val" else (st.x_test, st.y_test)
+    return _accuracy(st.model, x, y, st.eval_batch_size, st.fmt, st.amp_ctx)
+
+
+def _train(arch, split: DatasetSplit, config: TrainConfig) -> TrainResult:
+    st = prepare_training(arch, split, config)
+    params, flops = st.params, st.flops
+    cuda = st.device.type == "cuda"
     if cuda:
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize(st.device)
     start = time.perf_counter()
-    model.train()
-    epoch_loss = torch.zeros((), device=device)
+    epoch_loss = torch.zeros((), device=st.device)
     for epoch in range(config.epochs):
-        perm = torch.randperm(n, generator=order_gen).to(device)
-        epoch_loss = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
-            idx = perm[i * bs : (i + 1) * bs]
-            xb, yb = x_train[idx], y_train[idx]
-            if config.augment:
-                xb = _augment(xb, pad, flip, aug_gen)
-            if fmt is not None:
-                xb = xb.contiguous(memory_format=fmt)
-            with amp_ctx():
-                loss = F.cross_entropy(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None and scaler.is_enabled():
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-            epoch_loss += loss.detach().float()
+        epoch_loss = train_epoch(st)
         if not bool(torch.isfinite(epoch_loss)):
             seconds = time.perf_counter() - start
             return TrainResult.failed(
                 f"training loss became NaN or infinite in epoch {epoch + 1} of {config.epochs}", seconds, params, flops
             )
     if cuda:
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize(st.device)
     train_seconds = time.perf_counter() - start
-    val_acc = _accuracy(model, x_val, y_val, config.eval_batch_size, fmt, amp_ctx)
-    test_acc = _accuracy(model, x_test, y_test, config.eval_batch_size, fmt, amp_ctx)
+    val_acc = accuracy(st, "val")
+    test_acc = accuracy(st, "test")
     return TrainResult(
         val_acc,
         test_acc,
@@ -328,5 +478,5 @@ def _train(arch, split: DatasetSplit, config: TrainConfig) -> TrainResult:
         flops,
         "ok",
         None,
-        train_loss=float(epoch_loss) / max(1, steps_per_epoch),
+        train_loss=float(epoch_loss) / max(1, st.steps_per_epoch),
     )
