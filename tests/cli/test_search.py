@@ -275,3 +275,18 @@ def test_search_dataset_ray_without_ray_leaves_no_study(tmp_path, capsys, monkey
     assert _search(tmp_path, "--ray") == 2
     assert "--ray needs ray; install it with pip install 'grabnas[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "run.db").exists()
+
+
+def test_search_dataset_on_a_cluster_that_refuses_us_leaves_no_study(tmp_path, capsys, monkeypatch):
+    """The executor is built before the study is opened: a Ray cluster that cannot be joined
+    (a wrong address, a token it refuses) costs no study file."""
+    import grabnas.cli.search as cli_search
+    from grabnas.errors import GrabnasError
+
+    def refuse(args, workers):
+        raise GrabnasError(f"cannot join the Ray cluster at {args.ray_address}: connection refused")
+
+    monkeypatch.setattr(cli_search, "executor_from_args", refuse)
+    assert _search(tmp_path, "--ray-address", "127.0.0.1:1") == 2
+    assert "cannot join the Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
+    assert not (tmp_path / "run.db").exists() and not (tmp_path / "run.db.lock").exists()

@@ -213,36 +213,37 @@ def _search_dataset(args: argparse.Namespace) -> int:
         optimizer = build_dataset_optimizer(
             args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto"
         )
-        study = study or Study.open(args.study, settings)
-        study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
-        notes = [
-            f"Dataset `{task.name}` ({split.num_classes} classes, {len(split.train)} train / {len(split.val)} val / "
-            f"{len(split.test)} test images); candidates: the 15,625 NB201 cells; values: validation accuracy (%) after "
-            f"training with {', '.join(f'{k}={v}' for k, v in recipe.items())} (trial seeds from seed {args.seed})."
-        ]
-        if surrogate is not None:
-            card = optimizer.surrogate_card
-            line = (
-                f"surrogate checkpoint {surrogate} ({meta_training_line(card)} of {card.get('corpus', '?')}; "
-                f"the task embedding reads "
-                f"{card.get('train_config', {}).get('instances_per_class', 20)} training images per class)"
-            )
-            print(f"using {line}")
-            notes.append(f"GraB-NAS used the {line}.")
-            study.set_info("surrogate", {"checkpoint": surrogate, "card": card})
-        _check_data_fingerprint(study, fingerprint, task.name)
-        study.set_info(
-            "dataset",
-            {
-                "task": task.name,
-                "classes": split.num_classes,
-                "image_shape": list(split.image_shape),
-                "n_train": len(split.train),
-                "n_val": len(split.val),
-                "n_test": len(split.test),
-            },
-        )
+        # the executor first: a Ray cluster that cannot be joined leaves no study file behind
         with executor_from_args(args, workers=args.workers or 1) as executor:
+            study = study or Study.open(args.study, settings)
+            study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
+            notes = [
+                f"Dataset `{task.name}` ({split.num_classes} classes, {len(split.train)} train / {len(split.val)} val / "
+                f"{len(split.test)} test images); candidates: the 15,625 NB201 cells; values: validation accuracy (%) after "
+                f"training with {', '.join(f'{k}={v}' for k, v in recipe.items())} (trial seeds from seed {args.seed})."
+            ]
+            if surrogate is not None:
+                card = optimizer.surrogate_card
+                line = (
+                    f"surrogate checkpoint {surrogate} ({meta_training_line(card)} of {card.get('corpus', '?')}; "
+                    f"the task embedding reads "
+                    f"{card.get('train_config', {}).get('instances_per_class', 20)} training images per class)"
+                )
+                print(f"using {line}")
+                notes.append(f"GraB-NAS used the {line}.")
+                study.set_info("surrogate", {"checkpoint": surrogate, "card": card})
+            _check_data_fingerprint(study, fingerprint, task.name)
+            study.set_info(
+                "dataset",
+                {
+                    "task": task.name,
+                    "classes": split.num_classes,
+                    "image_shape": list(split.image_shape),
+                    "n_train": len(split.train),
+                    "n_val": len(split.val),
+                    "n_test": len(split.test),
+                },
+            )
             workers = args.workers or (executor.max_workers if (args.ray or args.ray_address) else 1)
             return _run_and_report(
                 args,
