@@ -195,3 +195,20 @@ def test_calibration_widens_the_posterior_and_keeps_its_mean():
         torch.testing.assert_close(wide.fit_state()[k], v)
     two = fit_target_gp(sur, X[:2], y[:2], seed=0, calibrate=True)  # too few points: unchanged
     assert getattr(two, "variance_factor", 1.0) == 1.0
+
+
+def test_meta_factor_never_reaches_zero_where_its_prior_is_undefined():
+    """An L-BFGS step can drive the factor's raw value below -745, where softplus is exactly 0.0
+    and the LogNormal prior raises; the factor is floored instead (seen on NB201 imagenet16)."""
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    sur = _surrogate()
+    X = _inputs(sur, 8, 7)
+    gp = fit_target_gp(sur, X, torch.arange(8, dtype=DTYPE), seed=0)
+    meta = gp.covar_module.kernels[0]
+    with torch.no_grad():
+        meta.raw_factor.fill_(-1000.0)
+    assert float(meta.factor) > 0
+    gp.train()
+    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+    assert torch.isfinite(mll(gp(*gp.train_inputs), gp.train_targets))
