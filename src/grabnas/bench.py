@@ -180,7 +180,8 @@ def _check_or_write_config(out: Path, config: BenchConfig) -> None:
         keys = ("benchmark", "budget", "master_seed", "prune_top", "max_params", "max_flops")
         if {k: theirs.get(k, 0.0 if k == "prune_top" else None) for k in keys} != {k: mine[k] for k in keys}:
             raise GrabnasError(
-                f"{out} holds a bench with another benchmark, budget, master seed, pruning or constraints ({path}); "
+                f"{out} holds a bench with another benchmark, budget, master seed or pruning, or other cost constraints "
+                f"({path}); "
                 "use a new --out folder"
             )
         merged = {

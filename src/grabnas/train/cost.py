@@ -111,7 +111,7 @@ def _costs(s: NetworkSetting) -> tuple[np.ndarray, np.ndarray]:
     ops = np.indices((len(OPS),) * len(EDGES)).reshape(len(EDGES), -1).T  # (15625, 6), members() order
     p_op, f_op = op_costs(s)
     p_base, f_base = skeleton_costs(s)
-    params, flops = p_base + p_op[ops].sum(axis=1), f_base + f_op[ops].sum(axis=1)
+    params, flops = (p_base + p_op[ops].sum(axis=1)) / 1e6, (f_base + f_op[ops].sum(axis=1)) / 1e6
     for a in (params, flops):
         a.setflags(write=False)
     return params, flops
@@ -122,7 +122,7 @@ def nb201_costs(setting: NetworkSetting | None = None) -> dict[str, np.ndarray]:
     parameters, MFLOPs), of every NB201 cell in ``NB201Space.members()`` order, for the network
     at ``setting`` (default: NB201's CIFAR-10 network). Computed once per setting."""
     params, flops = _costs(setting or NetworkSetting())
-    return {"params": params / 1e6, "flops": flops / 1e6}
+    return {"params": params, "flops": flops}
 
 
 def cell_costs(ops, setting: NetworkSetting | None = None) -> tuple[int, int]:
