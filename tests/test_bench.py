@@ -105,3 +105,35 @@ def test_bench_meta_trains_each_surrogate_once_and_workers_reuse_it(nb201_bench,
             rows[jobs] = sorted((r["task"], r["seed"], r["step"], r["arch"], r["value"]) for r in csv.DictReader(f))
     assert calls.read_text().count("call") == 4  # two surrogates per bench, none trained in a worker
     assert rows[1] == rows[2] and len(rows[1]) == 2 * 2 * 4
+
+
+def test_constrained_runs_measure_regret_against_the_best_feasible_cell(nb201_bench, nb201_path, tmp_path):
+    from grabnas.search.constraints import Constraints, benchmark_cost_model, constrained_optimum
+
+    c = Constraints(max_params=0.5, max_flops=50)
+    bound = c.with_costs(benchmark_cost_model(nb201_bench, "cifar10"))
+    _arch, best_feasible = constrained_optimum(bound, nb201_bench.values("cifar10"))
+    assert best_feasible < nb201_bench.optimum("cifar10")
+    rows = run_one(nb201_bench, "cifar10", "transfer-rank", seed=0, budget=30, constraints=c)
+    assert all(bound.feasible(nb201_bench.space.parse(r["arch"])) for r in rows)
+    assert all(r["regret"] == pytest.approx(best_feasible - r["best"]) for r in rows)
+    assert rows[0]["pool_best"] == best_feasible
+    # the bench: constraints in bench.json, the summary says what regret is measured against and
+    # what binds, a Pareto plot; other constraints in the same folder are refused
+    cfg = BenchConfig("nb201", ("cifar10",), ("random", "rea"), seeds=2, budget=12, max_params=0.5, max_flops=50)
+    run_bench(cfg, tmp_path, data=str(nb201_path), progress=False)
+    assert json.loads((tmp_path / "bench.json").read_text())["max_params"] == 0.5
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Regret = constrained optimum (the task's best feasible cell)" in summary
+    assert "- constraints: params <= 0.5 M, FLOPs <= 50 MFLOPs" in summary
+    assert f"(value {best_feasible:.4g}, the regret's reference)" in summary
+    assert "infeasible (params and FLOPs over the limit), so the constraints bind" in summary
+    assert "seeds whose best cell binds a limit (> 95 %)" in summary
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+    with pytest.raises(GrabnasError, match="or other cost constraints"):
+        run_bench(BenchConfig("nb201", ("cifar10",), ("random",), 2, 12, max_params=0.6), tmp_path, progress=False)
+    with pytest.raises(GrabnasError, match="no candidate satisfies the constraints params <= 0.01 M"):
+        run_bench(
+            BenchConfig("nb201", ("cifar10",), ("random",), 1, 5, max_params=0.01), tmp_path / "x", progress=False
+        )
+    assert not (tmp_path / "x" / "results.csv").exists()

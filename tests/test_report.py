@@ -50,3 +50,23 @@ def test_summary_says_when_the_final_test_is_the_search_metric():
     same, held_out = text.split("## held-out")
     assert "final test (= search metric)" in same
     assert "final test (= search metric)" not in held_out and "final test" in held_out
+
+
+def test_pareto_front_is_cheapest_for_its_value():
+    from grabnas.report import pareto_front
+
+    costs = np.array([1.0, 2.0, 2.0, 3.0, 0.5, np.nan, 4.0])
+    values = np.array([5.0, 7.0, 6.0, 6.5, 5.0, 9.0, 8.0])
+    # 0.5 -> 5 dominates 1.0 -> 5 (same value, cheaper); 3.0 -> 6.5 is beaten by 2.0 -> 7; NaN left out
+    assert pareto_front(costs, values).tolist() == [4, 1, 6]
+    assert pareto_front(np.array([]), np.array([])).tolist() == []
+
+
+def test_plot_pareto_writes_a_figure(tmp_path):
+    from grabnas.report import plot_pareto
+
+    panel = dict(title="t", cost="params", limit=0.5, costs=[0.1, 0.4], values=[80.0, 90.0], background=None)
+    path = plot_pareto(
+        [panel, {**panel, "cost": "flops", "limit": 50, "background": ([10.0, 60.0], [70.0, 95.0])}], tmp_path / "p.png"
+    )
+    assert path.stat().st_size > 1000

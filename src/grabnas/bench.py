@@ -21,6 +21,7 @@ from grabnas.benchmarks import load_benchmark
 from grabnas.benchmarks.base import TabularBenchmark
 from grabnas.errors import GrabnasError
 from grabnas.evaluation.executors import exit_with_parent
+from grabnas.search.constraints import Constraints, benchmark_cost_model, constrained_optimum
 from grabnas.search.registry import build_optimizer, prepare_grabnas, pruned_pool
 from grabnas.seeding import child_seed
 
@@ -53,6 +54,13 @@ class BenchConfig:
     budget: int
     master_seed: int = 0
     prune_top: float = 0.0
+    max_params: float | None = None
+    max_flops: float | None = None
+
+    @property
+    def constraints(self) -> Constraints:
+        """The cost limits of every run (``--max-params``, ``--max-flops``)."""
+        return Constraints(self.max_params, self.max_flops)
 
     def runs(self) -> list[tuple[str, str, int]]:
         return [(t, o, s) for t in self.tasks for o in self.optimizers for s in range(self.seeds)]
@@ -67,6 +75,7 @@ def run_one(
     master_seed: int = 0,
     prune_top: float = 0.0,
     cache: dict | None = None,
+    constraints: Constraints | None = None,
 ) -> list[dict]:
     """One optimizer run of ``budget`` evaluations; returns its rows (see ``RESULT_COLUMNS``).
 
@@ -78,13 +87,21 @@ def run_one(
     ``valid_decodes`` count the graph-VAE decodes of GraB-NAS's local steps so far (empty for
     optimizers that do not decode). ``cache`` (a dict kept across the runs of one process)
     lets GraB-NAS runs share their VAE, latents and surrogates; results do not depend on it.
+    With ``constraints`` the pool holds only the feasible cells and regret is measured against
+    the constrained optimum, the best feasible cell of the task.
     """
     pool = pruned_pool(bench, task, prune_top)
-    opt = build_optimizer(optimizer, bench, task, child_seed(master_seed, task, seed), pool=pool, cache=cache)
-    in_pool = set(pool)
     values = bench.values(task)
-    pool_best = max(values[a] for a in pool)
     optimum = bench.optimum(task)
+    if constraints is not None and constraints.active:
+        bound = constraints.with_costs(benchmark_cost_model(bench, task))
+        pool = bound.filter(pool)
+        optimum = constrained_optimum(bound, values)[1]
+    opt = build_optimizer(
+        optimizer, bench, task, child_seed(master_seed, task, seed), pool=pool, cache=cache, constraints=constraints
+    )
+    in_pool = set(pool)
+    pool_best = max(values[a] for a in pool)
     rows: list[dict] = []
     best, best_test = -math.inf, math.nan
     for step in range(1, budget + 1):
@@ -136,6 +153,7 @@ def _run_chunk(
     threads: int,
     prune_top: float,
     cache: dict,
+    constraints: Constraints | None = None,
 ) -> list[list[dict]]:
     """Worker entry point: load the benchmark once, run several runs (``cache``: GraB-NAS's VAE,
     latents and surrogates, prepared once by the main process)."""
@@ -144,7 +162,7 @@ def _run_chunk(
 
         torch.set_num_threads(threads)
     bench = load_benchmark(spec, data)
-    return [run_one(bench, t, o, s, budget, master_seed, prune_top, cache) for t, o, s in runs]
+    return [run_one(bench, t, o, s, budget, master_seed, prune_top, cache, constraints) for t, o, s in runs]
 
 
 def _done_runs(results: Path) -> set[tuple[str, str, int]]:
@@ -159,10 +177,11 @@ def _check_or_write_config(out: Path, config: BenchConfig) -> None:
     mine = asdict(config)
     if path.exists():
         theirs = json.loads(path.read_text())
-        keys = ("benchmark", "budget", "master_seed", "prune_top")
+        keys = ("benchmark", "budget", "master_seed", "prune_top", "max_params", "max_flops")
         if {k: theirs.get(k, 0.0 if k == "prune_top" else None) for k in keys} != {k: mine[k] for k in keys}:
             raise GrabnasError(
-                f"{out} holds a bench with another benchmark, budget, master seed or pruning ({path}); "
+                f"{out} holds a bench with another benchmark, budget, master seed or pruning, or other cost constraints "
+                f"({path}); "
                 "use a new --out folder"
             )
         merged = {
@@ -195,8 +214,11 @@ def run_bench(
     from grabnas.report import write_bench_report
 
     bench = load_benchmark(config.benchmark, data)  # fail fast on bad input, before any work
+    constraints = config.constraints
     for task in config.tasks:
         bench.table(task)
+        if constraints.active:  # an unsupported limit or an empty feasible set, before any work
+            constraints.with_costs(benchmark_cost_model(bench, task)).filter(pruned_pool(bench, task, config.prune_top))
     from grabnas.search.registry import parse_optimizer_spec
 
     for o in config.optimizers:
@@ -229,7 +251,7 @@ def run_bench(
 
         if jobs <= 1:
             for t, o, s in todo:
-                save(run_one(bench, t, o, s, config.budget, config.master_seed, config.prune_top, cache))
+                save(run_one(bench, t, o, s, config.budget, config.master_seed, config.prune_top, cache, constraints))
         else:
             # one run per task: rows reach the file (and the bar) as each run ends
             with ProcessPoolExecutor(max_workers=jobs, initializer=exit_with_parent) as pool:
@@ -244,6 +266,7 @@ def run_bench(
                         threads,
                         config.prune_top,
                         cache,
+                        constraints,
                     )
                     for r in todo
                 ]
@@ -252,7 +275,7 @@ def run_bench(
                         save(rows)
     if bar is not None:
         bar.close()
-    write_bench_report(out, bench)
+    write_bench_report(out, bench, constraints)
     return results
 
 

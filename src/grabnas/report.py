@@ -1,7 +1,9 @@
 """Bench reports: the Markdown summary table and the regret plot.
 
 Both read ``results.csv`` (columns of :data:`grabnas.bench.RESULT_COLUMNS`). Also the search
-report (:func:`write_search_report`) and a training run's curve (:func:`plot_training_curve`).
+report (:func:`write_search_report`), a training run's curve (:func:`plot_training_curve`) and,
+for constrained searches and benches, the Pareto plot of value against cost
+(:func:`plot_pareto`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +74,19 @@ def evals_to_optimum(curve: np.ndarray, optimum: float = 0.0, tol: float | None 
     return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
 
 
-def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
+def summary_markdown(
+    rows: list[dict],
+    bench_name: str = "",
+    constraint_lines: Mapping[str, Sequence[str]] | None = None,
+    binding_runs: Mapping[tuple[str, str, int], bool] | None = None,
+) -> str:
     """Per task: regret mean ± standard error at fixed budgets, median evaluations to the
     optimum (with how many seeds reached it), test metric of the final choice, and the
-    optimizer's median overhead per iteration."""
+    optimizer's median overhead per iteration.
+
+    A constrained bench passes ``constraint_lines`` (task -> lines on the constrained optimum,
+    the regret's reference, and which limit binds) and ``binding_runs`` ((task, optimizer, seed)
+    -> whether the run's best cell uses more than 95 % of a limit, a column of the table)."""
     curves = regret_curves(rows)
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     final_test: dict[tuple[str, str, int], float] = {}
@@ -98,7 +109,13 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
     tasks = list(dict.fromkeys(t for t, _ in curves))
     optimum = {r["task"]: r["best"] + r["regret"] for r in rows if math.isfinite(r["best"])}
     lines = [f"# Bench summary{' — ' + bench_name if bench_name else ''}", ""]
-    lines.append("Regret = task optimum − best value found (search metric); mean ± standard error over seeds.")
+    if constraint_lines:
+        lines.append(
+            "Regret = constrained optimum (the task's best feasible cell) − best value found (search metric); "
+            "mean ± standard error over seeds. Every optimizer searched the feasible cells only."
+        )
+    else:
+        lines.append("Regret = task optimum − best value found (search metric); mean ± standard error over seeds.")
     lines.append("")
     for task in tasks:
         opts = [o for t, o in curves if t == task]
@@ -109,6 +126,10 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         n_seeds = max(curves[(task, o)].shape[0] for o in opts)
         lines.append(f"## {task} ({n_seeds} seeds)")
         lines.append("")
+        for line in (constraint_lines or {}).get(task, ()):
+            lines += [f"- {line}"]
+        if (constraint_lines or {}).get(task):
+            lines.append("")
         # a task without a separate report metric (a user table without TASK:test, NB201's
         # 200-epoch columns) reports the search metric again: say so in the header
         same = all(
@@ -123,6 +144,8 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
         with_decodes = any(t == task and tried for (t, _o, _s), (tried, _v) in decodes.items())
         if with_decodes:
             head.append("valid decodes")
+        if binding_runs:
+            head.append("seeds whose best cell binds a limit (> 95 %)")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for o in opts:
@@ -148,6 +171,9 @@ def summary_markdown(rows: list[dict], bench_name: str = "") -> str:
                 tv = [tv for (t, oo, _s), tv in decodes.items() if t == task and oo == o]
                 tried, valid = sum(x for x, _ in tv), sum(v for _, v in tv)
                 cells.append(f"{valid / tried:.1%} of {tried}" if tried else "-")
+            if binding_runs:
+                binds = [v for (t, oo, _s), v in binding_runs.items() if t == task and oo == o]
+                cells.append(f"{sum(binds)}/{len(binds)}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -183,14 +209,136 @@ def plot_regret(rows: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
-def write_bench_report(out: str | Path, bench: TabularBenchmark | None = None) -> None:
-    """Write ``summary.md`` and ``regret.png`` into ``out`` from its ``results.csv``."""
+def write_bench_report(out: str | Path, bench: TabularBenchmark | None = None, constraints=None) -> None:
+    """Write ``summary.md`` and ``regret.png`` into ``out`` from its ``results.csv``; with active
+    ``constraints`` (:class:`grabnas.search.constraints.Constraints`; default: those of
+    ``out/bench.json``) and ``bench``, also which limit binds and ``pareto.png``."""
     out = Path(out)
     rows = load_results(out / "results.csv")
     if not rows:
         return
-    (out / "summary.md").write_text(summary_markdown(rows, bench.name if bench else ""))
+    if constraints is None and (out / "bench.json").exists():
+        import json
+
+        from grabnas.search.constraints import Constraints
+
+        constraints = Constraints.from_dict(json.loads((out / "bench.json").read_text()))
+    lines, binding = None, None
+    if constraints is not None and constraints.active and bench is not None:
+        lines, binding = _bench_constraints(rows, bench, constraints, out / "pareto.png")
+    (out / "summary.md").write_text(summary_markdown(rows, bench.name if bench else "", lines, binding))
     plot_regret(rows, out / "regret.png")
+
+
+def _bench_constraints(rows: list[dict], bench: TabularBenchmark, constraints, pareto_path: Path):
+    """``(task -> lines, (task, optimizer, seed) -> binds)`` of a constrained bench, and its Pareto
+    plot (every cell of the table in grey, the cells the runs evaluated, their front)."""
+    from grabnas.search.constraints import benchmark_cost_model, constrained_optimum
+
+    lines: dict[str, list[str]] = {}
+    binding: dict[tuple[str, str, int], bool] = {}
+    panels = []
+    best_arch: dict[tuple[str, str, int], tuple[float, str]] = {}
+    for r in rows:
+        if r.get("value") not in (None, ""):
+            key = (r["task"], r["optimizer"], r["seed"])
+            v = float(r["value"])
+            if key not in best_arch or v > best_arch[key][0]:
+                best_arch[key] = (v, r["arch"])
+    for task in dict.fromkeys(r["task"] for r in rows):
+        bound = constraints.with_costs(benchmark_cost_model(bench, task))
+        values = bench.values(task)
+        found = constrained_optimum(bound, values)
+        unconstrained = max(values, key=values.get)
+        if found is None:
+            lines[task] = [f"no cell satisfies {bound.describe()}"]
+            continue
+        best, best_value = found
+        lines[task] = bound.report_lines(
+            best,
+            unconstrained,
+            what=f"the constrained optimum {best} (value {best_value:.4g}, the regret's reference)",
+        )
+        for key, (_v, arch) in best_arch.items():
+            if key[0] == task:
+                binding[key] = bool(bound.binding(bench.space.parse(arch)))
+        evaluated: dict[str, float] = {}
+        for r in rows:
+            if r["task"] == task and r.get("value") not in (None, ""):
+                evaluated[r["arch"]] = float(r["value"])
+        archs = [bench.space.parse(a) for a in evaluated]
+        table_archs = list(values)
+        for cost, limit in bound.limits().items():
+            panels.append(
+                dict(
+                    title=f"{task}: {len(archs)} cells evaluated (all runs)",
+                    cost=cost,
+                    limit=limit,
+                    costs=bound.cost_model.costs(archs, cost),
+                    values=np.array(list(evaluated.values())),
+                    background=(bound.cost_model.costs(table_archs, cost), np.array([values[a] for a in table_archs])),
+                )
+            )
+    if panels:
+        plot_pareto(panels, pareto_path)
+    return lines, binding
+
+
+# -- Pareto plots ------------------------------------------------------------------------------------
+def pareto_front(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point dominates (lower or equal cost and higher value, or
+    lower cost and equal value), by increasing cost; NaNs are left out."""
+    costs, values = np.asarray(costs, dtype=float), np.asarray(values, dtype=float)
+    ok = np.flatnonzero(~np.isnan(costs) & ~np.isnan(values))
+    order = ok[np.lexsort((-values[ok], costs[ok]))]  # by cost, then best value first
+    front, best = [], -math.inf
+    for i in order:
+        if values[i] > best:
+            front.append(int(i))
+            best = values[i]
+    return np.array(front, dtype=np.int64)
+
+
+_COST_AXIS = {"params": "parameters (M)", "flops": "FLOPs (M)"}
+
+
+def plot_pareto(panels: Sequence[dict], path: str | Path) -> Path:
+    """Value against cost, one panel each: ``dict(title, cost, limit, costs, values,
+    background=None)``. The evaluated cells are dots, their Pareto front (cheapest for its
+    value) a highlighted line, the limit a dashed vertical line; ``background`` ``(costs,
+    values)``, e.g. every cell of a table, is drawn faintly behind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(panels), 2)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    try:
+        for ax, p in zip(axes.flat, panels):
+            if p.get("background") is not None:
+                bc, bv = p["background"]
+                ax.scatter(bc, bv, s=2, color="0.8", alpha=0.5, label="all cells", rasterized=True)
+            c, v = np.asarray(p["costs"], dtype=float), np.asarray(p["values"], dtype=float)
+            ax.scatter(c, v, s=14, color="C0", alpha=0.7, label="evaluated")
+            front = pareto_front(c, v)
+            if front.size:
+                ax.step(c[front], v[front], where="post", color="C3", lw=1.5)
+                ax.scatter(c[front], v[front], s=30, color="C3", zorder=3, label="Pareto front")
+            ax.axvline(p["limit"], color="k", ls="--", lw=1, label=f"limit {p['limit']:.4g}")
+            ax.set_xlabel(_COST_AXIS.get(p["cost"], p["cost"]))
+            ax.set_ylabel("value")
+            ax.set_title(p.get("title", ""), fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 # -- search reports -----------------------------------------------------------------------------
@@ -283,14 +431,24 @@ def draw_dag(space, arch, path: str | Path, title: str = "") -> None:
 
 
 def write_search_report(
-    study, space, out: str | Path, title: str = "", notes: Sequence[str] = (), test_for_best_only: bool = False
+    study,
+    space,
+    out: str | Path,
+    title: str = "",
+    notes: Sequence[str] = (),
+    test_for_best_only: bool = False,
+    constraints=None,
+    background: Mapping | None = None,
 ) -> Path:
     """Write ``out/report.md`` with the best-so-far plot, the best architecture drawn as a
     picture and the table of evaluations (also ``out/trials.csv``). Returns the report path.
 
     ``notes`` are paragraphs put under the title (the dataset, the surrogate checkpoint, ...).
     With ``test_for_best_only`` the test metric appears for the chosen architecture only, not
-    in the table (searches with real training: the test split is for the final report)."""
+    in the table (searches with real training: the test split is for the final report).
+    With active ``constraints`` (bound to a cost model) it also draws ``out/pareto.png``: the
+    evaluated cells' value against each limited cost, their Pareto front highlighted, and
+    ``background`` (architecture -> value, e.g. a benchmark task's table) faintly behind."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trials = [t for t in study.trials() if t.status != "asked"]
@@ -299,6 +457,25 @@ def write_search_report(
     lines = [f"# grabnas search report{': ' + title if title else ''}", ""]
     for note in notes:
         lines += [note, ""]
+    done = [t for t in trials if t.status == "done" and t.value is not None]
+    if constraints is not None and constraints.active and done:
+        archs = [space.parse(t.arch) for t in done]
+        back = list(background) if background else []
+        panels = [
+            dict(
+                title=f"{len(archs)} cells evaluated",
+                cost=cost,
+                limit=limit,
+                costs=constraints.cost_model.costs(archs, cost),
+                values=np.array([t.value for t in done]),
+                background=(constraints.cost_model.costs(back, cost), np.array([background[a] for a in back]))
+                if back
+                else None,
+            )
+            for cost, limit in constraints.limits().items()
+        ]
+        plot_pareto(panels, out / "pareto.png")
+        lines += ["![value against cost, Pareto front](pareto.png)", ""]
     best = study.best(1)
     if best:
         b = best[0]

@@ -53,3 +53,19 @@ def test_missing_table_message(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GRABNAS_NB201", str(tmp_path / "nowhere"))  # the env var overrides the shipped table too
     assert main(["search", "--task", "cifar10", "--budget", "2", "--study", str(tmp_path / "s.db")]) == 2
     assert "NB201 table not found at" in capsys.readouterr().err
+
+
+def test_bench_cli_with_constraints(nb201_path, tmp_path, capsys):
+    argv = ["bench", "--data", str(nb201_path), "--tasks", "cifar10", "--optimizers", "random", "--seeds", "1"]
+    argv += ["--budget", "5", "--out", str(tmp_path), "--no-progress", "--max-flops", "50"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Regret = constrained optimum" in out and "- constraints: FLOPs <= 50 MFLOPs" in out
+    assert f"and {tmp_path / 'pareto.png'}" in out
+    for bad, fragment in (
+        (["--max-flops", "0"], "--max-flops takes a positive number"),
+        (["--max-params", "x"], "got 'x'"),
+    ):
+        assert main([*argv[:-2], *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err

@@ -290,3 +290,106 @@ def test_search_dataset_on_a_cluster_that_refuses_us_leaves_no_study(tmp_path, c
     assert _search(tmp_path, "--ray-address", "127.0.0.1:1") == 2
     assert "cannot join the Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
     assert not (tmp_path / "run.db").exists() and not (tmp_path / "run.db.lock").exists()
+
+
+# -- cost constraints ----------------------------------------------------------------------------
+def _constrained(nb201_path, tmp_path, *extra, budget=4, task="cifar10"):
+    return main(
+        [
+            "search",
+            "--data",
+            str(nb201_path),
+            "--task",
+            task,
+            "--optimizer",
+            "rea",
+            "--budget",
+            str(budget),
+            "--study",
+            str(tmp_path / "c.db"),
+            "--no-progress",
+            *extra,
+        ]
+    )
+
+
+def test_constrained_search_reports_the_binding_limit_and_refuses_other_constraints(nb201_path, tmp_path, capsys):
+    from grabnas.search.constraints import Constraints, benchmark_cost_model
+    from grabnas.study import Study
+
+    assert _constrained(nb201_path, tmp_path, "--max-params", "0.5", "--max-flops", "50") == 0
+    out = capsys.readouterr().out
+    assert "constraints params <= 0.5 M, FLOPs <= 50 MFLOPs (costs of the NB201 network with C=16, N=5" in out
+    assert "of the 15,625 candidates are feasible" in out
+    assert "the best cell found uses " in out and "so the constraints bind" in out  # the optimum needs 1.07 M
+    report = tmp_path / "c"
+    assert (report / "pareto.png").exists() and "pareto.png" in (report / "report.md").read_text()
+    with Study.load(tmp_path / "c.db") as st:
+        assert st.settings()["constraints"] == {"max_params": 0.5, "max_flops": 50.0}
+        bench_costs = Constraints(0.5, 50).with_costs(benchmark_cost_model(_nb201(nb201_path), "cifar10"))
+        assert all(bench_costs.feasible(_nb201(nb201_path).space.parse(t.arch)) for t in st.trials())
+    # resuming under other constraints (or none) is refused like any other changed setting
+    for extra in (["--max-params", "0.6", "--max-flops", "50"], ["--max-flops", "50"], []):
+        assert _constrained(nb201_path, tmp_path, *extra, budget=5) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("grabnas: error:") and "other settings" in err and "constraints" in err
+        assert "\n" not in err
+    assert _constrained(nb201_path, tmp_path, "--max-flops", "50.0", "--max-params", "0.5", budget=5) == 0
+    assert "1 new evaluations (4 replayed" in capsys.readouterr().out
+
+
+def _nb201(path):
+    from grabnas.benchmarks.nb201 import load_nb201
+
+    return load_nb201(path)
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--max-params", "-1"], "--max-params takes a positive number (M params), got -1"),
+        (["--max-flops", "abc"], "--max-flops takes a positive number (MFLOPs), got 'abc'"),
+        (["--max-flops", "inf"], "--max-flops takes a positive number"),
+        (["--max-params", "0.01"], "no candidate satisfies the constraints params <= 0.01 M"),
+        (["--max-flops", "5", "--max-params", "1"], "loosen --max-params, --max-flops"),
+    ],
+)
+def test_bad_constraints_are_one_line_errors_before_any_study(nb201_path, tmp_path, capsys, extra, fragment):
+    assert _constrained(nb201_path, tmp_path, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_nasbench_graph_has_no_flops(tmp_path, capsys):
+    argv = ["search", "--benchmark", "nasbench-graph", "--task", "cora", "--optimizer", "random"]
+    assert main([*argv, "--study", str(tmp_path / "g.db"), "--max-flops", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-flops is not supported on nasbench-graph cora" in err and "--max-params" in err and "\n" not in err
+    # its table records parameters: --max-params works
+    assert main([*argv, "--study", str(tmp_path / "p.db"), "--max-params", "1", "--budget", "3", "--no-progress"]) == 0
+    assert "nasbench-graph cora (its table's records)" in capsys.readouterr().out
+
+
+def test_search_dataset_with_constraints_trains_only_feasible_cells(tmp_path, capsys, count_trainings):
+    from grabnas.search.constraints import Constraints
+    from grabnas.search.dataset import dataset_cost_model
+    from grabnas.train.network import TinyNetwork, count_parameters
+
+    assert _search(tmp_path, "--optimizer", "random", "--max-params", "0.01", budget=3) == 0
+    out = capsys.readouterr().out
+    assert "costs of the NB201 network with C=4, N=1, 3 classes, 1x8x8 inputs" in out
+    assert len(count_trainings) == 3 and (tmp_path / "report" / "pareto.png").exists()
+    for cell in count_trainings:
+        assert count_parameters(TinyNetwork(_ops(cell), 4, 1, 3, 1)) <= 10_000
+    from grabnas.data.tasks import TaskSpec
+
+    split = TaskSpec.parse("digits[0,1,2]@3").split()
+    c = Constraints(max_params=0.01).with_costs(dataset_cost_model(split, 4, 1))
+    assert 0 < c.feasible_mask(c.cost_model.space.members()).mean() < 1
+
+
+def _ops(cell: str) -> tuple:
+    from grabnas.spaces import get_space
+
+    return get_space("nb201").parse(cell).ops

@@ -67,3 +67,19 @@ def test_build_dataset_optimizer():
         build_dataset_optimizer("sgd", split, seed=0)
     with pytest.raises(GrabnasError, match="with --dataset use --surrogate NAME"):
         build_dataset_optimizer("grabnas[surrogate=nb201-no-cifar10]", split, seed=0)
+
+
+def test_build_dataset_optimizer_with_constraints_keeps_to_feasible_cells():
+    from grabnas.search.constraints import Constraints
+    from grabnas.search.dataset import dataset_cost_model
+
+    split = TaskSpec("digits", (0, 1, 2)).split()
+    c = Constraints(max_flops=0.06).with_costs(dataset_cost_model(split, 4, 1))  # the network trained
+    feasible = c.feasible_mask(c.cost_model.space.members())
+    assert 0 < feasible.mean() < 1
+    opt = build_dataset_optimizer("grabnas", split, seed=0, constraints=c)
+    assert len(opt.pool) == feasible.sum() and all(c.feasible_mask(opt.pool))
+    infeasible = c.cost_model.space.members()[int((~feasible).argmax())]
+    assert opt.evaluable is not None and not opt.evaluable(infeasible)  # decodes must be feasible too
+    assert all(c.feasible(a) for a in opt.ask(2))
+    assert len(build_dataset_optimizer("rea", split, seed=0, constraints=c).pool) == feasible.sum()

@@ -10,7 +10,7 @@ so that holding a dataset out holds out all its tasks.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,9 @@ class TaskTable:
         report: ``(len(space),)`` report (test) metric values, NaN where unknown.
         cost: ``(len(space),)`` simulated seconds per evaluation.
         description: what the two metrics are, for reports.
+        model_costs: costs of the architectures' models that the table records, by name
+            (``params``: millions of parameters), ``(len(space),)`` arrays, NaN where unknown;
+            what :mod:`grabnas.search.constraints` reads where no cost model computes them.
     """
 
     name: str
@@ -37,6 +40,7 @@ class TaskTable:
     report: np.ndarray
     cost: np.ndarray
     description: str = ""
+    model_costs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class TabularBenchmark:

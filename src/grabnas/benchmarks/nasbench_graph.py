@@ -2,7 +2,8 @@
 
 Each of the 9 datasets is a task (and its own group). Search on the validation accuracy
 (``valid_perf``), report the test accuracy (``perf``), both in %; the simulated cost is the
-table's measured latency. ``proteins`` covers only the 2,021 architectures built from its
+table's measured latency; the table's parameter counts (``para``, millions) are the task's
+``params`` model cost (what ``--max-params`` reads). ``proteins`` covers only the 2,021 architectures built from its
 5-op subset; its pool is those.
 """
 
@@ -23,14 +24,23 @@ def _load_task(space: NASBenchGraphSpace, dataset: str) -> TaskTable:
 
     bench = light_read(dataset)
     n = len(space)
-    search, report, cost = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    search, report, cost, params = (np.full(n, np.nan) for _ in range(4))
     for i, arch in enumerate(space.members()):
         rec = bench.get(arch.valid_hash())
         if rec is not None:
             search[i] = 100.0 * float(rec["valid_perf"])
             report[i] = 100.0 * float(rec["perf"])
             cost[i] = float(rec["latency"])
-    return TaskTable(dataset, dataset, search, report, cost, "search: valid_perf, report: perf (accuracy %)")
+            params[i] = float(rec["para"])
+    return TaskTable(
+        dataset,
+        dataset,
+        search,
+        report,
+        cost,
+        "search: valid_perf, report: perf (accuracy %)",
+        model_costs={"params": params},
+    )
 
 
 def load_nasbench_graph() -> TabularBenchmark:

@@ -77,6 +77,31 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+# -- cost constraints (search, bench) --------------------------------------------------------------
+def add_constraint_args(p) -> None:
+    """``--max-params M`` and ``--max-flops M`` (into a parser or an argument group), read by
+    :func:`constraints_from_args`; the values are checked there (one-line errors)."""
+    p.add_argument(
+        "--max-params",
+        default=None,
+        metavar="M",
+        help="search only cells whose network has at most M million parameters",
+    )
+    p.add_argument(
+        "--max-flops",
+        default=None,
+        metavar="M",
+        help="search only cells whose network needs at most M MFLOPs per image",
+    )
+
+
+def constraints_from_args(args: argparse.Namespace):
+    """The :class:`grabnas.search.constraints.Constraints` of :func:`add_constraint_args`'s flags."""
+    from grabnas.search.constraints import Constraints
+
+    return Constraints(getattr(args, "max_params", None), getattr(args, "max_flops", None))
+
+
 # -- argument groups shared by the real-training subcommands (collect, search --dataset) --------
 def add_recipe_args(
     p: argparse.ArgumentParser, epochs: int, channels: int, cells: int, batch: int, title: str = "training recipe"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from grabnas.cli.args import NB201_DATA_HELP, add_threads_arg, csv_list, positive_int, set_threads
+from grabnas.cli.args import (
+    NB201_DATA_HELP,
+    add_constraint_args,
+    add_threads_arg,
+    constraints_from_args,
+    csv_list,
+    positive_int,
+    set_threads,
+)
 
 
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +36,7 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=positive_int, default=100, help="evaluations per run")
     p.add_argument("--master-seed", type=int, default=0, help="seed every run's seed derives from")
     p.add_argument("--prune-top", type=float, default=0.0, help="remove the task's best P %% from the candidate pool")
+    add_constraint_args(p.add_argument_group("cost constraints (every optimizer searches the feasible cells only)"))
     p.add_argument("--jobs", type=positive_int, default=1, help="parallel worker processes")
     add_threads_arg(p, default=1, help="torch threads per process (default 1)")
     p.add_argument("--out", required=True, help="output folder")
@@ -41,13 +50,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from grabnas.benchmarks import load_benchmark
 
     set_threads(args)
+    constraints = constraints_from_args(args)  # checked before anything loads
 
     bench = load_benchmark(args.benchmark, args.data)
     tasks = args.tasks or bench.main_tasks
     for t in tasks:
         bench.table(t)
     config = BenchConfig(
-        args.benchmark, tuple(tasks), tuple(args.optimizers), args.seeds, args.budget, args.master_seed, args.prune_top
+        args.benchmark,
+        tuple(tasks),
+        tuple(args.optimizers),
+        args.seeds,
+        args.budget,
+        args.master_seed,
+        args.prune_top,
+        constraints.max_params,
+        constraints.max_flops,
     )
     results = run_bench(
         config,
@@ -61,5 +79,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     summary = results.parent / "summary.md"
     if summary.exists():
         print(summary.read_text())
-    print(f"wrote {results}, {summary} and {results.parent / 'regret.png'}")
+    written = [results, summary, results.parent / "regret.png"]
+    if constraints.active and (results.parent / "pareto.png").exists():
+        written.append(results.parent / "pareto.png")
+    print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return 0

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from grabnas.cli.args import (
     NB201_DATA_HELP,
+    add_constraint_args,
     add_ray_args,
     add_recipe_args,
+    constraints_from_args,
     executor_from_args,
     positive_int,
     recipe_from_args,
@@ -57,6 +59,11 @@ def add_search_command(sub: argparse._SubParsersAction) -> None:
         "or transfer-rank (benchmark tasks only)",
     )
     p.add_argument("--budget", type=positive_int, default=30, help="number of evaluations (default 30)")
+    add_constraint_args(
+        p.add_argument_group(
+            "cost constraints (of the network evaluated: the benchmark task's NB201 network, or the one --dataset trains)"
+        )
+    )
     p.add_argument(
         "--retry-failed",
         action="store_true",
@@ -129,6 +136,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     args.started = time.perf_counter()
     set_threads(args)
+    args.constraints = constraints_from_args(args)  # bad values are refused before anything loads
     target = _search_target(args)
     out = Path(args.out) if args.out else Path(args.study).with_suffix("")
     if out.exists() and not out.is_dir():  # found now, not after the whole search
@@ -145,15 +153,31 @@ def cmd_search(args: argparse.Namespace) -> int:
     bench = load_benchmark(benchmark, args.data)
     evaluate = LookupEvaluator(bench, args.task)
     settings = {"benchmark": benchmark, "task": args.task, "optimizer": args.optimizer, "seed": args.seed}
+    constraints, notes, optimum, background = args.constraints, [], None, None
+    if constraints.active:
+        from grabnas.search.constraints import benchmark_cost_model
+
+        constraints = constraints.with_costs(benchmark_cost_model(bench, args.task))
+        pool = bench.pool(args.task)
+        feasible = constraints.filter(pool)  # an empty feasible set is refused before any study exists
+        settings["constraints"] = constraints.to_dict()
+        notes.append(_constraints_note(constraints, len(feasible), len(pool)))
+        print(notes[-1])
+        background = bench.values(args.task)
+        optimum = max(background, key=background.get)
     study = _open_existing(args.study, settings)
     try:
         messages: list[str] = []
         optimizer = build_optimizer(
-            args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append
+            args.optimizer,
+            bench,
+            args.task,
+            child_seed(args.seed, args.task),
+            log=messages.append,
+            constraints=constraints,
         )
         study = study or Study.open(args.study, settings)
         study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
-        notes = []
         card = getattr(optimizer, "surrogate_card", None)
         if card is not None:  # GraB-NAS: say which surrogate, and that it never saw the task's dataset
             head = messages[0] if messages else "surrogate"
@@ -172,6 +196,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{benchmark} {args.task}, {args.optimizer}",
             args.workers or 1,
             notes=notes,
+            constraints=constraints,
+            optimum=optimum,
+            background=background,
         )
     finally:
         if study is not None:
@@ -200,18 +227,29 @@ def _search_dataset(args: argparse.Namespace) -> int:
     execution = ("device", "num_threads", "eval_batch_size", "seed")  # where and how fast, not what
     recipe = {k: v for k, v in config.to_dict().items() if k not in execution}
     settings = {"dataset": task.name, "optimizer": args.optimizer, "seed": args.seed, "surrogate": surrogate, **recipe}
+    constraints, constraint_notes = args.constraints, []
+    if constraints.active:
+        from grabnas.search.dataset import dataset_cost_model
+
+        constraints = constraints.with_costs(dataset_cost_model(split, config.channels, config.cells))
+        members = constraints.cost_model.space.members()
+        feasible = constraints.filter(members)  # an empty feasible set is refused before any study exists
+        settings["constraints"] = constraints.to_dict()
+        constraint_notes.append(_constraints_note(constraints, len(feasible), len(members)))
     print(
         f"dataset {task.name}: {split.num_classes} classes, images {'x'.join(map(str, split.image_shape))}, "
         f"{len(split.train)} train / {len(split.val)} val / {len(split.test)} test; "
         f"recipe {config.epochs} epochs, C={config.channels}, N={config.cells}, batch {config.batch_size}"
     )
+    for note in constraint_notes:
+        print(note)
     study = _open_existing(args.study, settings)
     fingerprint = split.fingerprint()
     if study is not None:
         _check_data_fingerprint(study, fingerprint, task.name)
     try:
         optimizer = build_dataset_optimizer(
-            args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto"
+            args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto", constraints=constraints
         )
         # the executor first: a Ray cluster that cannot be joined leaves no study file behind
         with executor_from_args(args, workers=args.workers or 1) as executor:
@@ -220,7 +258,8 @@ def _search_dataset(args: argparse.Namespace) -> int:
             notes = [
                 f"Dataset `{task.name}` ({split.num_classes} classes, {len(split.train)} train / {len(split.val)} val / "
                 f"{len(split.test)} test images); candidates: the 15,625 NB201 cells; values: validation accuracy (%) after "
-                f"training with {', '.join(f'{k}={v}' for k, v in recipe.items())} (trial seeds from seed {args.seed})."
+                f"training with {', '.join(f'{k}={v}' for k, v in recipe.items())} (trial seeds from seed {args.seed}).",
+                *constraint_notes,
             ]
             if surrogate is not None:
                 card = optimizer.surrogate_card
@@ -256,6 +295,7 @@ def _search_dataset(args: argparse.Namespace) -> int:
                 executor=executor,
                 notes=notes,
                 test_for_best_only=True,
+                constraints=constraints,
             )
     finally:
         if study is not None:
@@ -301,10 +341,32 @@ def _task_inference_line(optimizer) -> str | None:
     return f"the observations moved the task embedding towards these meta-training tasks (weights): {parts}"
 
 
+def _constraints_note(constraints, n_feasible: int, n_pool: int) -> str:
+    return (
+        f"constraints {constraints.describe()} (costs of {constraints.cost_model.description}): "
+        f"{n_feasible:,} of the {n_pool:,} candidates are feasible; every proposal is one of them"
+    )
+
+
 def _run_and_report(
-    args, study, optimizer, evaluate, space, title, workers, executor=None, notes=(), test_for_best_only=False
+    args,
+    study,
+    optimizer,
+    evaluate,
+    space,
+    title,
+    workers,
+    executor=None,
+    notes=(),
+    test_for_best_only=False,
+    constraints=None,
+    optimum=None,
+    background=None,
 ) -> int:
-    """Run the search loop with a progress bar, write the report and print the outcome."""
+    """Run the search loop with a progress bar, write the report and print the outcome. With
+    active ``constraints`` the outcome says which limit binds (the best cell's use of each, and
+    whether the unconstrained ``optimum``, where known, is infeasible) and the report has a
+    Pareto plot (``background``: every cell's value, where known)."""
     import time
 
     from grabnas.report import write_search_report
@@ -335,10 +397,23 @@ def _run_and_report(
     if inferred:
         print(inferred)
         notes = [*notes, f"GraB-NAS: {inferred}."]
-    report = write_search_report(study, space, out, title=title, notes=notes, test_for_best_only=test_for_best_only)
+    best = study.best(1)
+    binding_lines = []
+    if constraints is not None and constraints.active:
+        binding_lines = constraints.report_lines(space.parse(best[0].arch) if best else None, optimum)
+        notes = [*notes, "Constraints: " + "; ".join(binding_lines[1:]) + "."]
+    report = write_search_report(
+        study,
+        space,
+        out,
+        title=title,
+        notes=notes,
+        test_for_best_only=test_for_best_only,
+        constraints=constraints,
+        background=background,
+    )
     trials = [t for t in study.trials() if t.status != "asked"]
     failed = sum(t.status == "failed" for t in trials)
-    best = study.best(1)
     print(
         f"{outcome.evaluated} new evaluations ({outcome.replayed} replayed from {args.study}), {failed} failed; "
         f"wall time {time.perf_counter() - args.started:.1f} s (search loop {outcome.seconds:.1f} s)"
@@ -356,6 +431,8 @@ def _run_and_report(
         else:
             test = "" if b.test_value is None else f" (test {b.test_value:.4f})"
             print(f"best architecture: {b.arch}\nbest value: {b.value:.4f}{test}")
+    for line in binding_lines:
+        print(line)
     print(f"report: {report}")
     if not best and failed:
         last = next(t.error for t in reversed(trials) if t.status == "failed")

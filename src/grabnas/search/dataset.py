@@ -83,6 +83,7 @@ def build_dataset_optimizer(
     seed: int,
     surrogate: str = DEFAULT_SURROGATE,
     options: dict | None = None,
+    constraints=None,
 ) -> Optimizer:
     """The optimizer ``name`` over the whole NB201 space for a task with data ``split``.
 
@@ -90,7 +91,10 @@ def build_dataset_optimizer(
     ``surrogate`` checkpoint (default ``nb201-all``) conditioned on the task embedding of the
     train split; ``opt.surrogate_card`` and ``opt.surrogate_name`` say which. Baselines
     (``random``, ``rea``, ``local``, ``gpbo``) need no model; ``transfer-rank`` needs the values of
-    other tasks of a benchmark and is refused.
+    other tasks of a benchmark and is refused. ``constraints``
+    (:class:`grabnas.search.constraints.Constraints`, already bound to the cost model of the
+    network trained, :func:`dataset_cost_model`): the candidates are the feasible cells only and
+    GraB-NAS's decodes must be feasible too.
     """
     from grabnas.search.baselines import make_baseline
     from grabnas.search.registry import GRABNAS_VARIANTS, SURROGATE_OPTION, parse_optimizer_spec
@@ -102,21 +106,42 @@ def build_dataset_optimizer(
         raise GrabnasError(
             "transfer-rank ranks by the values of other tasks of a benchmark; use it with --benchmark/--task"
         )
+    pool, feasible = None, None
+    if constraints is not None and constraints.active:
+        pool, feasible = constraints.filter(space.members()), constraints.feasible
     if name not in GRABNAS_VARIANTS:
-        return make_baseline(name, space, None, seed)
+        return make_baseline(name, space, pool, seed)
     merged = {**GRABNAS_VARIANTS[name], **spec_options, **(options or {})}
     if SURROGATE_OPTION in merged:
         raise GrabnasError(
             f"the {SURROGATE_OPTION}= option picks a held-out checkpoint on a benchmark; "
             "with --dataset use --surrogate NAME"
         )
-    return build_grabnas_for_dataset(split, seed, merged, surrogate=surrogate)
+    return build_grabnas_for_dataset(split, seed, merged, surrogate=surrogate, pool=pool, feasible=feasible)
+
+
+def dataset_cost_model(split: DatasetSplit, channels: int, cells: int):
+    """The :class:`~grabnas.search.constraints.CostModel` of the network a dataset search trains:
+    C=``channels``, N=``cells``, the split's classes and image shape."""
+    from grabnas.search.constraints import network_cost_model
+    from grabnas.spaces import get_space
+    from grabnas.train.cost import NetworkSetting
+
+    c, h, w = split.image_shape
+    setting = NetworkSetting(C=channels, N=cells, num_classes=split.num_classes, in_channels=c, height=h, width=w)
+    return network_cost_model(get_space(SPACE), setting)
 
 
 def build_grabnas_for_dataset(
-    split: DatasetSplit, seed: int, overrides: dict | None = None, surrogate: str = DEFAULT_SURROGATE
+    split: DatasetSplit,
+    seed: int,
+    overrides: dict | None = None,
+    surrogate: str = DEFAULT_SURROGATE,
+    pool=None,
+    feasible=None,
 ) -> Optimizer:
-    """GraB-NAS over the NB201 space for a task with data ``split`` (see :func:`build_dataset_optimizer`)."""
+    """GraB-NAS over the NB201 space (or ``pool``, e.g. its feasible cells) for a task with data
+    ``split``; ``feasible``: what decodes must meet (see :func:`build_dataset_optimizer`)."""
     import warnings
 
     from grabnas.meta.checkpoints import load_checkpoint, load_surrogate, vae_fingerprint
@@ -138,7 +163,7 @@ def build_grabnas_for_dataset(
             f"surrogate {name!r} was meta-trained on another VAE's latents; its predictions are unreliable",
             stacklevel=2,
         )
-    opt = assemble_grabnas(space, sur, vae, task_embedding(sur, split), None, seed, overrides)
+    opt = assemble_grabnas(space, sur, vae, task_embedding(sur, split), pool, seed, overrides, evaluable=feasible)
     opt.surrogate_name = name
     return opt
 
@@ -147,6 +172,7 @@ __all__ = [
     "DEFAULT_SURROGATE",
     "build_dataset_optimizer",
     "build_grabnas_for_dataset",
+    "dataset_cost_model",
     "dataset_task",
     "resolve_surrogate",
     "task_embedding",

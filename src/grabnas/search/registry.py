@@ -112,20 +112,33 @@ def build_optimizer(
     options: dict | None = None,
     log=None,
     cache: dict | None = None,
+    constraints=None,
 ) -> Optimizer:
     """The optimizer ``name`` over ``pool`` (default: the task's pool), seeded with ``seed``.
 
     ``options`` override GraB-NAS settings (:class:`grabnas.search.grabnas.GraBNASConfig`).
     ``cache``: a dict the caller keeps between calls on one benchmark (e.g. the runs of a
     bench) so GraB-NAS loads its VAE, encodes the space and loads each surrogate only once.
+    ``constraints`` (:class:`grabnas.search.constraints.Constraints`): the pool is cut to the
+    feasible cells (costs of the task's network, :func:`~grabnas.search.constraints.benchmark_cost_model`)
+    before the optimizer is built, and GraB-NAS's decodes outside the pool must be feasible too;
+    no feasible cell is a one-line error naming the limits.
     """
     from grabnas.search.baselines import TransferRank, make_baseline, transfer_scores
 
     name, spec_options = parse_optimizer_spec(name)
     pool = list(pool) if pool is not None else bench.pool(task)
+    feasible = None
+    if constraints is not None and constraints.active:
+        from grabnas.search.constraints import benchmark_cost_model
+
+        bound = constraints.with_costs(benchmark_cost_model(bench, task))
+        pool, feasible = bound.filter(pool), bound.feasible
     if name in GRABNAS_VARIANTS:
         merged, checkpoint = _grabnas_options(name, {**spec_options, **(options or {})}, bench, task)
-        return build_grabnas(bench, task, seed, pool, merged, checkpoint=checkpoint, log=log, cache=cache)
+        return build_grabnas(
+            bench, task, seed, pool, merged, checkpoint=checkpoint, log=log, cache=cache, feasible=feasible
+        )
     if name == "transfer-rank":
         others = bench.other_tasks(task)
         if not others:
@@ -148,10 +161,12 @@ def build_grabnas(
     checkpoint: str = "auto",
     log=None,
     cache: dict | None = None,
+    feasible=None,
 ) -> Optimizer:
     """GraB-NAS for ``task``: the space's shipped graph VAE and a surrogate that never saw the
     task's group (the shipped checkpoint for that hold-out, or one meta-trained now on the
-    benchmark's other groups)."""
+    benchmark's other groups). ``feasible``: ``Architecture -> bool``, the constraints a decode
+    outside the pool must meet too (default: none)."""
     import torch
 
     from grabnas.meta.features import latents_for
@@ -174,7 +189,8 @@ def build_grabnas(
         overrides,
         member_latents,
         ensemble=[(s, s.task_embedding()) for s in surs[1:]],
-        evaluable=lambda arch: bench.value(arch, task) is not None,  # a table only has its rows
+        # a table only has its rows; a constrained search only takes feasible cells
+        evaluable=lambda arch: bench.value(arch, task) is not None and (feasible is None or feasible(arch)),
     )
     if len(surs) > 1:
         opt.surrogate_card = {
