@@ -393,3 +393,33 @@ def _ops(cell: str) -> tuple:
     from grabnas.spaces import get_space
 
     return get_space("nb201").parse(cell).ops
+
+
+# -- --final-train ---------------------------------------------------------------------------------
+def test_final_train_trains_the_best_cell_records_it_and_resumes(tmp_path, capsys):
+    from grabnas.study import Study
+
+    assert _search(tmp_path, "--optimizer", "random", "--final-train", "proxy", "--threads", "1") == 0
+    out = capsys.readouterr().out
+    final = tmp_path / "report" / "final-train"
+    assert f"final training of the best cell with the proxy recipe in {final}" in out
+    for name in ("result.json", "weights.pt", "model.py", "history.csv", "curve.png"):
+        assert (final / name).exists(), name
+    with Study.load(tmp_path / "run.db") as st:
+        best, info = st.best(1)[0], st.info("final_train")
+    assert info["architecture"] == best.arch and info["status"] == "ok" and info["preset"] == "proxy"
+    assert info["epochs_done"] == 5 and 0 <= info["val_acc"] <= 100 and info["dir"] == str(final)
+    # the same command again: nothing new to search, the finished final training is reported as is
+    assert _search(tmp_path, "--optimizer", "random", "--final-train", "proxy", "--threads", "1") == 0
+    assert "0 new evaluations" in capsys.readouterr().out
+    with Study.load(tmp_path / "run.db") as st:
+        assert st.info("final_train") == info
+
+
+def test_final_train_is_refused_where_it_cannot_apply(tmp_path, capsys):
+    assert _search(tmp_path, "--final-train", "nb201-9000") == 2
+    assert "unknown recipe preset 'nb201-9000'; expected one of nb201-200, proxy" in capsys.readouterr().err
+    assert not (tmp_path / "run.db").exists()
+    args = ["search", "--task", "cifar10", "--budget", "2", "--study", str(tmp_path / "b.db"), "--final-train"]
+    assert main(args) == 2
+    assert "--final-train applies to --dataset searches, not to benchmark tasks" in capsys.readouterr().err

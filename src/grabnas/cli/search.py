@@ -82,6 +82,15 @@ def add_search_command(sub: argparse._SubParsersAction) -> None:
         help="evaluations in flight at once: local worker processes, or Ray tasks with --ray (default 1; with Ray, its CPUs / --threads)",
     )
     add_ray_args(e)
+    e.add_argument(
+        "--final-train",
+        nargs="?",
+        const="nb201-200",
+        default=None,
+        metavar="PRESET",
+        help="after the search, train its best cell with this recipe preset (default nb201-200; proxy: the "
+        "search's own) in OUT/final-train, resumably, and record the result in the study",
+    )
     p.set_defaults(handler=cmd_search)
 
 
@@ -101,6 +110,7 @@ def _search_target(args: argparse.Namespace) -> str:
             ("--image-size", args.image_size),
             ("--surrogate", args.surrogate),
             ("--ray", args.ray or args.ray_address),
+            ("--final-train", args.final_train),
         ):
             if value:
                 hint = (
@@ -214,6 +224,10 @@ def _search_dataset(args: argparse.Namespace) -> int:
 
     task = dataset_task(args.dataset, args.image_size)
     config = recipe_from_args(args)
+    if args.final_train:
+        from grabnas.train.recipe import preset
+
+        preset(args.final_train)  # an unknown preset is refused before the search
     if not (args.ray or args.ray_address):  # Ray workers may see devices this machine does not
         check_device(config.device)
     else:
@@ -284,7 +298,7 @@ def _search_dataset(args: argparse.Namespace) -> int:
                 },
             )
             workers = args.workers or (executor.max_workers if (args.ray or args.ray_address) else 1)
-            return _run_and_report(
+            status = _run_and_report(
                 args,
                 study,
                 optimizer,
@@ -297,6 +311,9 @@ def _search_dataset(args: argparse.Namespace) -> int:
                 test_for_best_only=True,
                 constraints=constraints,
             )
+        if status == 0 and args.final_train:
+            status = _final_train(args, study, split, task.name, config)
+        return status
     finally:
         if study is not None:
             study.close()
@@ -346,6 +363,32 @@ def _constraints_note(constraints, n_feasible: int, n_pool: int) -> str:
         f"constraints {constraints.describe()} (costs of {constraints.cost_model.description}): "
         f"{n_feasible:,} of the {n_pool:,} candidates are feasible; every proposal is one of them"
     )
+
+
+def _final_train(args, study, split, task_name: str, search_config) -> int:
+    """``--final-train``: train the study's best cell with the preset (the search's seed, device
+    and threads) in ``OUT/final-train``; a rerun of the search resumes or reports it. The result is
+    recorded in the study's info ``final_train``."""
+    from dataclasses import replace
+
+    from grabnas.cli.train import train_and_deploy
+    from grabnas.train.recipe import preset
+
+    best = study.best(1)
+    if not best:
+        return 1
+    config = replace(
+        preset(args.final_train),
+        seed=args.seed,
+        device=search_config.device,
+        num_threads=search_config.num_threads,
+    )
+    out = (Path(args.out) if args.out else Path(args.study).with_suffix("")) / "final-train"
+    print(f"final training of the best cell with the {args.final_train} recipe in {out}")
+    result = train_and_deploy(best[0].arch, split, task_name, config, out)
+    keys = ("architecture", "status", "val_acc", "test_acc", "epochs_done", "params", "flops", "train_seconds", "error")
+    study.set_info("final_train", {"preset": args.final_train, "dir": str(out), **{k: result.get(k) for k in keys}})
+    return 0 if result["status"] == "ok" else 1
 
 
 def _run_and_report(

@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from grabnas.errors import GrabnasError
     from grabnas.search.dataset import dataset_task
     from grabnas.train.recipe import check_device
-    from grabnas.train.run import RESULT_FILE, architecture_string, train_run
+    from grabnas.train.run import architecture_string
 
     config = recipe_from_train_args(args)
     arch = architecture_string(args.arch)
@@ -97,9 +97,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = dataset_task(args.dataset, args.image_size)
     split = task.split()
 
+    result = train_and_deploy(arch, split, task.name, config, out)
+    return 0 if result["status"] == "ok" else 1
+
+
+def train_and_deploy(arch: str, split, task_name: str, config, out) -> dict:
+    """Train ``arch`` on ``split`` with ``config`` in the run folder ``out`` (resuming it), print one
+    line per epoch on stderr and the outcome, write ``model.py`` and ``curve.png``; returns the
+    run's ``result.json`` contents (``status`` ``ok`` or ``failed``)."""
+    from grabnas.train.run import RESULT_FILE, train_run
+
     def start(done: int) -> None:
         print(
-            f"train {arch} on {task.name} ({split.num_classes} classes, images "
+            f"train {arch} on {task_name} ({split.num_classes} classes, images "
             f"{'x'.join(map(str, split.image_shape))}, {len(split.train)} train / {len(split.val)} val / "
             f"{len(split.test)} test): {config.epochs} epochs, C={config.channels}, N={config.cells}, "
             f"batch {config.batch_size}, lr {config.lr}, seed {config.seed}"
@@ -116,19 +126,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    run = train_run(arch, split, config, out, dataset=task.name, on_epoch=progress, on_start=start)
+    run = train_run(arch, split, config, out, dataset=task_name, on_epoch=progress, on_start=start)
     result = run.result
     assert result is not None
     if result["status"] != "ok":
         print(f"grabnas: training failed: {result['error']} (see {out / RESULT_FILE})", file=sys.stderr)
-        return 1
+        return result
     _write_deployment_files(run, result)
     print(
         f"{arch}: val acc {result['val_acc']:.2f} %, test acc {result['test_acc']:.2f} % after {result['epochs_done']} "
         f"epochs ({result['params'] / 1e6:.4f} M params, {result['flops'] / 1e6:.2f} MFLOPs, "
         f"{result['train_seconds']:.1f} s of training); wrote {out}/result.json, weights.pt, model.py, curve.png"
     )
-    return 0
+    return result
 
 
 def _write_deployment_files(run, result: dict) -> None:
