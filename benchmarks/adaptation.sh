@@ -12,6 +12,10 @@
 #              benchmarks/results/nbgraph)
 #   surrogate  top-10 % Spearman and 90 % coverage after 0/5/10/20/50 random observations,
 #              target-adapted GP, NB201 and NAS-Bench-Graph held-out tasks
+#   probes     opt-in options probe_every=3|5 (random untried pool members from ask 10 on) and
+#              calibrate=true (leave-one-out variance factor), 8 seeds, on the tasks where the prior
+#              misleads (cora, proteins, pubmed, stress cifar100-top20rev) and NB201 imagenet16;
+#              the surrogate eval with --calibrate loo
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +25,7 @@ CK=${CK:-runs/meta-seed-variance}
 SEARCH_SEEDS=${SEARCH_SEEDS:-10}
 NBG_SEEDS=${NBG_SEEDS:-20}
 PARTS=("$@")
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(nb201 stress nbgraph metaseeds surrogate)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(nb201 stress nbgraph metaseeds surrogate probes)
 bench() { .venv/bin/grabnas bench --budget 50 --jobs "$JOBS" --no-progress "$@"; }
 for part in "${PARTS[@]}"; do
   case "$part" in
@@ -51,6 +55,19 @@ for part in "${PARTS[@]}"; do
         .venv/bin/grabnas surrogate eval --benchmark nasbench-graph --checkpoint auto --adaptation "$a" --shots 0,5,10,20,50 \
           --seeds 3 --no-progress --out "$OUT/adapt-surrogate-nbgraph-$a.json" > "$OUT/adapt-surrogate-nbgraph-$a.md"
       done ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph or surrogate" >&2; exit 2 ;;
+    probes)
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      V="grabnas,grabnas[probe_every=3],grabnas[probe_every=5],grabnas[calibrate=true],grabnas[calibrate=true,probe_every=3]"
+      S="surrogate=nb201-no-cifar100"
+      bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,pubmed --optimizers "$V" --out "$OUT/probes-nbg"
+      bench --seeds 8 --benchmark nb201 --tasks imagenet16 --optimizers "$V" --out "$OUT/probes-nb201"
+      bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+        --optimizers "grabnas[$S],grabnas[$S,probe_every=3],grabnas[$S,probe_every=5],grabnas[$S,calibrate=true],grabnas[$S,calibrate=true,probe_every=3]" \
+        --out "$OUT/probes-stress"
+      for b in nb201 nasbench-graph; do
+        .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --calibrate loo \
+          --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$OUT/adapt-surrogate-$b-calibrate.json" > "$OUT/adapt-surrogate-$b-calibrate.md"
+      done ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate or probes" >&2; exit 2 ;;
   esac
 done
