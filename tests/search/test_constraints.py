@@ -195,7 +195,7 @@ def test_no_optimizer_proposes_a_cell_above_the_latency_limit(nb201_bench, name,
     assert 0.3 < bound.feasible_mask(nb201_bench.pool("cifar10")).mean() < 0.55
     opt = build_optimizer(name, nb201_bench, "cifar10", seed=3, constraints=c, cache=_CACHE)
     assert all(bound.feasible_mask(opt.pool))
-    for _ in range(7):  # GraB-NAS: 5 local steps (decodes) among them
+    for _ in range(5):  # GraB-NAS: 3 local steps (decodes) among them
         archs = opt.ask(1)
         assert archs and all(bound.feasible(a) for a in archs), f"{name} proposed {archs}"
         assert (table.predict(archs) <= limit).all()
