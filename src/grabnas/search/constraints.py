@@ -58,8 +58,8 @@ class CostModel:
 
     Attributes:
         space: the search space.
-        tables: cost name (``params``, ``flops``) -> ``(len(space),)`` costs in
-            ``space.members()`` order (millions), NaN where unknown.
+        tables: cost name (``params``, ``flops``, ``latency``) -> ``(len(space),)`` costs in
+            ``space.members()`` order (millions; ``latency`` in ms), NaN where unknown.
         description: where the costs come from, for messages and reports.
         setting: the :class:`grabnas.train.cost.NetworkSetting` of the NB201 network costed (None
             elsewhere); a latency table must match it.
