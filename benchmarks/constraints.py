@@ -10,6 +10,11 @@ to the constrained optimum (seeds that reached it) and the mean regret at 10 and
 Usage (the issue's setting: 3 datasets, 20 seeds, budget 50):
     PYTHONPATH=src python benchmarks/constraints.py --out runs/constraints --jobs 2
 Smaller: --tasks cifar10 --seeds 5 --jobs 1.
+
+A latency limit (``latency-MSms``, predicted by a table of ``grabnas latency``; the table's network
+must be the tasks', e.g. NB201's CIFAR-10 network for ``--tasks cifar10``):
+    PYTHONPATH=src python benchmarks/constraints.py --tasks cifar10 --seeds 3 --limits latency \
+        --max-latency 15.3 --latency-table runs/latency-cpu-b1.json --out runs/constraints
 """
 
 from __future__ import annotations
@@ -34,10 +39,10 @@ def _stat(x: np.ndarray) -> str:
     return f"{x.mean():.3f} ± {se:.3f}"
 
 
-def table(folder: Path, name: str, bench, budget: int) -> list[str]:
+def table(folder: Path, name: str, bench, budget: int, latency_table=None) -> list[str]:
     rows = load_results(folder / "results.csv")
     curves = regret_curves(rows)
-    c = Constraints(**LIMITS[name])
+    c = Constraints.from_dict(LIMITS[name], latency_table)
     lines = [f"## {c.describe()} ({folder})", ""]
     for task in dict.fromkeys(t for t, _ in curves):
         bound = c.with_costs(benchmark_cost_model(bench, task))
@@ -76,7 +81,11 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--limits", default=",".join(LIMITS), help=f"which of {', '.join(LIMITS)}")
     p.add_argument("--data", default=None, help="NB201 table (default: the shipped one)")
+    p.add_argument("--max-latency", type=float, default=None, help="ms; adds the limit 'latency' to --limits' choices")
+    p.add_argument("--latency-table", default=None, help="the latency table --max-latency reads")
     args = p.parse_args()
+    if args.max_latency is not None:
+        LIMITS["latency"] = {"max_latency": args.max_latency}
     bench = load_benchmark("nb201", args.data)
     out = Path(args.out)
     lines = ["# Constrained NB201 searches (benchmarks/constraints.py)", ""]
@@ -85,6 +94,8 @@ def main() -> None:
     )
     lines.append("")
     for name in args.limits.split(","):
+        folder = f"latency-{args.max_latency:g}ms" if name == "latency" else name
+        table_path = str(Path(args.latency_table).resolve()) if name == "latency" else None
         config = BenchConfig(
             "nb201",
             tuple(args.tasks.split(",")),
@@ -92,9 +103,10 @@ def main() -> None:
             args.seeds,
             args.budget,
             **LIMITS[name],
+            latency_table=table_path,
         )
-        run_bench(config, out / name, data=args.data, jobs=args.jobs, threads=1, progress=False, log=print)
-        lines += table(out / name, name, bench, args.budget)
+        run_bench(config, out / folder, data=args.data, jobs=args.jobs, threads=1, progress=False, log=print)
+        lines += table(out / folder, name, bench, args.budget, table_path)
     text = "\n".join(lines)
     (out / "constraints.md").write_text(text + "\n")
     print(text)

@@ -56,11 +56,14 @@ class BenchConfig:
     prune_top: float = 0.0
     max_params: float | None = None
     max_flops: float | None = None
+    max_latency: float | None = None
+    latency_table: str | None = None
 
     @property
     def constraints(self) -> Constraints:
-        """The cost limits of every run (``--max-params``, ``--max-flops``)."""
-        return Constraints(self.max_params, self.max_flops)
+        """The cost limits of every run (``--max-params``, ``--max-flops``, ``--max-latency`` with
+        the latency table at the path ``latency_table``, read now)."""
+        return Constraints.from_dict(asdict(self), self.latency_table)
 
     def runs(self) -> list[tuple[str, str, int]]:
         return [(t, o, s) for t in self.tasks for o in self.optimizers for s in range(self.seeds)]
@@ -175,9 +178,11 @@ def _done_runs(results: Path) -> set[tuple[str, str, int]]:
 def _check_or_write_config(out: Path, config: BenchConfig) -> None:
     path = out / "bench.json"
     mine = asdict(config)
+    mine["latency_fingerprint"] = config.constraints.to_dict().get("latency_table")
     if path.exists():
         theirs = json.loads(path.read_text())
-        keys = ("benchmark", "budget", "master_seed", "prune_top", "max_params", "max_flops")
+        keys = ("benchmark", "budget", "master_seed", "prune_top", "max_params", "max_flops", "max_latency")
+        keys += ("latency_fingerprint",)
         if {k: theirs.get(k, 0.0 if k == "prune_top" else None) for k in keys} != {k: mine[k] for k in keys}:
             raise GrabnasError(
                 f"{out} holds a bench with another benchmark, budget, master seed or pruning, or other cost constraints "

@@ -222,7 +222,8 @@ def write_bench_report(out: str | Path, bench: TabularBenchmark | None = None, c
 
         from grabnas.search.constraints import Constraints
 
-        constraints = Constraints.from_dict(json.loads((out / "bench.json").read_text()))
+        stored = json.loads((out / "bench.json").read_text())
+        constraints = Constraints.from_dict(stored, stored.get("latency_table"))
     lines, binding = None, None
     if constraints is not None and constraints.active and bench is not None:
         lines, binding = _bench_constraints(rows, bench, constraints, out / "pareto.png")
@@ -299,7 +300,7 @@ def pareto_front(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=np.int64)
 
 
-_COST_AXIS = {"params": "parameters (M)", "flops": "FLOPs (M)"}
+_COST_AXIS = {"params": "parameters (M)", "flops": "FLOPs (M)", "latency": "predicted latency (ms)"}
 
 
 def plot_pareto(panels: Sequence[dict], path: str | Path) -> Path:

@@ -69,3 +69,36 @@ def test_bench_cli_with_constraints(nb201_path, tmp_path, capsys):
         assert main([*argv[:-2], *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err
+
+
+def test_bench_cli_with_max_latency(nb201_path, tmp_path, capsys):
+    import numpy as np
+
+    from grabnas.train.cost import NB201_NETWORKS
+    from grabnas.train.latency import sample_cells, table_from_measurements
+
+    cells = sample_cells(40, 0)
+    ms = 1.0 + np.array([0.0, 0.05, 0.6, 2.5, 0.4])[cells].sum(axis=1)
+    info = {"kind": "cpu", "name": "test CPU", "torch": "0", "threads": 1}
+    table = table_from_measurements(info, NB201_NETWORKS["cifar10"], 1, 0, 1, 0, 0.25, cells, ms)
+    table.save(tmp_path / "lat.json")
+    argv = ["bench", "--data", str(nb201_path), "--tasks", "cifar10", "--optimizers", "random", "--seeds", "1"]
+    argv += ["--budget", "5", "--out", str(tmp_path / "b"), "--no-progress", "--max-flops", "100"]
+    argv += ["--max-latency", "6", "--latency-table", str(tmp_path / "lat.json")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "- constraints: FLOPs <= 100 MFLOPs, latency <= 6 ms" in out
+    with open(tmp_path / "b" / "results.csv") as f:
+        import csv
+
+        archs = [r["arch"] for r in csv.DictReader(f)]
+    from grabnas.spaces import get_space
+
+    assert (table.predict([get_space("nb201").parse(a) for a in archs]) <= 6).all()
+    table_from_measurements({**info, "name": "other"}, NB201_NETWORKS["cifar10"], 1, 0, 1, 0, 0.25, cells, ms).save(
+        tmp_path / "lat.json"
+    )
+    assert main(argv) == 2  # another table: the bench folder refuses it
+    assert "other cost constraints" in capsys.readouterr().err
+    assert main([*argv[:-4], "--max-latency", "6"]) == 2
+    assert "--max-latency needs --latency-table" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``grabnas search`` (grabnas.cli.search) on benchmark tasks and on datasets, and ``grabnas study show``
 on the study it writes."""
 
+import numpy as np
 import pytest
 
 from grabnas.cli import main
@@ -423,3 +424,65 @@ def test_final_train_is_refused_where_it_cannot_apply(tmp_path, capsys):
     args = ["search", "--task", "cifar10", "--budget", "2", "--study", str(tmp_path / "b.db"), "--final-train"]
     assert main(args) == 2
     assert "--final-train applies to --dataset searches, not to benchmark tasks" in capsys.readouterr().err
+
+
+def _latency_table(path, setting_kw=None, device="test CPU"):
+    """A made-up additive latency table for NB201's CIFAR-10 network (or ``setting_kw``), saved at ``path``."""
+    import numpy as np
+
+    from grabnas.train.cost import NB201_NETWORKS, NetworkSetting
+    from grabnas.train.latency import sample_cells, table_from_measurements
+
+    setting = NetworkSetting(**setting_kw) if setting_kw else NB201_NETWORKS["cifar10"]
+    cells = sample_cells(40, 0)
+    ms = 1.0 + np.array([0.0, 0.05, 0.6, 2.5, 0.4])[cells].sum(axis=1)
+    info = {"kind": "cpu", "name": device, "torch": "0", "threads": 1}
+    table = table_from_measurements(info, setting, 1, 0, 1, 0, 0.25, cells, ms)
+    table.save(path)
+    return table
+
+
+def test_search_with_max_latency_stores_the_table_fingerprint(nb201_path, tmp_path, capsys):
+    from grabnas.study import Study
+
+    table = _latency_table(tmp_path / "lat.json")
+    limit = f"{float(np.median(table.predict_all())):.4f}"
+    lat = ["--max-latency", limit, "--latency-table", str(tmp_path / "lat.json")]
+    assert _constrained(nb201_path, tmp_path, *lat, "--max-params", "0.9") == 0
+    out = capsys.readouterr().out
+    assert f"constraints params <= 0.9 M, latency <= {float(limit):.4g} ms" in out
+    assert "latency predicted from the table of cpu 'test CPU', batch 1" in out
+    with Study.load(tmp_path / "c.db") as st:
+        settings = st.settings()["constraints"]
+        assert settings == {"max_params": 0.9, "max_latency": float(limit), "latency_table": table.fingerprint}
+        archs = [_nb201(nb201_path).space.parse(t.arch) for t in st.trials()]
+        assert (table.predict(archs) <= float(limit)).all()
+    _latency_table(tmp_path / "lat.json", device="another CPU")  # the table changed: resuming is refused
+    assert _constrained(nb201_path, tmp_path, *lat, "--max-params", "0.9", budget=5) == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings" in err and "\n" not in err
+
+
+def test_max_latency_errors_are_one_line(nb201_path, tmp_path, capsys):
+    _latency_table(tmp_path / "lat.json")
+    table = ["--latency-table", str(tmp_path / "lat.json")]
+    cases = [
+        (["--max-latency", "3"], "--max-latency needs --latency-table TABLE"),
+        (table, "--latency-table is read only with --max-latency MS"),
+        (["--max-latency", "-1", *table], "--max-latency takes a positive number (ms), got -1"),
+        (["--max-latency", "3", "--latency-table", str(tmp_path / "no.json")], "does not exist"),
+        (["--max-latency", "0.5", *table], "no candidate satisfies the constraints latency <= 0.5 ms"),
+    ]
+    for extra, fragment in cases:
+        assert _constrained(nb201_path, tmp_path, *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("grabnas: error:") and fragment in err and "\n" not in err, err
+    assert _constrained(nb201_path, tmp_path, "--max-latency", "3", *table, task="cifar100") == 2
+    err = capsys.readouterr().err.strip()
+    assert "the latency table was measured for the NB201 network with C=16, N=5, 10 classes" in err
+    assert "100 classes" in err and "\n" not in err
+    argv = ["search", "--benchmark", "nasbench-graph", "--task", "cora", "--optimizer", "random", "--no-progress"]
+    assert main([*argv, "--study", str(tmp_path / "g.db"), "--max-latency", "3", *table]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-latency is not supported on nasbench-graph cora" in err and "there is no latency model" in err
+    assert not (tmp_path / "c.db").exists() and not (tmp_path / "g.db").exists()

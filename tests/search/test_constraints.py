@@ -134,3 +134,69 @@ def test_no_optimizer_proposes_an_infeasible_cell(nb201_bench, name, prune_top, 
 
 
 _CACHE: dict = {}  # the VAE, latents and surrogate, loaded once for the GraB-NAS cases
+
+
+# -- --max-latency: the cost `latency` from a latency table ------------------------------------------
+def latency_table(setting=NB201_NETWORKS["cifar10"], device="test CPU"):
+    """A table for ``setting`` whose made-up ms are additive (3x3 convs the slowest), measured nowhere."""
+    from grabnas.spaces.nb201 import OPS
+    from grabnas.train.latency import sample_cells, table_from_measurements
+
+    per_op = np.array([0.0, 0.05, 0.6, 2.5, 0.4])  # none, skip, 1x1, 3x3, pool
+    cells = sample_cells(40, 0)
+    ms = 1.0 + per_op[cells].sum(axis=1)
+    assert len(per_op) == len(OPS)
+    info = {"kind": "cpu", "name": device, "torch": "0", "threads": 1}
+    return table_from_measurements(info, setting, 1, 0, 1, 0, 0.25, cells, ms)
+
+
+def test_latency_limit_reads_the_tables_predictions(nb201_bench, nb201_space):
+    table = latency_table()
+    c = Constraints(max_params=1.0, max_latency=5.03, latency_table=table)  # 5.03: no cell's ms is at the limit
+    assert c.describe() == "params <= 1 M, latency <= 5.03 ms"
+    assert c.to_dict() == {"max_params": 1.0, "max_latency": 5.03, "latency_table": table.fingerprint}
+    bound = c.with_costs(benchmark_cost_model(nb201_bench, "cifar10"))
+    members = nb201_space.members()
+    np.testing.assert_allclose(bound.cost_model.costs(members, "latency"), table.predict_all())
+    mask = bound.feasible_mask(members)
+    params = bound.cost_model.costs(members, "params")
+    assert (mask == ((table.predict_all() <= 5.03) & (params <= 1.0))).all() and 0 < mask.sum() < len(members)
+    assert "latency predicted from the table of cpu 'test CPU', batch 1" in bound.cost_model.description
+    assert "ms" in bound.usage_text(members[0])
+
+
+def test_latency_limit_errors(nb201_bench, nbg_space):
+    from grabnas.search.constraints import CostModel
+
+    with pytest.raises(GrabnasError, match="--max-latency needs --latency-table TABLE"):
+        Constraints(max_latency=3)
+    with pytest.raises(GrabnasError, match="--max-latency takes a positive number \\(ms\\)"):
+        Constraints(max_latency=-3, latency_table=latency_table())
+    c = Constraints(max_latency=3, latency_table=latency_table())
+    with pytest.raises(GrabnasError) as e:  # cifar100's network has 100 classes
+        c.with_costs(benchmark_cost_model(nb201_bench, "cifar100"))
+    msg = str(e.value)
+    assert "the latency table was measured for the NB201 network with C=16, N=5, 10 classes" in msg
+    assert "this search evaluates the NB201 network with C=16, N=5, 100 classes" in msg and "\n" not in msg
+    with pytest.raises(
+        GrabnasError, match="--max-latency is not supported on nasbench-graph cora: there is no latency"
+    ):
+        c.with_costs(CostModel(nbg_space, {"params": np.ones(len(nbg_space))}, "nasbench-graph cora"))
+
+
+@pytest.mark.parametrize("name", ["random", "grabnas[t_bo=2,local_every=1]"])
+def test_no_optimizer_proposes_a_cell_above_the_latency_limit(nb201_bench, name, one_torch_thread):
+    from grabnas.search.registry import build_optimizer
+
+    table = latency_table()
+    limit = float(np.median(table.predict_all()))  # removes about half of the space
+    c = Constraints(max_latency=limit, max_flops=150, latency_table=table)
+    bound = c.with_costs(benchmark_cost_model(nb201_bench, "cifar10"))
+    assert 0.3 < bound.feasible_mask(nb201_bench.pool("cifar10")).mean() < 0.55
+    opt = build_optimizer(name, nb201_bench, "cifar10", seed=3, constraints=c, cache=_CACHE)
+    assert all(bound.feasible_mask(opt.pool))
+    for _ in range(5):  # GraB-NAS: 3 local steps (decodes) among them
+        archs = opt.ask(1)
+        assert archs and all(bound.feasible(a) for a in archs), f"{name} proposed {archs}"
+        assert (table.predict(archs) <= limit).all()
+        opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])

@@ -1,7 +1,7 @@
 """The ``grabnas`` command.
 
 One module per command group (:mod:`grabnas.cli.bench`, ``search``, ``study``, ``nb201``, ``vae``,
-``surrogate``, ``collect``, ``export``, ``train``), each with an ``add_*`` function that adds its subcommands
+``surrogate``, ``collect``, ``export``, ``train``, ``latency``), each with an ``add_*`` function that adds its subcommands
 and handlers; the shared argument types live in :mod:`grabnas.cli.args`.
 
 User mistakes (:class:`grabnas.errors.GrabnasError`) print one line ``grabnas: error: ...`` and
@@ -20,6 +20,7 @@ from grabnas import __version__
 from grabnas.cli.bench import add_bench_command
 from grabnas.cli.collect import add_collect_command
 from grabnas.cli.export import add_export_command
+from grabnas.cli.latency import add_latency_command
 from grabnas.cli.nb201 import add_nb201_command
 from grabnas.cli.search import add_search_command
 from grabnas.cli.study import add_study_command
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collect_command(sub)
     add_export_command(sub)
     add_train_command(sub)
+    add_latency_command(sub)
     return parser
 
 

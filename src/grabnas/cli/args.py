@@ -79,8 +79,9 @@ def set_threads(args: argparse.Namespace) -> None:
 
 # -- cost constraints (search, bench) --------------------------------------------------------------
 def add_constraint_args(p) -> None:
-    """``--max-params M`` and ``--max-flops M`` (into a parser or an argument group), read by
-    :func:`constraints_from_args`; the values are checked there (one-line errors)."""
+    """``--max-params M``, ``--max-flops M`` and ``--max-latency MS --latency-table TABLE`` (into a
+    parser or an argument group), read by :func:`constraints_from_args`; the values are checked
+    there (one-line errors)."""
     p.add_argument(
         "--max-params",
         default=None,
@@ -93,13 +94,36 @@ def add_constraint_args(p) -> None:
         metavar="M",
         help="search only cells whose network needs at most M MFLOPs per image",
     )
+    p.add_argument(
+        "--max-latency",
+        default=None,
+        metavar="MS",
+        help="search only cells whose network's predicted forward latency is at most MS ms (needs --latency-table)",
+    )
+    p.add_argument(
+        "--latency-table",
+        default=None,
+        metavar="TABLE",
+        help="latency table of your device made by grabnas latency, for the network the search evaluates",
+    )
 
 
 def constraints_from_args(args: argparse.Namespace):
     """The :class:`grabnas.search.constraints.Constraints` of :func:`add_constraint_args`'s flags."""
+    from grabnas.errors import GrabnasError
     from grabnas.search.constraints import Constraints
 
-    return Constraints(getattr(args, "max_params", None), getattr(args, "max_flops", None))
+    max_latency, table = getattr(args, "max_latency", None), getattr(args, "latency_table", None)
+    if table is not None and max_latency is None:
+        raise GrabnasError("--latency-table is read only with --max-latency MS")
+    if max_latency is not None and table is None:
+        raise GrabnasError("--max-latency needs --latency-table TABLE (measure one with grabnas latency --out TABLE)")
+    if table is not None:
+        Constraints(max_latency=max_latency, latency_table=True)  # a bad limit is refused before the table is read
+        from grabnas.train.latency import load_latency_table
+
+        table = load_latency_table(table)
+    return Constraints(getattr(args, "max_params", None), getattr(args, "max_flops", None), max_latency, table)
 
 
 # -- argument groups shared by the real-training subcommands (collect, search --dataset) --------

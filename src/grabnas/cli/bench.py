@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from grabnas.cli.args import (
     NB201_DATA_HELP,
@@ -66,6 +67,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.prune_top,
         constraints.max_params,
         constraints.max_flops,
+        constraints.max_latency,
+        str(Path(args.latency_table).resolve()) if args.latency_table else None,
     )
     results = run_bench(
         config,

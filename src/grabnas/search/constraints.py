@@ -1,5 +1,6 @@
-"""Cost constraints on the searched cells: ``--max-params`` (millions of parameters) and
-``--max-flops`` (MFLOPs).
+"""Cost constraints on the searched cells: ``--max-params`` (millions of parameters),
+``--max-flops`` (MFLOPs) and ``--max-latency`` (ms, predicted from a latency table measured on the
+user's device, :mod:`grabnas.train.latency`).
 
 A :class:`Constraints` value holds the limits; bound to a :class:`CostModel` (the costs of the
 network that the evaluation would train, or look up) it says which cells are feasible, one at
@@ -18,11 +19,16 @@ Cost models:
   inputs with 10 classes for CIFAR-10 and 100 for CIFAR-100, 3x16x16 with 120 classes for
   ImageNet16-120); on a user table over NB201 cells the CIFAR-10 network; for ``search
   --dataset`` the network trained (its C, N, classes, channels and image size).
-* NAS-Bench-Graph: the parameter counts its table records (``para``); it has no FLOPs.
+* NAS-Bench-Graph: the parameter counts its table records (``para``); it has no FLOPs and no
+  latency model.
+* Latency: a cost model of an NB201 network (one that knows its ``setting``) gets the cost
+  ``latency`` when constraints with ``max_latency`` are bound to it (:meth:`Constraints.with_costs`):
+  the predicted ms of every cell from the constraints' :class:`~grabnas.train.latency.LatencyTable`,
+  which must have been measured for that very network (else a one-line error).
 
-Extension point: a new limit (e.g. ``max_latency``) is a field of :class:`Constraints`, an entry
-of :data:`LIMITS` and a cost of that name in the cost models that can provide it; the filtering,
-the reports and the study settings then take it as they take the others.
+Extension point: a new limit is a field of :class:`Constraints`, an entry of :data:`LIMITS` and a
+cost of that name in the cost models that can provide it; the filtering, the reports and the study
+settings then take it as they take the others.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from grabnas.spaces.base import Architecture, SearchSpace
 LIMITS: dict[str, tuple[str, str, str]] = {
     "max_params": ("params", "M params", "--max-params"),
     "max_flops": ("flops", "MFLOPs", "--max-flops"),
+    "max_latency": ("latency", "ms", "--max-latency"),
 }
 #: a limit is *binding* where the constrained choice uses more than this share of it
 BINDING_SHARE = 0.95
@@ -51,14 +58,17 @@ class CostModel:
 
     Attributes:
         space: the search space.
-        tables: cost name (``params``, ``flops``) -> ``(len(space),)`` costs in
-            ``space.members()`` order (millions), NaN where unknown.
+        tables: cost name (``params``, ``flops``, ``latency``) -> ``(len(space),)`` costs in
+            ``space.members()`` order (millions; ``latency`` in ms), NaN where unknown.
         description: where the costs come from, for messages and reports.
+        setting: the :class:`grabnas.train.cost.NetworkSetting` of the NB201 network costed (None
+            elsewhere); a latency table must match it.
     """
 
     space: SearchSpace
     tables: Mapping[str, np.ndarray]
     description: str = ""
+    setting: object = None
 
     def costs(self, archs: Sequence[Architecture], name: str) -> np.ndarray:
         """``(len(archs),)`` costs ``name`` of ``archs`` (NaN for a non-member or an unknown cost)."""
@@ -86,12 +96,17 @@ class Constraints:
     Attributes:
         max_params: millions of parameters.
         max_flops: MFLOPs (multiply-accumulates of one forward pass on one input).
+        max_latency: ms per forward pass, as predicted by ``latency_table``.
+        latency_table: the :class:`grabnas.train.latency.LatencyTable` that ``max_latency`` reads
+            (its fingerprint is part of :meth:`to_dict`).
         cost_model: the costs the limits are checked against (:meth:`with_costs`); not part of
             the value (two constraints with the same limits are equal).
     """
 
     max_params: float | None = None
     max_flops: float | None = None
+    max_latency: float | None = None
+    latency_table: object = field(default=None, compare=False, repr=False)
     cost_model: CostModel | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +122,10 @@ class Constraints:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise GrabnasError(f"{flag} takes a positive number ({unit}), got {value!r}")
             object.__setattr__(self, name, float(value))
+        if self.max_latency is not None and self.latency_table is None:
+            raise GrabnasError(
+                "--max-latency needs --latency-table TABLE (measure one with grabnas latency --out TABLE)"
+            )
 
     # -- the value ------------------------------------------------------------------------------
     @property
@@ -124,16 +143,29 @@ class Constraints:
         return ", ".join(parts) if parts else "no constraints"
 
     def to_dict(self) -> dict:
-        """The limits set (JSON-able), e.g. for a study's settings."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in LIMITS and getattr(self, f.name)}
+        """The limits set (JSON-able), e.g. for a study's settings; with ``max_latency`` also the
+        latency table's fingerprint (``latency_table``), so that a changed table is refused."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name in LIMITS and getattr(self, f.name)}
+        if self.max_latency is not None:
+            out["latency_table"] = self.latency_table.fingerprint
+        return out
 
     @classmethod
-    def from_dict(cls, data: Mapping | None) -> Constraints:
-        return cls(**{k: v for k, v in (data or {}).items() if k in LIMITS})
+    def from_dict(cls, data: Mapping | None, latency_table=None) -> Constraints:
+        """The limits of ``data`` (:meth:`to_dict`'s, or a bench's ``bench.json``); ``max_latency``
+        needs ``latency_table`` (a :class:`~grabnas.train.latency.LatencyTable` or its path)."""
+        if isinstance(latency_table, (str, bytes)) or hasattr(latency_table, "__fspath__"):
+            from grabnas.train.latency import load_latency_table
+
+            latency_table = load_latency_table(latency_table)
+        return cls(**{k: v for k, v in (data or {}).items() if k in LIMITS}, latency_table=latency_table)
 
     def with_costs(self, cost_model: CostModel) -> Constraints:
         """These limits checked against ``cost_model``; a one-line error when it lacks a cost
-        that a limit needs."""
+        that a limit needs. ``max_latency`` adds the cost ``latency`` to a model of an NB201 network
+        (the table's predictions for all cells) when the table was measured for that network."""
+        if self.max_latency is not None and "latency" not in cost_model.tables:
+            cost_model = _with_latency(cost_model, self.latency_table)
         for name, (cost, _unit, flag) in LIMITS.items():
             if getattr(self, name) is not None and cost not in cost_model.tables:
                 have = [LIMITS_BY_COST[c][2] for c in cost_model.tables if c in LIMITS_BY_COST]
@@ -141,7 +173,9 @@ class Constraints:
                     f"{flag} is not supported on {cost_model.description or cost_model.space.name}: it records no "
                     f"{_label(cost)}" + (f" (supported there: {', '.join(have)})" if have else "")
                 )
-        return Constraints(**{n: getattr(self, n) for n in LIMITS}, cost_model=cost_model)
+        return Constraints(
+            **{n: getattr(self, n) for n in LIMITS}, latency_table=self.latency_table, cost_model=cost_model
+        )
 
     # -- feasibility -----------------------------------------------------------------------------
     def _model(self) -> CostModel:
@@ -236,11 +270,30 @@ def _label(cost: str) -> str:
 
 
 def _short_unit(cost: str) -> str:
-    return {"params": "M", "flops": "MFLOPs"}.get(cost, "")
+    return {"params": "M", "flops": "MFLOPs", "latency": "ms"}.get(cost, "")
 
 
 def _long_unit(cost: str) -> str:
-    return {"params": "M params", "flops": "MFLOPs"}.get(cost, "")
+    return {"params": "M params", "flops": "MFLOPs", "latency": "ms"}.get(cost, "")
+
+
+def _with_latency(model: CostModel, table) -> CostModel:
+    """``model`` plus the cost ``latency``: ``table``'s predicted ms of every cell; one-line errors
+    where the model has no NB201 network or the table was measured for another one."""
+    where = model.description or model.space.name
+    if model.setting is None or model.space.name != "nb201":
+        raise GrabnasError(
+            f"--max-latency is not supported on {where}: there is no latency model for its cells "
+            "(latency tables are measured for NB201 networks)"
+        )
+    if table.setting != model.setting:
+        s = table.setting
+        raise GrabnasError(
+            f"the latency table was measured for {s.describe()}, but this search evaluates {where}; "
+            "measure a table for that network (grabnas latency --channels, --cells, --classes, --image-size ...)"
+        )
+    what = f"{model.description}; latency predicted from the table of {table.device['kind']} {table.device['name']!r}, batch {table.batch_size}"
+    return CostModel(model.space, {**model.tables, "latency": table.predict_all()}, what, model.setting)
 
 
 def _fmt(x: float) -> str:
@@ -256,7 +309,7 @@ def network_cost_model(space: SearchSpace, setting=None) -> CostModel:
     if space.name != "nb201":
         raise GrabnasError(f"parameter and FLOP counts are computed for NB201 cells, not for the {space.name} space")
     setting = setting or NetworkSetting()
-    return CostModel(space, nb201_costs(setting), setting.describe())
+    return CostModel(space, nb201_costs(setting), setting.describe(), setting)
 
 
 def benchmark_cost_model(bench, task: str) -> CostModel:
@@ -270,7 +323,7 @@ def benchmark_cost_model(bench, task: str) -> CostModel:
         known = bench.name == "nb201" and table.group in NB201_NETWORKS
         model = network_cost_model(bench.space, NB201_NETWORKS[table.group] if known else NB201_NETWORKS["cifar10"])
         what = f"{model.description}{'' if known else ' (NB201 CIFAR-10)'}"
-        return CostModel(bench.space, model.tables, what)
+        return CostModel(bench.space, model.tables, what, model.setting)
     recorded = dict(getattr(table, "model_costs", {}) or {})
     return CostModel(bench.space, recorded, f"{bench.name} {task} (its table's records)")
 
