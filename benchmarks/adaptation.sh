@@ -15,7 +15,8 @@
 #   probes     opt-in options probe_every=3|5 (random untried pool members from ask 10 on) and
 #              calibrate=true (leave-one-out variance factor), 8 seeds, on the tasks where the prior
 #              misleads (cora, proteins, pubmed, stress cifar100-top20rev) and NB201 imagenet16;
-#              the surrogate eval with --calibrate loo
+#              the surrogate eval with --calibrate loo; then probe_every=5 with 20 seeds on all nine
+#              NAS-Bench-Graph datasets and the cifar100 stress task
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,9 @@ for part in "${PARTS[@]}"; do
       bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
         --optimizers "grabnas[$S],grabnas[$S,probe_every=3],grabnas[$S,probe_every=5],grabnas[$S,calibrate=true],grabnas[$S,calibrate=true,probe_every=3]" \
         --out "$OUT/probes-stress"
+      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[probe_every=5]" --out "$OUT/probes20-nbg"
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+        --optimizers "grabnas[$S,probe_every=5]" --out "$OUT/probes20-stress"
       for b in nb201 nasbench-graph; do
         .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --calibrate loo \
           --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$OUT/adapt-surrogate-$b-calibrate.json" > "$OUT/adapt-surrogate-$b-calibrate.md"
