@@ -68,6 +68,8 @@ for part in "${PARTS[@]}"; do
       bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[probe_every=5]" --out "$OUT/probes20-nbg"
       bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
         --optimizers "grabnas[$S,probe_every=5]" --out "$OUT/probes20-stress"
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+        --optimizers "grabnas[surrogate=nb201-no-imagenet16,probe_every=5]" --out "$OUT/probes20-stress-imagenet16"
       for b in nb201 nasbench-graph; do
         .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --calibrate loo \
           --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$OUT/adapt-surrogate-$b-calibrate.json" > "$OUT/adapt-surrogate-$b-calibrate.md"
