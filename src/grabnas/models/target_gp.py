@@ -97,6 +97,21 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+def loo_terms(gp) -> tuple[Tensor, Tensor]:
+    """``(alpha, diag)``, both ``(n,)``, of an exact GPyTorch/BoTorch GP at its ``n`` training
+    points with its fitted hyperparameters: ``alpha = K^-1 (y - m)`` and ``diag = diag(K^-1)``,
+    ``K = k(X, X) + noise I``. Its leave-one-out residuals are ``alpha / diag`` and variances
+    ``1 / diag`` (Rasmussen & Williams 2006, eq. 5.12)."""
+    X = gp.train_inputs[0]
+    y = gp.train_targets.reshape(-1)
+    with torch.no_grad():
+        K = gp.covar_module(X).to_dense() + torch.diag(gp.likelihood.noise.reshape(-1).expand(len(y)))
+        r = y - gp.mean_module(X).reshape(-1)
+        L = torch.linalg.cholesky(K + 1e-8 * torch.eye(len(y), dtype=K.dtype))
+        K_inv = torch.cholesky_inverse(L)
+        return K_inv @ r, torch.diagonal(K_inv)
+
+
 class MetaPriorMean(Mean):
     """``c + a * m(x)``: the meta-learned prior mean ``m`` of ``prior`` (frozen), with a fitted
     scale ``a`` (prior ``N(1, 1)``) and offset ``c`` (prior ``N(0, 1)``). ``(..., n, D)`` inputs ->
@@ -340,15 +355,8 @@ class TargetAdaptedGP(SingleTaskGP):
         of the fitted GP at its ``n`` training points, in closed form (Rasmussen & Williams 2006,
         eq. 5.12: ``y_i - mu_-i = [K^-1 r]_i / [K^-1]_ii``, ``s2_-i = 1 / [K^-1]_ii``). About 1
         for a calibrated model; above 1 where its intervals are too narrow for its own data."""
-        X = self.train_inputs[0]
-        y = self.train_targets.reshape(-1)
-        with torch.no_grad():
-            K = self.covar_module(X).to_dense() + torch.diag(self.likelihood.noise.reshape(-1).expand(len(y)))
-            r = y - self.mean_module(X).reshape(-1)
-            L = torch.linalg.cholesky(K + 1e-8 * torch.eye(len(y), dtype=K.dtype))
-            K_inv = torch.cholesky_inverse(L)
-            alpha = K_inv @ r
-            return float((alpha**2 / torch.diagonal(K_inv)).mean())
+        alpha, k_inv_diag = loo_terms(self)
+        return float((alpha**2 / k_inv_diag).mean())
 
     def calibrate_variance(self, min_observations: int = 3) -> float:
         """Widen the posterior by the cross-validated variance factor (Bachoc 2013): every
@@ -456,4 +464,4 @@ def fit_target_gp(
     return gp
 
 
-__all__ = ["MetaKernel", "MetaPriorMean", "PriorMeanKernel", "TargetAdaptedGP", "fit_target_gp"]
+__all__ = ["MetaKernel", "MetaPriorMean", "PriorMeanKernel", "TargetAdaptedGP", "fit_target_gp", "loo_terms"]

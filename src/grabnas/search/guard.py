@@ -18,23 +18,16 @@ RGPE's ranking-loss weights (Feurer et al. 2018), with the plain GP as the only 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import Tensor
+
+from grabnas.models.target_gp import loo_terms
 
 
 def loo_means(gp) -> Tensor:
     """``(n,)`` leave-one-out predictive means of an exact GPyTorch/BoTorch GP at its ``n``
     training points, in its own (transformed) target units, with its fitted hyperparameters."""
-    X = gp.train_inputs[0]
-    y = gp.train_targets.reshape(-1)
-    with torch.no_grad():
-        K = gp.covar_module(X).to_dense()
-        noise = gp.likelihood.noise.reshape(-1)
-        K = K + torch.diag(noise.expand(len(y)))
-        r = y - gp.mean_module(X).reshape(-1)
-        L = torch.linalg.cholesky(K + 1e-8 * torch.eye(len(y), dtype=K.dtype))
-        K_inv = torch.cholesky_inverse(L)
-        return y - (K_inv @ r) / torch.diagonal(K_inv)
+    alpha, diag = loo_terms(gp)
+    return gp.train_targets.reshape(-1) - alpha / diag
 
 
 def spearman(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:
