@@ -40,7 +40,7 @@ def test_fewer_than_two_observations_give_the_zero_shot_prior():
     with pytest.raises(GrabnasError, match="finite"):
         fit_target_gp(sur, X[:2], torch.tensor([1.0, float("nan")]))
     with pytest.raises(GrabnasError, match="n >= 2"):
-        TargetAdaptedGP(sur.prior(), X[:2], torch.tensor([1.0, 2.0, 3.0]), latent_dims=[3, 4, 5, 6])
+        TargetAdaptedGP(sur.prior(), X[:2], torch.tensor([1.0, 2.0, 3.0]), target_dims=[3, 4, 5, 6])
 
 
 def test_a_right_prior_is_followed_and_a_reversed_one_overruled():
@@ -169,7 +169,7 @@ def test_loo_variance_ratio_matches_refits_without_each_point():
     z2 = []
     for i in range(10):
         keep = torch.arange(10) != i
-        other = TargetAdaptedGP(sur.prior(), X[keep], y[keep], latent_dims=[3, 4, 5, 6])
+        other = TargetAdaptedGP(sur.prior(), X[keep], y[keep], target_dims=[3, 4, 5, 6])
         other.load_state_dict(gp.fit_state(), strict=False)
         other.set_train_data(X[keep], gp.train_targets[keep], strict=False)  # the same target units
         other.eval()
@@ -212,3 +212,27 @@ def test_meta_factor_never_reaches_zero_where_its_prior_is_undefined():
     gp.train()
     mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
     assert torch.isfinite(mll(gp(*gp.train_inputs), gp.train_targets))
+
+
+def test_an_extra_encoding_feeds_the_target_kernel_only():
+    """With ``extra_dims`` the inputs are ``[d, z, o]``: the meta-learned mean reads ``[d, z]``
+    (the same prior mean as without ``o``), the target kernel reads ``o`` only, and inputs of the
+    wrong width are refused in one line."""
+    sur = _surrogate()
+    X = _inputs(sur, 30, 3)
+    onehot = torch.nn.functional.one_hot(torch.arange(30) % 5, 5).to(DTYPE)
+    y = torch.arange(30, dtype=DTYPE) % 5  # a function of the encoding alone
+    gp = fit_target_gp(sur, torch.cat([X, onehot], -1), y, seed=0, extra_dims=5)
+    meta, target = gp.covar_module.kernels[:2]
+    assert target.base_kernel.active_dims.tolist() == [7, 8, 9, 10, 11]
+    with torch.no_grad():
+        assert torch.allclose(
+            gp.mean_module(torch.cat([X, onehot], -1)) - gp.mean_module.offset,
+            gp.mean_module.scale * _prior_mean(sur, X),
+        )
+        # an unseen latent with a seen encoding is predicted by its encoding's value
+        X_new = torch.cat([_inputs(sur, 5, 4), torch.eye(5, dtype=DTYPE)], -1)
+        mu = gp.posterior(X_new).mean.reshape(-1)
+    assert spearmanr(mu.numpy(), np.arange(5))[0] > 0.9
+    with pytest.raises(GrabnasError, match="expected 7 \\+ 5"):
+        fit_target_gp(sur, X, y, extra_dims=5)

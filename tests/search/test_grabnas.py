@@ -307,3 +307,25 @@ def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
     assert a[3] != b[3]  # the first probe: a random draw of each seed
     with pytest.raises(GrabnasError, match="probe_every must be >= 0"):
         build_optimizer("grabnas[probe_every=-1]", nb201_bench, "cifar10", seed=0)
+
+
+def test_onehot_target_kernel_reads_the_encoding_and_ascent_moves_the_latent_only(nb201_bench):
+    """``target_kernel=onehot``: every model input is the latent with the one-hot encoding
+    appended, the ascent leaves the encoding where it started, the search runs its local steps,
+    and the option needs the target-adapted GP."""
+    from grabnas.search.registry import build_optimizer
+
+    opt = build_optimizer("grabnas[target_kernel=onehot,t_bo=3,local_every=1]", nb201_bench, "cifar10", seed=0)
+    width = len(nb201_bench.space.encode_onehot(opt.pool[0]))
+    assert opt.z_pool.shape[1] == opt.latent_dim + width
+    assert torch.equal(opt.z_pool[:, opt.latent_dim :], torch.as_tensor(nb201_bench.space.onehot(opt.pool)).double())
+    for _ in range(6):
+        archs = opt.ask(1)
+        opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+    model, values = opt._model()
+    z0 = opt.latent([opt.best.arch])
+    z = opt.ascend(model, opt._acquisition(model, values, None), z0)
+    assert torch.equal(z[:, opt.latent_dim :], z0[:, opt.latent_dim :])
+    assert not torch.equal(z[:, : opt.latent_dim], z0[:, : opt.latent_dim])
+    with pytest.raises(GrabnasError, match="target_kernel=onehot needs adaptation=target"):
+        GraBNASConfig(target_kernel="onehot", adaptation="meta")

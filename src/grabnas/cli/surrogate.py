@@ -191,6 +191,12 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         default="none",
         help="target adaptation only: widen the posterior by the leave-one-out variance factor (loo) or not (none)",
     )
+    e.add_argument(
+        "--target-kernel",
+        choices=("latent", "onehot"),
+        default="latent",
+        help="target adaptation only: the target kernel reads the graph latent (default) or the one-hot encoding",
+    )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
         "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
@@ -438,7 +444,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
     Z = encode_members(vae)
     bench = _benchmark_name(args.benchmark)
     onehot = None
-    if args.plain_gp:
+    if args.plain_gp or args.target_kernel == "onehot":
         members = corpus.space.members()
     report = {"benchmark": bench, "shots": list(args.shots), "seeds": args.seeds, "tasks": []}
     for name in targets:
@@ -460,7 +466,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             stem = Path(args.save_dir) / f"surrogate-{bench}-no-{task.group}"
             save_surrogate(sur, stem, vae_state=sur.vae_state, **{k: v for k, v in sur.card.items()})
             print(f"saved {stem}.pt", file=sys.stderr)
-        if args.plain_gp:
+        if args.plain_gp or args.target_kernel == "onehot":
             onehot = np.asarray(corpus.space.onehot([members[i] for i in task.index]), dtype=np.float64)
         res = evaluate_task(
             sur,
@@ -472,6 +478,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             fit_options={
                 "adaptation": args.adaptation,
                 "calibrate": args.calibrate == "loo",
+                "target_kernel": args.target_kernel,
                 "widen_prior_strength": args.widen,
                 "task_prior_var": args.task_prior_var,
                 "variance_scale": args.variance_scale,

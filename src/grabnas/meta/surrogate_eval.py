@@ -14,11 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from grabnas.errors import GrabnasError
 from grabnas.meta.corpus import Corpus, CorpusTask
 from grabnas.meta.features import task_targets
 from grabnas.models.latent_surrogate import MetaLatentSurrogate
 from grabnas.models.surrogate import MetaSurrogate
 from grabnas.models.surrogate_config import DTYPE
+from grabnas.models.target_gp import TargetAdaptedGP
 from grabnas.models.value_maps import gaussian_nll, predict
 from grabnas.seeding import child_seed
 
@@ -125,9 +127,16 @@ def evaluate_task(
     options = dict(fit_options or {})
     adaptation = options.pop("adaptation", "meta")
     calibrate = bool(options.pop("calibrate", False))
+    target_kernel = options.pop("target_kernel", "latent")
     if adaptation == "target":  # only the prior's options apply
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
         options["calibrate"] = calibrate
+    if target_kernel == "onehot":  # the target kernel reads the one-hot encoding appended to z
+        if onehot is None or adaptation != "target":
+            raise GrabnasError("target_kernel=onehot needs the task's one-hot encodings and adaptation=target")
+        Z = torch.cat([Z.to(DTYPE), torch.as_tensor(onehot, dtype=DTYPE)], -1)
+        options["extra_dims"] = int(onehot.shape[1])
+        X_extra = torch.cat([X, torch.as_tensor(onehot, dtype=DTYPE)], -1)
     yt = torch.as_tensor(ys, dtype=DTYPE)
     out: dict = {
         "task": task.name,
@@ -154,7 +163,8 @@ def evaluate_task(
             with torch.no_grad() if no_grad else contextlib.nullcontext():
                 fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
             model = fitted.gp
-            mu, var = predict(model, X, observation_noise=True)
+            reads_extra = target_kernel == "onehot" and isinstance(model, TargetAdaptedGP)  # not the prior
+            mu, var = predict(model, X_extra if reads_extra else X, observation_noise=True)
             times.append(time.perf_counter() - t0)
             target = yt
             if model.units == "observed":  # raw units -> the task's standardised units

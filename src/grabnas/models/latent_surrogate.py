@@ -26,6 +26,10 @@ class MetaLatentSurrogate:
     :attr:`task_weights` reports, after each fit of a meta-adapted surrogate with per-task
     offsets, the posterior mean weight of each meta-training task in the task term (which known
     tasks the observations say the target resembles).
+
+    ``extra_dims``: 0, or the number of architecture-encoding columns (e.g. one-hot) appended to
+    each latent: inputs are then ``(..., latent_dim + extra_dims)``, the meta-learned parts read
+    the latent and the target-adapted GP's own kernel reads the encoding (needs ``target``).
     """
 
     def __init__(
@@ -36,10 +40,14 @@ class MetaLatentSurrogate:
         seed: int = 0,
         prior_mean_kernel: bool = False,
         calibrate: bool = False,
+        extra_dims: int = 0,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
             raise GrabnasError(f"unknown surrogate adaptation {adaptation!r}; expected target or meta")
+        if extra_dims and adaptation != "target":
+            raise GrabnasError("a target kernel on an architecture encoding needs adaptation=target")
+        self.extra_dims = int(extra_dims)
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
@@ -71,8 +79,18 @@ class MetaLatentSurrogate:
         """A short hash of the meta-trained surrogate's weights."""
         return module_fingerprint(self.surrogate)
 
+    def inputs(self, z: Tensor) -> Tensor:
+        """``(..., D)`` model inputs ``[d, z]`` (``[d, z, o]`` with extra columns) of
+        ``(..., latent_dim + extra_dims)`` latents."""
+        if not self.extra_dims:
+            return self.surrogate.inputs(z, self.d)
+        latent_dim = z.shape[-1] - self.extra_dims
+        return torch.cat(
+            [self.surrogate.inputs(z[..., :latent_dim], self.d), z[..., latent_dim:].to(torch.float64)], -1
+        )
+
     def fit(self, z: Tensor, y: Tensor):
-        X = self.surrogate.inputs(z, self.d) if len(y) else None
+        X = self.inputs(z) if len(y) else None
         if self.adaptation == "target":
             from grabnas.models.target_gp import fit_target_gp
 
@@ -87,6 +105,7 @@ class MetaLatentSurrogate:
                 warm_start=self._warm_start,
                 prior_mean_kernel=self.prior_mean_kernel,
                 calibrate=self.calibrate,
+                extra_dims=self.extra_dims,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):
@@ -94,22 +113,26 @@ class MetaLatentSurrogate:
         else:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
-        return _TaskModel(gp, self.surrogate, self.d)
+        return _TaskModel(gp, self)
 
 
 class _TaskModel(Model):
     """A surrogate GP with the task embedding fixed: inputs are latents ``(..., q, latent_dim)``.
 
-    ``gp`` is the :class:`grabnas.models.deep_kernel_gp.DeepKernelGP` on ``concat[d, z]`` inputs and
-    ``task_embedding`` the ``(task_dim,)`` ``d`` it uses."""
+    ``gp`` is a GP on the inputs ``latent.inputs(z)`` (``concat[d, z]``, plus the extra encoding
+    columns for a target-adapted GP that reads them; the zero-shot prior reads ``[d, z]``)."""
 
     _num_outputs = 1
 
-    def __init__(self, gp, surrogate, d: Tensor) -> None:
+    def __init__(self, gp, latent: MetaLatentSurrogate) -> None:
         super().__init__()
         self.gp = gp
-        self._surrogate = surrogate
-        self._d = d
+        self._latent = latent
+        self._d = latent.d
+        #: the prior (fewer than 2 observations) reads [d, z] only
+        from grabnas.models.target_gp import TargetAdaptedGP
+
+        self._meta_only = bool(latent.extra_dims) and not isinstance(gp, TargetAdaptedGP)
 
     @property
     def num_outputs(self) -> int:
@@ -129,8 +152,11 @@ class _TaskModel(Model):
         return self.gp.best_f if self.gp.num_train > 0 else None
 
     def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
+        X = self._latent.inputs(X)
+        if self._meta_only:
+            X = X[..., : self._latent.surrogate.config.input_dim]
         return self.gp.posterior(
-            self._surrogate.inputs(X, self._d),
+            X,
             observation_noise=observation_noise,
             posterior_transform=posterior_transform,
         )

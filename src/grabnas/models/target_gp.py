@@ -112,15 +112,22 @@ def loo_terms(gp) -> tuple[Tensor, Tensor]:
         return K_inv @ r, torch.diagonal(K_inv)
 
 
+def _meta_part(x: Tensor, meta_dims: int | None) -> Tensor:
+    """The meta model's input columns ``(..., meta_dims)`` of ``(..., D)`` inputs."""
+    return x if meta_dims is None or x.shape[-1] == meta_dims else x[..., :meta_dims]
+
+
 class MetaPriorMean(Mean):
     """``c + a * m(x)``: the meta-learned prior mean ``m`` of ``prior`` (frozen), with a fitted
     scale ``a`` (prior ``N(1, 1)``) and offset ``c`` (prior ``N(0, 1)``). ``(..., n, D)`` inputs ->
-    ``(..., n)`` means."""
+    ``(..., n)`` means; ``meta_dims``: the meta model reads the first ``meta_dims`` input columns
+    (``[d, z]``; None: all)."""
 
-    def __init__(self, prior: DeepKernelGP) -> None:
+    def __init__(self, prior: DeepKernelGP, meta_dims: int | None = None) -> None:
         super().__init__()
         self._prior = _Frozen(prior)
         self._memo = _LastCall()
+        self.meta_dims = meta_dims
         self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE)))
         self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
         self.register_prior(
@@ -131,20 +138,23 @@ class MetaPriorMean(Mean):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        x = _meta_part(x, self.meta_dims)
         m = self._memo((x,), lambda: self._prior.module.prior_mean(x))
         return self.offset + self.scale * m
 
 
 class MetaKernel(Kernel):
     """The meta-learned covariance of ``prior`` (feature kernel plus task term, frozen) times a
-    fitted factor ``s_meta`` (prior ``LogNormal(0, 1)``: the meta-learned value)."""
+    fitted factor ``s_meta`` (prior ``LogNormal(0, 1)``: the meta-learned value), on the first
+    ``meta_dims`` input columns (None: all)."""
 
     has_lengthscale = False
 
-    def __init__(self, prior: DeepKernelGP) -> None:
+    def __init__(self, prior: DeepKernelGP, meta_dims: int | None = None) -> None:
         super().__init__()
         self._prior = _Frozen(prior)
         self._memo = _LastCall()
+        self.meta_dims = meta_dims
         self.register_parameter("raw_factor", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
         self.register_constraint("raw_factor", Positive())
         self.register_prior(
@@ -166,6 +176,9 @@ class MetaKernel(Kernel):
         self.initialize(raw_factor=self.raw_factor_constraint.inverse_transform(value))
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
+        same = x2 is x1
+        x1 = _meta_part(x1, self.meta_dims)
+        x2 = x1 if same else _meta_part(x2, self.meta_dims)
         return self.factor * self._memo((x1, x2, diag), lambda: self._meta_covariance(x1, x2, diag))
 
     def _meta_covariance(self, x1: Tensor, x2: Tensor, diag: bool) -> Tensor:
@@ -196,18 +209,19 @@ class PriorMeanKernel(Kernel):
 
     has_lengthscale = False
 
-    def __init__(self, prior: DeepKernelGP) -> None:
+    def __init__(self, prior: DeepKernelGP, meta_dims: int | None = None) -> None:
         super().__init__()
         from gpytorch.kernels import MaternKernel
 
         self._prior = _Frozen(prior)
+        self.meta_dims = meta_dims
         self.base = MaternKernel(nu=2.5, lengthscale_prior=LogNormalPrior(0.0, 1.0))
         self.base.lengthscale = 1.0
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
         gp = self._prior.module
-        m1 = gp.prior_mean(x1).unsqueeze(-1)
-        m2 = m1 if x2 is x1 else gp.prior_mean(x2).unsqueeze(-1)
+        m1 = gp.prior_mean(_meta_part(x1, self.meta_dims)).unsqueeze(-1)
+        m2 = m1 if x2 is x1 else gp.prior_mean(_meta_part(x2, self.meta_dims)).unsqueeze(-1)
         return self.base(m1, m2, diag=diag).to_dense() if not diag else self.base(m1, m2, diag=True)
 
 
@@ -218,7 +232,9 @@ class TargetAdaptedGP(SingleTaskGP):
         prior: the zero-shot meta-learned GP of the target (``MetaSurrogate.prior()``), frozen.
         train_X: ``(n, D)`` inputs ``concat[d, z]``, ``n >= 2``.
         values: ``(n,)`` raw observed values (maximised).
-        latent_dims: indices of the latent ``z`` in ``X`` (the target kernel's inputs).
+        target_dims: indices of the target kernel's inputs in ``X``: the latent ``z``, or a one-hot
+            encoding of the architecture appended to ``[d, z]``.
+        meta_dims: the meta-learned parts read ``X[..., :meta_dims]`` (``[d, z]``; None: all of X).
         prior_mean_kernel: add a kernel on the meta-learned prior mean (:class:`PriorMeanKernel`),
             so the target's values may be a nonlinear function of the prior's prediction
             (off by default; see the README's adaptation section for what it did).
@@ -229,8 +245,9 @@ class TargetAdaptedGP(SingleTaskGP):
         prior: DeepKernelGP,
         train_X: Tensor,
         values: Tensor,
-        latent_dims: list[int],
+        target_dims: list[int],
         prior_mean_kernel: bool = False,
+        meta_dims: int | None = None,
     ) -> None:
         values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
         if values.numel() < 2 or train_X.shape[0] != values.numel():
@@ -242,7 +259,7 @@ class TargetAdaptedGP(SingleTaskGP):
             meta_scale = float(prior.covar_module.outputscale)
             meta_noise = float(prior.likelihood.noise)
         target_kernel = get_covar_module_with_dim_scaled_prior(
-            ard_num_dims=len(latent_dims), active_dims=latent_dims, use_rbf_kernel=False
+            ard_num_dims=len(target_dims), active_dims=target_dims, use_rbf_kernel=False
         )
         target_kernel = ScaleKernel(
             target_kernel,
@@ -257,35 +274,37 @@ class TargetAdaptedGP(SingleTaskGP):
         from botorch.settings import validate_input_scaling
 
         with validate_input_scaling(False):  # latents are not scaled to the unit cube, by design
-            self._init_single_task(train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel)
+            self._init_single_task(train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims)
         self.to(DTYPE)
         self.value_map = RankGaussMap(values)
         #: normal scores of the observations (not of the whole task, as the meta model's units)
         self.units = "observation-scores"
 
     @staticmethod
-    def _covar(prior: DeepKernelGP, target_kernel: Kernel, prior_mean_kernel: bool) -> Kernel:
+    def _covar(prior: DeepKernelGP, target_kernel: Kernel, prior_mean_kernel: bool, meta_dims: int | None) -> Kernel:
         """``s_meta k_meta + s_t k_t`` (plus ``s_m k(m(x), m(x'))`` with ``prior_mean_kernel``, its
         scale's prior centred like ``s_t``'s)."""
         if not prior_mean_kernel:
-            return MetaKernel(prior) + target_kernel
+            return MetaKernel(prior, meta_dims) + target_kernel
         with torch.no_grad():
             meta_scale = float(prior.covar_module.outputscale)
         on_mean = ScaleKernel(
-            PriorMeanKernel(prior),
+            PriorMeanKernel(prior, meta_dims),
             outputscale_prior=LogNormalPrior(math.log(meta_scale), 1.0),
             outputscale_constraint=GreaterThan(1e-6),
         )
         on_mean.outputscale = meta_scale
-        return MetaKernel(prior) + target_kernel + on_mean
+        return MetaKernel(prior, meta_dims) + target_kernel + on_mean
 
-    def _init_single_task(self, train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel) -> None:
+    def _init_single_task(
+        self, train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims
+    ) -> None:
         super().__init__(
             train_X.detach().to(DTYPE),
             targets.unsqueeze(-1),
             likelihood=likelihood,
-            covar_module=self._covar(prior, target_kernel, prior_mean_kernel),
-            mean_module=MetaPriorMean(prior),
+            covar_module=self._covar(prior, target_kernel, prior_mean_kernel, meta_dims),
+            mean_module=MetaPriorMean(prior, meta_dims),
             outcome_transform=None,
         )
 
@@ -441,12 +460,17 @@ def fit_target_gp(
     variance_scale: float | None = None,
     tasks=None,
     calibrate: bool = False,
+    extra_dims: int = 0,
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
     inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
     (a ``DeepKernelGP``), else a fitted :class:`TargetAdaptedGP` over that prior (``task_prior_var``,
     ``variance_scale``, ``tasks`` as in ``MetaSurrogate.prior``); ``calibrate``: widen its posterior by
-    the leave-one-out variance factor (:meth:`TargetAdaptedGP.calibrate_variance`)."""
+    the leave-one-out variance factor (:meth:`TargetAdaptedGP.calibrate_variance`).
+
+    ``extra_dims``: 0 for inputs ``X = [d, z]`` (the target kernel reads ``z``); ``e > 0`` for
+    ``X = [d, z, o]`` with ``o`` an ``e``-column architecture encoding (e.g. one-hot) that only the
+    target kernel reads (the meta-learned parts read ``[d, z]``)."""
     prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if X is None or values is None or len(values) < 2:
         return prior
@@ -455,8 +479,16 @@ def fit_target_gp(
     if not torch.isfinite(values).all():
         raise GrabnasError("observed values must be finite numbers; leave failed evaluations out of the surrogate")
     cfg = surrogate.config
+    if X.shape[-1] != cfg.input_dim + extra_dims:
+        raise GrabnasError(
+            f"target-GP inputs have {X.shape[-1]} columns; expected {cfg.input_dim} + {extra_dims} ([d, z] + extra)"
+        )
+    if extra_dims:
+        target_dims, meta_dims = list(range(cfg.input_dim, cfg.input_dim + extra_dims)), cfg.input_dim
+    else:
+        target_dims, meta_dims = list(range(cfg.task_dim, cfg.input_dim)), None
     gp = TargetAdaptedGP(
-        prior, X, values, latent_dims=list(range(cfg.task_dim, cfg.input_dim)), prior_mean_kernel=prior_mean_kernel
+        prior, X, values, target_dims=target_dims, prior_mean_kernel=prior_mean_kernel, meta_dims=meta_dims
     )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     if calibrate:

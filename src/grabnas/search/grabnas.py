@@ -107,6 +107,10 @@ class GraBNASConfig:
             which the target-adapted GP can tell how far to trust the prior mean (observations
             chosen by the prior cluster at its top, where a wrong prior mean is not identified).
         probe_start: the first ask that may be a probe.
+        target_kernel: what the target-adapted GP's own kernel reads: ``latent`` (the graph VAE's
+            z, default) or ``onehot`` (the space's one-hot operation encoding, GP-BO's inputs,
+            appended to each latent; the meta-learned mean and kernel still read z, and the
+            latent ascent moves z only); ``onehot`` needs ``adaptation="target"``.
         local_gate: on a local step, propose the decode only when the acquisition rates it above
             the best global candidate (default), so the search maximises the acquisition over the
             pool and the decodes together; False: a local step proposes its best decode (the
@@ -140,6 +144,7 @@ class GraBNASConfig:
     calibrate: bool = False
     probe_every: int = 0
     probe_start: int = 10
+    target_kernel: str = "latent"
 
     def __post_init__(self) -> None:
         checks = {
@@ -149,10 +154,13 @@ class GraBNASConfig:
             "ascent_target": (self.ascent_target, ("acquisition", "mean")),
             "adaptation": (self.adaptation, ("target", "meta")),
             "init": (self.init, ("thompson", "top")),
+            "target_kernel": (self.target_kernel, ("latent", "onehot")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
+        if self.target_kernel == "onehot" and self.adaptation != "target":
+            raise GrabnasError("GraB-NAS target_kernel=onehot needs adaptation=target")
         for name in ("observation_noise", "local_gate", "prior_mean_kernel", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
@@ -233,8 +241,11 @@ class GraBNAS(Optimizer):
                 pool_latents = _encode_in_chunks(codec, self.pool)
         elif pool_latents.shape[0] != len(self.pool):
             raise GrabnasError(f"pool_latents has {pool_latents.shape[0]} rows for a pool of {len(self.pool)}")
-        #: ``(len(pool), latent_dim)`` latent means of the pool
-        self.z_pool = pool_latents.detach().double()
+        #: columns of the graph VAE's latent in every model input (the rest: a one-hot encoding)
+        self.latent_dim = int(pool_latents.shape[1])
+        #: ``(len(pool), latent_dim [+ onehot_dim])`` latent means of the pool, with the one-hot
+        #: encoding appended for ``target_kernel="onehot"``
+        self.z_pool = self._with_encoding(pool_latents.detach().double(), self.pool)
         self._z_cache: dict[Architecture, Tensor] = {}
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
         self.asks = 0
@@ -263,13 +274,22 @@ class GraBNAS(Optimizer):
         return out
 
     # -- latents ------------------------------------------------------------------------------
+    def _with_encoding(self, z: Tensor, archs: Sequence[Architecture]) -> Tensor:
+        """``(k, latent_dim)`` latents of ``archs``, with their one-hot encoding appended for
+        ``target_kernel="onehot"`` (``(k, latent_dim + onehot_dim)``)."""
+        if self.config.target_kernel != "onehot" or not len(archs):
+            return z
+        onehot = torch.as_tensor(np.stack([self.space.encode_onehot(a) for a in archs]), dtype=torch.float64)
+        return torch.cat([z, onehot], -1)
+
     def latent(self, archs: Sequence[Architecture]) -> Tensor:
-        """``(len(archs), latent_dim)`` latents (pool rows reused, others encoded once)."""
+        """``(len(archs), D)`` model inputs (latents, plus the one-hot encoding with
+        ``target_kernel="onehot"``); pool rows reused, others encoded once."""
         rows = []
         missing = [a for a in archs if a not in self._pool_index and a not in self._z_cache]
         if missing:
             with torch.no_grad():
-                z = _encode_in_chunks(self.codec, missing).double()
+                z = self._with_encoding(_encode_in_chunks(self.codec, missing).double(), missing)
             self._z_cache.update(zip(missing, z))
         for a in archs:
             i = self._pool_index.get(a)
@@ -464,10 +484,11 @@ class GraBNAS(Optimizer):
         z = self.ascend(model, acq, z0)
         log = {"tried": 0, "valid": 0, "outside_pool": False}
         self.local_log.append(log)
+        z = z[:, : self.latent_dim]  # the ascended latent (a one-hot encoding does not move)
         if self.config.local == "knn":
             if cand.size == 0:
                 return None
-            d = torch.cdist(z, self.z_pool[cand]).squeeze(0)
+            d = torch.cdist(z, self.z_pool[cand, : self.latent_dim]).squeeze(0)
             return self.pool[int(cand[int(torch.argmin(d))])]
         with torch.no_grad():
             decodes = list(self.codec.decode_archs(z.float(), mode="greedy"))
@@ -490,7 +511,8 @@ class GraBNAS(Optimizer):
         return best
 
     def ascend(self, model, acq, z0: Tensor) -> Tensor:
-        """Gradient ascent from ``z0`` ``(1, latent_dim)`` on the acquisition (or posterior mean)."""
+        """Gradient ascent from ``z0`` ``(1, D)`` on the acquisition (or posterior mean); only
+        the first ``latent_dim`` columns (the latent) move."""
         from botorch.acquisition import PosteriorMean
 
         target = PosteriorMean(model) if self.config.ascent_target == "mean" else acq
@@ -498,6 +520,7 @@ class GraBNAS(Optimizer):
         for _ in range(self.config.ascent_steps):
             value = target(z.unsqueeze(1)).sum()
             (grad,) = torch.autograd.grad(value, z)
+            grad[:, self.latent_dim :] = 0.0
             norm = grad.norm()
             if not torch.isfinite(norm) or norm == 0:
                 break

@@ -339,6 +339,8 @@ def assemble_grabnas(
         )
     config = GraBNASConfig(**overrides)
     members = [(sur, task_embedding), *ensemble]
+    pool = list(pool) if pool is not None else space.members()
+    extra_dims = len(space.encode_onehot(pool[0])) if config.target_kernel == "onehot" and pool else 0
     latent_surs = [
         MetaLatentSurrogate(
             s,
@@ -347,6 +349,7 @@ def assemble_grabnas(
             seed=seed + i,
             prior_mean_kernel=config.prior_mean_kernel,
             calibrate=config.calibrate,
+            extra_dims=extra_dims,
             **fit_options,
         )
         for i, (s, d) in enumerate(members)
@@ -356,7 +359,6 @@ def assemble_grabnas(
         from grabnas.search.ensemble import EnsembleLatentSurrogate
 
         latent_sur = EnsembleLatentSurrogate(latent_surs)
-    pool = list(pool) if pool is not None else space.members()
     pool_latents = None
     if member_latents is not None:
         pool_latents = member_latents[torch.as_tensor([space.index_of(a) for a in pool], dtype=torch.long)]
