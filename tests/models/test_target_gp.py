@@ -236,3 +236,32 @@ def test_an_extra_encoding_feeds_the_target_kernel_only():
     assert spearmanr(mu.numpy(), np.arange(5))[0] > 0.9
     with pytest.raises(GrabnasError, match="expected 7 \\+ 5"):
         fit_target_gp(sur, X, y, extra_dims=5)
+
+
+def test_an_integrated_out_prior_weight_follows_or_reverses_and_explores_while_open():
+    """``mean_weight="marginal"``: the posterior mean of the weight ``a`` is near +1 for values
+    that follow the prior mean and negative for reversed ones (as the fitted ``a``); with every
+    observation at the prior's top, the predictive variance at the prior's bottom is larger than
+    the fitted-weight model's (the weight is still open there), and it is differentiable in x."""
+    sur = _surrogate()
+    X = _inputs(sur, 240, 1)
+    m = _prior_mean(sur, X)
+    obs = np.arange(40)
+    right = fit_target_gp(sur, X[obs], 3 * m[obs] + 50, seed=0, mean_weight="marginal")
+    wrong = fit_target_gp(sur, X[obs], -3 * m[obs] + 50, seed=0, mean_weight="marginal")
+    assert right.fitted_hyperparameters["mean_scale"] > 0.5
+    assert wrong.fitted_hyperparameters["mean_scale"] < -0.5
+    order = torch.argsort(m, descending=True)
+    top, bottom = order[:12], order[-5:]
+    y = torch.randn(12, generator=torch.Generator().manual_seed(0), dtype=DTYPE)  # no trend within the top
+    var = {}
+    for weight in ("map", "marginal"):
+        gp = fit_target_gp(sur, X[top], y, seed=0, mean_weight=weight)
+        with torch.no_grad():
+            var[weight] = gp.posterior(X[bottom]).variance.reshape(-1)
+    assert bool((var["marginal"] > 2 * var["map"]).all())
+    x = X[bottom[:1]].clone().requires_grad_(True)
+    gp.posterior(x).mean.sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().sum()) > 0
+    with pytest.raises(GrabnasError, match="mean_weight 'fit' is unknown"):
+        fit_target_gp(sur, X[top], y, mean_weight="fit")

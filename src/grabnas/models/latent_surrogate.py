@@ -30,6 +30,8 @@ class MetaLatentSurrogate:
     ``extra_dims``: 0, or the number of architecture-encoding columns (e.g. one-hot) appended to
     each latent: inputs are then ``(..., latent_dim + extra_dims)``, the meta-learned parts read
     the latent and the target-adapted GP's own kernel reads the encoding (needs ``target``).
+    ``mean_weight``: the target-adapted GP's prior-mean weight, fitted (``map``) or integrated out
+    (``marginal``).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class MetaLatentSurrogate:
         prior_mean_kernel: bool = False,
         calibrate: bool = False,
         extra_dims: int = 0,
+        mean_weight: str = "map",
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -48,6 +51,7 @@ class MetaLatentSurrogate:
         if extra_dims and adaptation != "target":
             raise GrabnasError("a target kernel on an architecture encoding needs adaptation=target")
         self.extra_dims = int(extra_dims)
+        self.mean_weight = mean_weight
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
@@ -106,6 +110,7 @@ class MetaLatentSurrogate:
                 prior_mean_kernel=self.prior_mean_kernel,
                 calibrate=self.calibrate,
                 extra_dims=self.extra_dims,
+                mean_weight=self.mean_weight,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):

@@ -121,26 +121,62 @@ class MetaPriorMean(Mean):
     """``c + a * m(x)``: the meta-learned prior mean ``m`` of ``prior`` (frozen), with a fitted
     scale ``a`` (prior ``N(1, 1)``) and offset ``c`` (prior ``N(0, 1)``). ``(..., n, D)`` inputs ->
     ``(..., n)`` means; ``meta_dims``: the meta model reads the first ``meta_dims`` input columns
-    (``[d, z]``; None: all)."""
+    (``[d, z]``; None: all). ``marginal``: ``a = 1, c = 0`` fixed, for a model that integrates
+    them out with :class:`PriorMeanWeightKernel` instead of fitting them."""
 
-    def __init__(self, prior: DeepKernelGP, meta_dims: int | None = None) -> None:
+    def __init__(self, prior: DeepKernelGP, meta_dims: int | None = None, marginal: bool = False) -> None:
         super().__init__()
         self._prior = _Frozen(prior)
         self._memo = _LastCall()
         self.meta_dims = meta_dims
-        self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE)))
-        self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
-        self.register_prior(
-            "scale_prior", NormalPrior(torch.tensor(1.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "scale"
-        )
-        self.register_prior(
-            "offset_prior", NormalPrior(torch.tensor(0.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "offset"
-        )
+        self.marginal = marginal
+        self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE), requires_grad=not marginal))
+        self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE), requires_grad=not marginal))
+        if not marginal:
+            self.register_prior(
+                "scale_prior", NormalPrior(torch.tensor(1.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "scale"
+            )
+            self.register_prior(
+                "offset_prior", NormalPrior(torch.tensor(0.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "offset"
+            )
+
+    def meta_mean(self, x: Tensor) -> Tensor:
+        """``(..., n)`` meta-learned prior mean ``m(x)`` (memoised for repeated inputs)."""
+        x = _meta_part(x, self.meta_dims)
+        return self._memo((x,), lambda: self._prior.module.prior_mean(x))
 
     def forward(self, x: Tensor) -> Tensor:
+        m = self.meta_mean(x)
+        return m if self.marginal else self.offset + self.scale * m
+
+
+class PriorMeanWeightKernel(Kernel):
+    """``m(x) m(x') + 1``: the covariance that the prior mean's weight ``a ~ N(1, 1)`` and offset
+    ``c ~ N(0, 1)`` of ``c + a * m(x)`` add when they are integrated out rather than fitted
+    (explicit basis functions, Rasmussen & Williams 2006, sec. 2.7), with the mean ``m(x)`` itself
+    (``a = 1, c = 0``) as the GP's mean. While the observations leave ``a`` undetermined (all at
+    the prior's top, where ``m`` hardly varies) the predictive variance grows with the distance in
+    ``m`` from them, so an acquisition tries cells the prior ranks differently until the
+    observations pin the weight down; one such observation suffices where the prior is right."""
+
+    has_lengthscale = False
+
+    def __init__(self, prior: DeepKernelGP, meta_dims: int | None = None) -> None:
+        super().__init__()
+        self._prior = _Frozen(prior)
+        self.meta_dims = meta_dims
+        self._memo1, self._memo2 = _LastCall(), _LastCall()
+
+    def _m(self, x: Tensor, memo: _LastCall) -> Tensor:
         x = _meta_part(x, self.meta_dims)
-        m = self._memo((x,), lambda: self._prior.module.prior_mean(x))
-        return self.offset + self.scale * m
+        return memo((x,), lambda: self._prior.module.prior_mean(x))
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
+        m1 = self._m(x1, self._memo1)
+        m2 = m1 if x2 is x1 else self._m(x2, self._memo2)
+        if diag:
+            return m1 * m2 + 1.0
+        return m1.unsqueeze(-1) * m2.unsqueeze(-2) + 1.0
 
 
 class MetaKernel(Kernel):
@@ -235,6 +271,8 @@ class TargetAdaptedGP(SingleTaskGP):
         target_dims: indices of the target kernel's inputs in ``X``: the latent ``z``, or a one-hot
             encoding of the architecture appended to ``[d, z]``.
         meta_dims: the meta-learned parts read ``X[..., :meta_dims]`` (``[d, z]``; None: all of X).
+        mean_weight: ``map`` (the prior mean's weight ``a`` and offset ``c`` fitted, default) or
+            ``marginal`` (integrated out: :class:`PriorMeanWeightKernel`).
         prior_mean_kernel: add a kernel on the meta-learned prior mean (:class:`PriorMeanKernel`),
             so the target's values may be a nonlinear function of the prior's prediction
             (off by default; see the README's adaptation section for what it did).
@@ -248,7 +286,10 @@ class TargetAdaptedGP(SingleTaskGP):
         target_dims: list[int],
         prior_mean_kernel: bool = False,
         meta_dims: int | None = None,
+        mean_weight: str = "map",
     ) -> None:
+        if mean_weight not in ("map", "marginal"):
+            raise GrabnasError(f"mean_weight {mean_weight!r} is unknown; expected map or marginal")
         values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
         if values.numel() < 2 or train_X.shape[0] != values.numel():
             raise GrabnasError(
@@ -274,18 +315,25 @@ class TargetAdaptedGP(SingleTaskGP):
         from botorch.settings import validate_input_scaling
 
         with validate_input_scaling(False):  # latents are not scaled to the unit cube, by design
-            self._init_single_task(train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims)
+            self._init_single_task(
+                train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims, mean_weight
+            )
         self.to(DTYPE)
         self.value_map = RankGaussMap(values)
         #: normal scores of the observations (not of the whole task, as the meta model's units)
         self.units = "observation-scores"
 
     @staticmethod
-    def _covar(prior: DeepKernelGP, target_kernel: Kernel, prior_mean_kernel: bool, meta_dims: int | None) -> Kernel:
+    def _covar(
+        prior: DeepKernelGP, target_kernel: Kernel, prior_mean_kernel: bool, meta_dims: int | None, mean_weight: str
+    ) -> Kernel:
         """``s_meta k_meta + s_t k_t`` (plus ``s_m k(m(x), m(x'))`` with ``prior_mean_kernel``, its
-        scale's prior centred like ``s_t``'s)."""
+        scale's prior centred like ``s_t``'s; plus ``m(x) m(x') + 1`` with ``mean_weight="marginal"``)."""
+        kernel = MetaKernel(prior, meta_dims) + target_kernel
+        if mean_weight == "marginal":
+            kernel = kernel + PriorMeanWeightKernel(prior, meta_dims)
         if not prior_mean_kernel:
-            return MetaKernel(prior, meta_dims) + target_kernel
+            return kernel
         with torch.no_grad():
             meta_scale = float(prior.covar_module.outputscale)
         on_mean = ScaleKernel(
@@ -294,17 +342,17 @@ class TargetAdaptedGP(SingleTaskGP):
             outputscale_constraint=GreaterThan(1e-6),
         )
         on_mean.outputscale = meta_scale
-        return MetaKernel(prior, meta_dims) + target_kernel + on_mean
+        return kernel + on_mean
 
     def _init_single_task(
-        self, train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims
+        self, train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims, mean_weight
     ) -> None:
         super().__init__(
             train_X.detach().to(DTYPE),
             targets.unsqueeze(-1),
             likelihood=likelihood,
-            covar_module=self._covar(prior, target_kernel, prior_mean_kernel, meta_dims),
-            mean_module=MetaPriorMean(prior, meta_dims),
+            covar_module=self._covar(prior, target_kernel, prior_mean_kernel, meta_dims, mean_weight),
+            mean_module=MetaPriorMean(prior, meta_dims, marginal=mean_weight == "marginal"),
             outcome_transform=None,
         )
 
@@ -324,13 +372,19 @@ class TargetAdaptedGP(SingleTaskGP):
 
     @property
     def fitted_hyperparameters(self) -> dict[str, float]:
-        """The fitted mean scale ``a`` and offset ``c``, meta-kernel factor, target-kernel output
-        scale and noise."""
+        """The fitted mean scale ``a`` and offset ``c`` (integrated out: their posterior means
+        ``1 + m^T K^-1 (y - m)`` and ``1^T K^-1 (y - m)``), meta-kernel factor, target-kernel
+        output scale and noise."""
         meta, target = self.covar_module.kernels[:2]
         with torch.no_grad():
+            scale, offset = float(self.mean_module.scale), float(self.mean_module.offset)
+            if self.mean_module.marginal:
+                alpha, _ = loo_terms(self)
+                scale = 1.0 + float(self.mean_module.meta_mean(self.train_inputs[0]) @ alpha)
+                offset = float(alpha.sum())
             return {
-                "mean_scale": float(self.mean_module.scale),
-                "mean_offset": float(self.mean_module.offset),
+                "mean_scale": scale,
+                "mean_offset": offset,
                 "meta_factor": float(meta.factor),
                 "target_scale": float(target.outputscale),
                 "noise": float(self.likelihood.noise),
@@ -461,6 +515,7 @@ def fit_target_gp(
     tasks=None,
     calibrate: bool = False,
     extra_dims: int = 0,
+    mean_weight: str = "map",
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
     inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
@@ -470,7 +525,8 @@ def fit_target_gp(
 
     ``extra_dims``: 0 for inputs ``X = [d, z]`` (the target kernel reads ``z``); ``e > 0`` for
     ``X = [d, z, o]`` with ``o`` an ``e``-column architecture encoding (e.g. one-hot) that only the
-    target kernel reads (the meta-learned parts read ``[d, z]``)."""
+    target kernel reads (the meta-learned parts read ``[d, z]``). ``mean_weight``: see
+    :class:`TargetAdaptedGP`."""
     prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if X is None or values is None or len(values) < 2:
         return prior
@@ -488,7 +544,13 @@ def fit_target_gp(
     else:
         target_dims, meta_dims = list(range(cfg.task_dim, cfg.input_dim)), None
     gp = TargetAdaptedGP(
-        prior, X, values, target_dims=target_dims, prior_mean_kernel=prior_mean_kernel, meta_dims=meta_dims
+        prior,
+        X,
+        values,
+        target_dims=target_dims,
+        prior_mean_kernel=prior_mean_kernel,
+        meta_dims=meta_dims,
+        mean_weight=mean_weight,
     )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     if calibrate:
@@ -496,4 +558,12 @@ def fit_target_gp(
     return gp
 
 
-__all__ = ["MetaKernel", "MetaPriorMean", "PriorMeanKernel", "TargetAdaptedGP", "fit_target_gp", "loo_terms"]
+__all__ = [
+    "MetaKernel",
+    "MetaPriorMean",
+    "PriorMeanKernel",
+    "PriorMeanWeightKernel",
+    "TargetAdaptedGP",
+    "fit_target_gp",
+    "loo_terms",
+]

@@ -111,6 +111,10 @@ class GraBNASConfig:
             z, default) or ``onehot`` (the space's one-hot operation encoding, GP-BO's inputs,
             appended to each latent; the meta-learned mean and kernel still read z, and the
             latent ascent moves z only); ``onehot`` needs ``adaptation="target"``.
+        mean_weight: the target-adapted GP's weight ``a`` and offset ``c`` on the meta-learned prior
+            mean: ``map`` (fitted, default) or ``marginal`` (integrated out, so an acquisition
+            explores cells the prior ranks differently while the observations leave ``a`` open;
+            :class:`grabnas.models.target_gp.PriorMeanWeightKernel`).
         local_gate: on a local step, propose the decode only when the acquisition rates it above
             the best global candidate (default), so the search maximises the acquisition over the
             pool and the decodes together; False: a local step proposes its best decode (the
@@ -145,6 +149,7 @@ class GraBNASConfig:
     probe_every: int = 0
     probe_start: int = 10
     target_kernel: str = "latent"
+    mean_weight: str = "map"
 
     def __post_init__(self) -> None:
         checks = {
@@ -155,6 +160,7 @@ class GraBNASConfig:
             "adaptation": (self.adaptation, ("target", "meta")),
             "init": (self.init, ("thompson", "top")),
             "target_kernel": (self.target_kernel, ("latent", "onehot")),
+            "mean_weight": (self.mean_weight, ("map", "marginal")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:

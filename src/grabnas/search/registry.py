@@ -350,6 +350,7 @@ def assemble_grabnas(
             prior_mean_kernel=config.prior_mean_kernel,
             calibrate=config.calibrate,
             extra_dims=extra_dims,
+            mean_weight=config.mean_weight,
             **fit_options,
         )
         for i, (s, d) in enumerate(members)
