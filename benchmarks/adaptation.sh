@@ -17,6 +17,10 @@
 #              misleads (cora, proteins, pubmed, stress cifar100-top20rev) and NB201 imagenet16;
 #              the surrogate eval with --calibrate loo; then probe_every=5 with 20 seeds on all nine
 #              NAS-Bench-Graph datasets and the cifar100 stress task
+#   kernels    opt-in target-GP variants target_kernel=onehot (the target kernel reads GP-BO's one-hot
+#              encoding) and mean_weight=marginal (the prior mean's weight integrated out), 8 seeds,
+#              on misleading (cora, proteins, pubmed, stress cifar100-top20rev) and well-predicted
+#              tasks (arxiv, citeseer, physics, NB201 imagenet16, cifar100)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +78,16 @@ for part in "${PARTS[@]}"; do
         .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --calibrate loo \
           --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$OUT/adapt-surrogate-$b-calibrate.json" > "$OUT/adapt-surrogate-$b-calibrate.md"
       done ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate or probes" >&2; exit 2 ;;
+    kernels)
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      for v in target_kernel=onehot mean_weight=marginal; do
+        n=${v%%=*}
+        bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,pubmed,arxiv,citeseer,physics \
+          --optimizers "grabnas[$v]" --out "$OUT/kernels-$n-nbg"
+        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+          --optimizers "grabnas[surrogate=nb201-no-cifar100,$v]" --out "$OUT/kernels-$n-stress"
+        bench --seeds 8 --benchmark nb201 --tasks imagenet16,cifar100 --optimizers "grabnas[$v]" --out "$OUT/kernels-$n-nb201"
+      done ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes or kernels" >&2; exit 2 ;;
   esac
 done
