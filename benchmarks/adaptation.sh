@@ -20,7 +20,7 @@
 #   kernels    opt-in target-GP variants target_kernel=onehot (the target kernel reads GP-BO's one-hot
 #              encoding) and mean_weight=marginal (the prior mean's weight integrated out), 8 seeds,
 #              on misleading (cora, proteins, pubmed, stress cifar100-top20rev) and well-predicted
-#              tasks (arxiv, citeseer, physics, NB201 imagenet16, cifar100)
+#              tasks (arxiv, citeseer, physics, NB201 imagenet16, cifar100); marginal on both stress tasks, 20 seeds
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +87,12 @@ for part in "${PARTS[@]}"; do
         bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
           --optimizers "grabnas[surrogate=nb201-no-cifar100,$v]" --out "$OUT/kernels-$n-stress"
         bench --seeds 8 --benchmark nb201 --tasks imagenet16,cifar100 --optimizers "grabnas[$v]" --out "$OUT/kernels-$n-nb201"
-      done ;;
+      done
+      # the integrated-out weight on both stress tasks, 20 seeds (the cifar100 run extends the 8 above)
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+        --optimizers "grabnas[surrogate=nb201-no-cifar100,mean_weight=marginal]" --out "$OUT/kernels-mean_weight-stress"
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+        --optimizers "grabnas[surrogate=nb201-no-imagenet16,mean_weight=marginal]" --out "$OUT/kernels-mean_weight-stress-in16" ;;
     *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes or kernels" >&2; exit 2 ;;
   esac
 done
