@@ -600,7 +600,7 @@ def build_multifidelity_optimizer(
 
 
 def build_nb201_multifidelity(
-    spec: str, bench, task: str, seed: int, cache: dict | None = None
+    spec: str, bench, task: str, seed: int, cache: dict | None = None, log=None
 ) -> MultiFidelityOptimizer:
     """A multi-fidelity optimizer for NB201 ``task`` (fidelities ``12ep`` and ``200ep``): for
     ``grabnas-mf`` the shipped VAE's latents and the shipped surrogate that held the task's
@@ -617,14 +617,16 @@ def build_nb201_multifidelity(
 
     cache = {} if cache is None else cache
     vae, latents = _vae_and_latents(bench, cache)
-    _, (sur,) = _surrogates(bench, task, "auto", cache)
+    _, (sur,) = _surrogates(bench, task, "auto", cache, log)
     member = latents_for(sur, vae, latents)
     pool_latents = member[torch.as_tensor([bench.space.index_of(a) for a in pool], dtype=torch.long)]
     with torch.no_grad():
         embeddings = [sur.task_embedding(None, "12ep"), sur.task_embedding()]
-    return build_multifidelity_optimizer(
+    opt = build_multifidelity_optimizer(
         spec, bench.space, seed, fidelities, pool=pool, surrogate=sur, embeddings=embeddings, pool_latents=pool_latents
     )
+    opt.surrogate_card = sur.card
+    return opt
 
 
 __all__ = [
