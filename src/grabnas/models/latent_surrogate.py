@@ -213,11 +213,13 @@ class MultiFidelityLatentSurrogate:
         with torch.no_grad():
             self.embeddings = [torch.as_tensor(d).detach().to(torch.float64) for d in embeddings]
         self.seed = int(seed)
-        self.fit_options = {
-            k: v
-            for k, v in fit_options.items()
-            if k in ("task_prior_var", "variance_scale", "shared_residual", "cross_factor")
-        }
+        known = ("task_prior_var", "variance_scale", "shared_residual", "cross_factor")
+        unknown = sorted(set(fit_options) - set(known))
+        if unknown:
+            raise GrabnasError(
+                f"unknown multi-fidelity surrogate option {unknown[0]!r}; expected one of {', '.join(known)}"
+            )
+        self.fit_options = dict(fit_options)
         self._warm_start: dict | None = None
         self._last_gp = None
 
