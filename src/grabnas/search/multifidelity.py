@@ -322,6 +322,8 @@ class MultiFidelityConfig:
             over its ``init_candidates`` best members, as GraB-NAS's initial design) or ``top``.
         init_candidates: members the initial draw is over.
         observation_noise: the acquisition scores a new evaluation (noise included).
+        ei_after: target-fidelity observations before the acquisition is LogEI against the best
+            of them; before, it is the posterior mean at the target fidelity.
     """
 
     rule: str = "screen"
@@ -329,6 +331,7 @@ class MultiFidelityConfig:
     init: str = "thompson"
     init_candidates: int = 256
     observation_noise: bool = True
+    ei_after: int = 1
 
     def __post_init__(self) -> None:
         if self.rule not in ("screen", "asha"):
@@ -339,6 +342,8 @@ class MultiFidelityConfig:
             raise GrabnasError(f"grabnas-mf init {self.init!r} is unknown; expected thompson or top")
         if not isinstance(self.observation_noise, bool):
             raise GrabnasError(f"grabnas-mf observation_noise must be true or false, got {self.observation_noise!r}")
+        if isinstance(self.ei_after, bool) or not isinstance(self.ei_after, int) or self.ei_after < 1:
+            raise GrabnasError(f"grabnas-mf ei_after must be an integer >= 1, got {self.ei_after!r}")
         if (
             isinstance(self.init_candidates, bool)
             or not isinstance(self.init_candidates, int)
@@ -419,7 +424,8 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         from grabnas.models.latent_surrogate import _NoisyObservations
 
         best_f = model.best_f
-        if best_f is None:
+        n_target = sum(t.fidelity == self.fidelities.target and v is not None for t, v in self.history.observations)
+        if best_f is None or n_target < self.config.ei_after:
             return PosteriorMean(model)
         return LogExpectedImprovement(
             _NoisyObservations(model) if self.config.observation_noise else model, best_f=float(best_f)
