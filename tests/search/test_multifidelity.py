@@ -84,6 +84,11 @@ def test_specs_and_options():
         ASHARandom(None, [object()], fidelities=FID, eta=1)
     with pytest.raises(GrabnasError, match="increase"):
         Fidelities(("a", "b"), (200, 12))
+    from grabnas.search.multifidelity import MultiFidelityConfig
+
+    for bad in ({"rule": "hyperband"}, {"bar": "x"}, {"ei_after": 0}, {"per_cost": 1}, {"init_candidates": 0}):
+        with pytest.raises(GrabnasError, match="grabnas-mf"):
+            MultiFidelityConfig(**bad)
 
 
 def _tiny_grabnas_mf(space, pool, seed=0, **options):

@@ -324,6 +324,8 @@ class MultiFidelityConfig:
         observation_noise: the acquisition scores a new evaluation (noise included).
         ei_after: target-fidelity observations before the acquisition is LogEI against the best
             of them; before, it is the posterior mean at the target fidelity.
+        per_cost: rank candidates by LogEI minus the log of their target-fidelity training cost
+            (expected improvement per unit cost; needs the optimizer's ``costs``).
     """
 
     rule: str = "screen"
@@ -332,6 +334,7 @@ class MultiFidelityConfig:
     init_candidates: int = 256
     observation_noise: bool = True
     ei_after: int = 1
+    per_cost: bool = False
 
     def __post_init__(self) -> None:
         if self.rule not in ("screen", "asha"):
@@ -340,6 +343,8 @@ class MultiFidelityConfig:
             raise GrabnasError(f"grabnas-mf bar {self.bar!r} is unknown; expected asha, model or none")
         if self.init not in ("thompson", "top"):
             raise GrabnasError(f"grabnas-mf init {self.init!r} is unknown; expected thompson or top")
+        if not isinstance(self.per_cost, bool):
+            raise GrabnasError(f"grabnas-mf per_cost must be true or false, got {self.per_cost!r}")
         if not isinstance(self.observation_noise, bool):
             raise GrabnasError(f"grabnas-mf observation_noise must be true or false, got {self.observation_noise!r}")
         if isinstance(self.ei_after, bool) or not isinstance(self.ei_after, int) or self.ei_after < 1:
@@ -379,11 +384,14 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         fidelities: Fidelities | None = None,
         eta: int = 3,
         config: MultiFidelityConfig | None = None,
+        costs=None,
         **overrides: object,
     ) -> None:
         import torch
 
         super().__init__(space, pool, seed, fidelities, eta)
+        #: ``(len(pool),)`` target-fidelity training costs (for ``per_cost``), or None
+        self.costs = None if costs is None else np.asarray(costs, dtype=np.float64)
         if surrogate.num_fidelities != len(self.fidelities.names):
             raise GrabnasError(
                 f"the surrogate models {surrogate.num_fidelities} fidelities; the search has {len(self.fidelities.names)}"
@@ -491,7 +499,10 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         cand = self._candidates(busy | self.history.tried(target))
         if cand.size == 0:
             return None
-        scores = self._score(self._acquisition(model), self.z_pool[cand]).numpy()
+        acq = self._acquisition(model)
+        scores = self._score(acq, self.z_pool[cand]).numpy()
+        if self.config.per_cost and self.costs is not None and type(acq).__name__ == "LogExpectedImprovement":
+            scores = scores - np.log(self.costs[cand])
         low = set().union(*(self.history.tried(k) for k in range(target)))
         passed = None
         if self.config.bar == "asha":
@@ -572,11 +583,12 @@ def build_multifidelity_optimizer(
     surrogate=None,
     embeddings=None,
     pool_latents=None,
+    costs=None,
 ) -> MultiFidelityOptimizer:
     """The multi-fidelity optimizer ``spec`` (``grabnas-mf[...]``, ``asha-random``,
     ``optuna-tpe-hyperband``; ``eta=K`` for any). ``grabnas-mf`` needs the meta-trained
     ``surrogate``, one task embedding per fidelity (``embeddings``, lowest first) and the pool's
-    latents."""
+    latents (``costs``: the pool's target-fidelity training costs, for ``per_cost``)."""
     name, options = parse_multifidelity_spec(spec)
     eta = int(options.pop("eta", 3))
     if name == "asha-random":
@@ -602,6 +614,7 @@ def build_multifidelity_optimizer(
         fidelities=fidelities,
         eta=eta,
         config=MultiFidelityConfig(**options),
+        costs=costs,
     )
 
 
@@ -628,8 +641,19 @@ def build_nb201_multifidelity(
     pool_latents = member[torch.as_tensor([bench.space.index_of(a) for a in pool], dtype=torch.long)]
     with torch.no_grad():
         embeddings = [sur.task_embedding(None, "12ep"), sur.task_embedding()]
+    from grabnas.train.cost import nb201_training_costs
+
+    all_costs = nb201_training_costs(bench.group(task), 200)
     opt = build_multifidelity_optimizer(
-        spec, bench.space, seed, fidelities, pool=pool, surrogate=sur, embeddings=embeddings, pool_latents=pool_latents
+        spec,
+        bench.space,
+        seed,
+        fidelities,
+        pool=pool,
+        surrogate=sur,
+        embeddings=embeddings,
+        pool_latents=pool_latents,
+        costs=all_costs[[bench.space.index_of(a) for a in pool]],
     )
     opt.surrogate_card = sur.card
     return opt
