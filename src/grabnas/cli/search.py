@@ -475,6 +475,8 @@ def _run_and_report(
     from grabnas.report import write_search_report
     from grabnas.search.loop import run_search
 
+    if args.retry_failed and hasattr(optimizer, "fidelities"):
+        raise GrabnasError("--retry-failed is not supported by the multi-fidelity optimizers yet")
     bar, on_result = _progress(args, f"search {args.task or study.settings().get('dataset')}")
     try:
         outcome = run_search(
