@@ -326,6 +326,10 @@ class MultiFidelityConfig:
             of them; before, it is the posterior mean at the target fidelity.
         per_cost: rank candidates by LogEI minus the log of their target-fidelity training cost
             (expected improvement per unit cost; needs the optimizer's ``costs``).
+        guard: stop screening once the target's own data say the fidelities disagree: from 3
+            cells observed at both fidelities on, when the model's fitted cross-fidelity factor
+            ``rho`` is below its prior median (0.5), every candidate is evaluated at the target
+            fidelity directly (single-fidelity GraB-NAS on the joint model).
     """
 
     rule: str = "screen"
@@ -335,6 +339,7 @@ class MultiFidelityConfig:
     observation_noise: bool = True
     ei_after: int = 1
     per_cost: bool = False
+    guard: bool = False
 
     def __post_init__(self) -> None:
         if self.rule not in ("screen", "asha"):
@@ -343,6 +348,8 @@ class MultiFidelityConfig:
             raise GrabnasError(f"grabnas-mf bar {self.bar!r} is unknown; expected asha, model or none")
         if self.init not in ("thompson", "top"):
             raise GrabnasError(f"grabnas-mf init {self.init!r} is unknown; expected thompson or top")
+        if not isinstance(self.guard, bool):
+            raise GrabnasError(f"grabnas-mf guard must be true or false, got {self.guard!r}")
         if not isinstance(self.per_cost, bool):
             raise GrabnasError(f"grabnas-mf per_cost must be true or false, got {self.per_cost!r}")
         if not isinstance(self.observation_noise, bool):
@@ -504,6 +511,9 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         if self.config.per_cost and self.costs is not None and type(acq).__name__ == "LogExpectedImprovement":
             scores = scores - np.log(self.costs[cand])
         low = set().union(*(self.history.tried(k) for k in range(target)))
+        if self.config.guard and self._fidelities_disagree():
+            self.decisions.append("direct")
+            return self.trial(self.pool[int(cand[int(np.argmax(scores))])], target)
         passed = None
         if self.config.bar == "asha":
             passed = self._passed_bar()
@@ -518,6 +528,14 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
                 self.decisions.append("promote")
                 return self.trial(arch, target)
         return None
+
+    def _fidelities_disagree(self) -> bool:
+        """``guard``: >= 3 cells observed at the lowest and the target fidelity, and the last fit's
+        cross-fidelity factor below 0.5."""
+        pairs = set(self.history.values(0)) & set(self.history.values(self.fidelities.target))
+        gp = getattr(self.surrogate, "_last_gp", None)
+        hp = getattr(gp, "fitted_hyperparameters", None) if len(pairs) >= 3 else None
+        return bool(hp) and hp.get("cross_fidelity_rho", 1.0) < 0.5
 
     def _passed_bar(self, score=None) -> set[Architecture]:
         """Screened architectures in the top ``floor(n / eta)`` of the ``n`` lowest-fidelity
