@@ -86,7 +86,14 @@ def test_specs_and_options():
         Fidelities(("a", "b"), (200, 12))
     from grabnas.search.multifidelity import MultiFidelityConfig
 
-    for bad in ({"rule": "hyperband"}, {"bar": "x"}, {"ei_after": 0}, {"per_cost": 1}, {"guard": "yes"}, {"init_candidates": 0}):
+    for bad in (
+        {"rule": "hyperband"},
+        {"bar": "x"},
+        {"ei_after": 0},
+        {"per_cost": 1},
+        {"guard": "yes"},
+        {"init_candidates": 0},
+    ):
         with pytest.raises(GrabnasError, match="grabnas-mf"):
             MultiFidelityConfig(**bad)
 
