@@ -12,7 +12,7 @@ units of one 200-epoch training of the dataset's mean cell; a 12-epoch evaluatio
         --tasks cifar10,cifar100,imagenet16 --seeds 20 \
         --optimizers grabnas-mf,grabnas,asha-random,optuna-tpe-hyperband --out benchmarks/results/multifidelity
 
-Every finished run is kept as runs/<task>/<optimizer>/<seed>.json: a rerun skips it (resume);
+Every finished run is kept as runs/<task>/<optimizer>/<seed>.json.gz: a rerun skips it (resume);
 --summary-only rewrites summary.md, results.csv.gz and regret_cost.png from those files.
 """
 
@@ -95,8 +95,8 @@ def regret_at(run: dict, c: float) -> float:
 
 def summarise(out: Path, tasks, optimizers, max_cost: float) -> None:
     runs = []
-    for f in sorted((out / "runs").glob("*/*/*.json")):
-        runs.append(json.loads(f.read_text()))
+    for f in sorted((out / "runs").glob("*/*/*.json.gz")):
+        runs.append(json.loads(gzip.decompress(f.read_bytes())))
     lines = [
         "# Multi-fidelity NAS on NB201 (issue 22)",
         "",
@@ -198,14 +198,14 @@ def main() -> None:
         for task in tasks:
             for spec in optimizers:
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    f = out / "runs" / task / spec / f"{seed}.json"
+                    f = out / "runs" / task / spec / f"{seed}.json.gz"
                     if f.exists():
                         continue
                     t0 = time.perf_counter()
                     run = run_one(bench, task, spec, seed, args.max_cost, cache)
                     f.parent.mkdir(parents=True, exist_ok=True)
                     tmp = f.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(run))
+                    tmp.write_bytes(gzip.compress(json.dumps(run).encode(), mtime=0))
                     tmp.replace(f)
                     print(
                         f"{task} {spec} seed {seed}: cost to optimum {run['reached_cost']}, "
