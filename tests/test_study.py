@@ -179,3 +179,15 @@ def test_retry_asks_failed_trials_again_once(tmp_path):
         st.record_tell([again], [1.5], extras=[{"params": 3}])
         assert st.trials("done")[-1].extra == {"retry_of": a, "params": 3}
         assert [e.rng_state for e in st.events()][-2] == "retry"
+
+
+def test_asks_record_extras_and_a_multifidelity_study_reports_its_target_fidelity(tmp_path):
+    from grabnas.study import Study
+
+    with Study.open(tmp_path / "mf.db", {"fidelities": {"names": ["12ep", "200ep"], "epochs": [12, 200]}}) as st:
+        ids = st.record_ask(["a", "b", "a"], None, [{"fidelity": "12ep"}, {"fidelity": "12ep"}, {"fidelity": "200ep"}])
+        st.record_tell(ids, [95.0, 90.0, 80.0], extras=[{"x": 1}, None, None])
+        assert [t.extra.get("fidelity") for t in st.trials()] == ["12ep", "12ep", "200ep"]
+        assert st.trials()[0].extra == {"fidelity": "12ep", "x": 1}
+        assert st.target_fidelity() == "200ep"
+        assert [t.id for t in st.best(2)] == [ids[2]]  # the 12-epoch values do not count

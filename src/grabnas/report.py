@@ -454,7 +454,13 @@ def write_search_report(
     out.mkdir(parents=True, exist_ok=True)
     trials = [t for t in study.trials() if t.status != "asked"]
     study.export_csv(out / "trials.csv")
-    plot_best_so_far([t.value for t in trials], out / "best_so_far.png", title)
+    target = study.target_fidelity() if hasattr(study, "target_fidelity") else None
+    # a multi-fidelity study: the best so far at the target fidelity (other fidelities' values carry it)
+    plot_best_so_far(
+        [t.value if target is None or t.extra.get("fidelity") == target else None for t in trials],
+        out / "best_so_far.png",
+        title,
+    )
     lines = [f"# grabnas search report{': ' + title if title else ''}", ""]
     for note in notes:
         lines += [note, ""]
@@ -495,17 +501,23 @@ def write_search_report(
         lines += ["| trial | architecture | status | value | cost | error |", "|---|---|---|---|---|---|"]
         for t in trials:
             lines.append(
-                f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.cost)} | {_md_escape(' '.join((t.error or '').split()))} |"
+                f"| {t.id} | `{_md_escape(t.arch)}` | {_status(t)} | {fmt(t.value)} | {fmt(t.cost)} | {_md_escape(' '.join((t.error or '').split()))} |"
             )
     else:
         lines += ["| trial | architecture | status | value | test | cost | error |", "|---|---|---|---|---|---|---|"]
         for t in trials:
             lines.append(
-                f"| {t.id} | `{_md_escape(t.arch)}` | {t.status} | {fmt(t.value)} | {fmt(t.test_value)} | {fmt(t.cost)} | {t.error or ''} |"
+                f"| {t.id} | `{_md_escape(t.arch)}` | {_status(t)} | {fmt(t.value)} | {fmt(t.test_value)} | {fmt(t.cost)} | {t.error or ''} |"
             )
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _status(trial) -> str:
+    """A trial's status, with its fidelity in a multi-fidelity study (``done @12ep``)."""
+    fidelity = trial.extra.get("fidelity") if isinstance(trial.extra, dict) else None
+    return f"{trial.status} @{fidelity}" if fidelity else trial.status
 
 
 def _md_escape(text: str) -> str:

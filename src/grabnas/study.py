@@ -221,13 +221,21 @@ class Study:
             self.set_info("optimizer_settings", {**stored, **wanted})
 
     # -- recording ------------------------------------------------------------------------------
-    def record_ask(self, archs: Sequence[str], rng_state: str | None = None) -> list[int]:
-        """Record one ask of ``archs``; returns their trial ids. Atomic."""
+    def record_ask(
+        self, archs: Sequence[str], rng_state: str | None = None, extras: Sequence[dict | None] | None = None
+    ) -> list[int]:
+        """Record one ask of ``archs``; returns their trial ids. ``extras``: per trial, what the
+        ask itself says about it (e.g. the fidelity of a multi-fidelity trial), kept in the trial's
+        ``extra`` (the tell's extra is merged into it). Atomic."""
         now = time.time()
+        extras = extras or [None] * len(archs)
         with self._transaction() as c:
             ids = []
-            for a in archs:
-                cur = c.execute("INSERT INTO trials (arch, status, asked_at) VALUES (?, 'asked', ?)", (a, now))
+            for a, extra in zip(archs, extras):
+                cur = c.execute(
+                    "INSERT INTO trials (arch, status, extra, asked_at) VALUES (?, 'asked', ?, ?)",
+                    (a, json.dumps(extra) if extra else None, now),
+                )
                 ids.append(int(cur.lastrowid))
             c.execute(
                 "INSERT INTO events (kind, trial_ids, rng_state) VALUES ('ask', ?, ?)", (json.dumps(ids), rng_state)
@@ -342,11 +350,23 @@ class Study:
             yield Event(seq, kind, tuple(trial_ids), rng)
 
     def best(self, k: int = 1) -> list[Trial]:
-        """The ``k`` best finished trials (highest value first; ties: the earlier trial)."""
-        rows = self._conn.execute(
-            f"SELECT {self._COLUMNS} FROM trials WHERE status='done' ORDER BY value DESC, id LIMIT ?", (k,)
-        )
-        return [self._trial(r) for r in rows]
+        """The ``k`` best finished trials (highest value first; ties: the earlier trial); in a
+        multi-fidelity study (settings with ``fidelities``) those of the target (last) fidelity."""
+        target = self.target_fidelity()
+        if target is None:
+            rows = self._conn.execute(
+                f"SELECT {self._COLUMNS} FROM trials WHERE status='done' ORDER BY value DESC, id LIMIT ?", (k,)
+            )
+            return [self._trial(r) for r in rows]
+        rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM trials WHERE status='done' ORDER BY value DESC, id")
+        return [t for t in map(self._trial, rows) if t.extra.get("fidelity") == target][:k]
+
+    def target_fidelity(self) -> str | None:
+        """The target fidelity's name of a multi-fidelity study (its settings' ``fidelities``),
+        None for a single-fidelity one."""
+        fidelities = (self.settings() or {}).get("fidelities")
+        names = fidelities.get("names") if isinstance(fidelities, dict) else None
+        return str(names[-1]) if names else None
 
     def export_csv(self, path: str | Path) -> Path:
         """Write every trial as a CSV row (id, arch, status, value, test_value, cost, error, ...),

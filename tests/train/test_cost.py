@@ -78,3 +78,19 @@ def test_whole_space_is_fast_and_memoised():
 def test_bad_settings(kw):
     with pytest.raises(GrabnasError, match="network setting"):
         NetworkSetting(**kw)
+
+
+def test_training_costs_are_flops_times_epochs_in_mean_cell_units():
+    from grabnas.train.cost import nb201_costs, nb201_training_costs, training_costs
+
+    c = training_costs(np.array([1.0, 3.0]), 200)
+    assert np.allclose(c, [0.5, 1.5])  # the mean cell's 200-epoch training costs 1
+    assert np.allclose(training_costs(np.array([1.0, 3.0]), 12), c * 12 / 200)
+    c200, c12 = nb201_training_costs("cifar10", 200), nb201_training_costs("imagenet16", 12)
+    assert c200.shape == (15625,) and abs(c200.mean() - 1) < 1e-12 and abs(c12.mean() - 0.06) < 1e-12
+    flops = nb201_costs()["flops"]
+    assert np.allclose(c200 / c200[0], flops / flops[0])
+    with pytest.raises(GrabnasError):
+        nb201_training_costs("mnist", 12)
+    with pytest.raises(GrabnasError):
+        training_costs(flops, 0)

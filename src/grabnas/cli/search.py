@@ -56,9 +56,19 @@ def add_search_command(sub: argparse._SubParsersAction) -> None:
         default="grabnas",
         help="grabnas (default), grabnas-bo, grabnas-ascent, grabnas-knn, random, rea, local, gpbo, "
         "optuna-tpe, optuna-gp, optuna-random (pip install grabnas[optuna]), "
-        "or transfer-rank (benchmark tasks only)",
+        "transfer-rank (benchmark tasks only), or the multi-fidelity grabnas-mf, asha-random, "
+        "optuna-tpe-hyperband (nb201 tasks or --dataset; see --low-epochs)",
     )
     p.add_argument("--budget", type=positive_int, default=30, help="number of evaluations (default 30)")
+    p.add_argument(
+        "--low-epochs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="multi-fidelity optimizers (grabnas-mf, asha-random, optuna-tpe-hyperband) with --dataset: the low "
+        "fidelity's training epochs (default: a quarter of --epochs, at least 1); on nb201 the fidelities are "
+        "its 12- and 200-epoch columns",
+    )
     add_constraint_args(
         p.add_argument_group(
             "cost constraints (of the network evaluated: the benchmark task's NB201 network, or the one --dataset trains)"
@@ -155,14 +165,27 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _search_dataset(args)
     from grabnas.benchmarks import load_benchmark
     from grabnas.evaluation.lookup import LookupEvaluator
+    from grabnas.search.multifidelity import is_multifidelity
     from grabnas.search.registry import build_optimizer
     from grabnas.seeding import child_seed
     from grabnas.study import Study
 
     benchmark = args.benchmark or "nb201"
+    multifidelity = is_multifidelity(args.optimizer)
+    if multifidelity and (benchmark != "nb201" or args.constraints.active or args.low_epochs):
+        raise GrabnasError(
+            f"{args.optimizer} on a benchmark searches nb201's 12- and 200-epoch columns, without --low-epochs "
+            "or cost constraints; use --benchmark nb201"
+        )
     bench = load_benchmark(benchmark, args.data)
-    evaluate = LookupEvaluator(bench, args.task)
     settings = {"benchmark": benchmark, "task": args.task, "optimizer": args.optimizer, "seed": args.seed}
+    if multifidelity:
+        from grabnas.evaluation.multifidelity import MultiFidelityLookup
+
+        evaluate = MultiFidelityLookup(bench, args.task)
+        settings["fidelities"] = {"names": ["12ep", "200ep"], "epochs": [12, 200]}
+    else:
+        evaluate = LookupEvaluator(bench, args.task)
     constraints, notes, optimum, background = args.constraints, [], None, None
     if constraints.active:
         from grabnas.search.constraints import benchmark_cost_model
@@ -178,14 +201,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     study = _open_existing(args.study, settings)
     try:
         messages: list[str] = []
-        optimizer = build_optimizer(
-            args.optimizer,
-            bench,
-            args.task,
-            child_seed(args.seed, args.task),
-            log=messages.append,
-            constraints=constraints,
-        )
+        if multifidelity:
+            from grabnas.search.multifidelity import build_nb201_multifidelity
+
+            optimizer = build_nb201_multifidelity(
+                args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append
+            )
+        else:
+            optimizer = build_optimizer(
+                args.optimizer,
+                bench,
+                args.task,
+                child_seed(args.seed, args.task),
+                log=messages.append,
+                constraints=constraints,
+            )
         study = study or Study.open(args.study, settings)
         study.check_optimizer_settings(optimizer.settings())  # before any info is overwritten
         card = getattr(optimizer, "surrogate_card", None)
@@ -235,12 +265,35 @@ def _search_dataset(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("ray") is None:  # before any study file exists
             raise GrabnasError("--ray needs ray; install it with pip install 'grabnas[ray]'")
+    from grabnas.search.multifidelity import Fidelities, is_multifidelity
+
+    multifidelity = is_multifidelity(args.optimizer)
+    fidelities = None
+    if multifidelity:
+        low = args.low_epochs or max(1, config.epochs // 4)
+        if low >= config.epochs or args.constraints.active:
+            raise GrabnasError(
+                f"{args.optimizer} needs --low-epochs below --epochs ({low} >= {config.epochs}) and no cost constraints"
+                if low >= config.epochs
+                else f"{args.optimizer} does not take cost constraints"
+            )
+        fidelities = Fidelities((f"{low}ep", f"{config.epochs}ep"), (low, config.epochs))
+    elif args.low_epochs:
+        raise GrabnasError(
+            "--low-epochs applies to the multi-fidelity optimizers (grabnas-mf, asha-random, optuna-tpe-hyperband)"
+        )
     evaluate = TrainingEvaluator(task, config)  # loads and validates the data now
     split = evaluate.split
+    if multifidelity:
+        from grabnas.evaluation.multifidelity import MultiFidelityTraining
+
+        evaluate = MultiFidelityTraining(evaluate)
     surrogate = resolve_surrogate(args.surrogate or "auto") if args.optimizer.startswith("grabnas") else None
     execution = ("device", "num_threads", "eval_batch_size", "seed")  # where and how fast, not what
     recipe = {k: v for k, v in config.to_dict().items() if k not in execution}
     settings = {"dataset": task.name, "optimizer": args.optimizer, "seed": args.seed, "surrogate": surrogate, **recipe}
+    if fidelities is not None:
+        settings["fidelities"] = fidelities.to_dict()
     constraints, constraint_notes = args.constraints, []
     if constraints.active:
         from grabnas.search.dataset import dataset_cost_model
@@ -262,9 +315,16 @@ def _search_dataset(args: argparse.Namespace) -> int:
     if study is not None:
         _check_data_fingerprint(study, fingerprint, task.name)
     try:
-        optimizer = build_dataset_optimizer(
-            args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto", constraints=constraints
-        )
+        if fidelities is not None:
+            from grabnas.search.dataset import build_dataset_multifidelity
+
+            optimizer = build_dataset_multifidelity(
+                args.optimizer, split, child_seed(args.seed, task.name), fidelities, surrogate or "auto"
+            )
+        else:
+            optimizer = build_dataset_optimizer(
+                args.optimizer, split, child_seed(args.seed, task.name), surrogate or "auto", constraints=constraints
+            )
         # the executor first: a Ray cluster that cannot be joined leaves no study file behind
         with executor_from_args(args, workers=args.workers or 1) as executor:
             study = study or Study.open(args.study, settings)
@@ -415,6 +475,8 @@ def _run_and_report(
     from grabnas.report import write_search_report
     from grabnas.search.loop import run_search
 
+    if args.retry_failed and hasattr(optimizer, "fidelities"):
+        raise GrabnasError("--retry-failed is not supported by the multi-fidelity optimizers yet")
     bar, on_result = _progress(args, f"search {args.task or study.settings().get('dataset')}")
     try:
         outcome = run_search(

@@ -190,3 +190,108 @@ class _NoisyObservations(Model):
 
     def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
         return self.model.posterior(X, observation_noise=True, posterior_transform=posterior_transform, **kwargs)
+
+
+class MultiFidelityLatentSurrogate:
+    """The meta-trained surrogate conditioned on observations at several fidelities, in latent
+    coordinates (multi-fidelity GraB-NAS, :mod:`grabnas.search.multifidelity`).
+
+    ``embeddings``: one ``(task_dim,)`` task embedding per fidelity, lowest first, the target
+    fidelity last (for NB201: ``surrogate.task_embedding(None, "12ep")`` and
+    ``surrogate.task_embedding()``): the surrogate's learned fidelity offsets. :meth:`fit` returns a
+    BoTorch model of the *target* fidelity whose inputs are latents ``(..., q, latent_dim)``;
+    :meth:`at` gives the same model at another fidelity. Each fit is the target-adapted GP of all
+    fidelities (:func:`grabnas.models.target_gp.fit_multifidelity_gp`), warm-started from the
+    previous one and seeded from ``seed`` and the number of observations (a replay refits the same).
+    """
+
+    def __init__(self, surrogate, embeddings, seed: int = 0, **fit_options: object) -> None:
+        if len(embeddings) < 2:
+            raise GrabnasError(f"a multi-fidelity surrogate needs >= 2 fidelities, got {len(embeddings)}")
+        self.surrogate = surrogate
+        surrogate.feature_map.enable_cache()
+        with torch.no_grad():
+            self.embeddings = [torch.as_tensor(d).detach().to(torch.float64) for d in embeddings]
+        self.seed = int(seed)
+        known = ("task_prior_var", "variance_scale", "shared_residual", "cross_factor")
+        unknown = sorted(set(fit_options) - set(known))
+        if unknown:
+            raise GrabnasError(
+                f"unknown multi-fidelity surrogate option {unknown[0]!r}; expected one of {', '.join(known)}"
+            )
+        self.fit_options = dict(fit_options)
+        self._warm_start: dict | None = None
+        self._last_gp = None
+
+    @property
+    def num_fidelities(self) -> int:
+        return len(self.embeddings)
+
+    def fingerprint(self) -> str:
+        return module_fingerprint(self.surrogate)
+
+    def inputs(self, z: Tensor, fidelity: Tensor | int) -> Tensor:
+        """``(..., input_dim + 1)`` inputs ``[d_f, z, f]`` of ``(..., latent_dim)`` latents at
+        ``fidelity`` (an index, or a tensor of indices shaped like ``z[..., 0]``)."""
+        z = z.to(torch.float64)
+        f = torch.as_tensor(fidelity, dtype=torch.long).expand(z.shape[:-1])
+        d = torch.stack(self.embeddings)[f]
+        return torch.cat([d, z, f.unsqueeze(-1).to(torch.float64)], -1)
+
+    def fit(self, z: Tensor, fidelity: Tensor, y: Tensor) -> _FidelityModel:
+        from grabnas.models.target_gp import fit_multifidelity_gp
+
+        n = len(y)
+        X = self.inputs(z, fidelity) if n else None
+        gp = fit_multifidelity_gp(
+            self.surrogate,
+            X,
+            y if n else None,
+            fidelity if n else None,
+            self.num_fidelities,
+            seed=self.seed * 1_000_003 + n,
+            warm_start=self._warm_start,
+            **self.fit_options,
+        )
+        if hasattr(gp, "fit_state"):
+            self._warm_start = gp.fit_state()
+        self._last_gp = gp
+        return _FidelityModel(gp, self, self.num_fidelities - 1)
+
+
+class _FidelityModel(Model):
+    """A multi-fidelity surrogate GP at one fidelity: inputs are latents ``(..., q, latent_dim)``."""
+
+    _num_outputs = 1
+
+    def __init__(self, gp, latent: MultiFidelityLatentSurrogate, fidelity: int) -> None:
+        super().__init__()
+        from grabnas.models.target_gp import MultiFidelityTargetGP
+
+        self.gp = gp
+        self._latent = latent
+        self.fidelity = int(fidelity)
+        self._prior_only = not isinstance(gp, MultiFidelityTargetGP)
+
+    def at(self, fidelity: int) -> _FidelityModel:
+        return _FidelityModel(self.gp, self._latent, fidelity)
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size()
+
+    @property
+    def best_f(self) -> Tensor | None:
+        """The best observation of the target fidelity in the GP's units; None for the prior or
+        before the target fidelity has an observation."""
+        return None if self._prior_only else self.gp.best_f
+
+    def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
+        X = self._latent.inputs(X, self.fidelity)
+        if self._prior_only:
+            X = X[..., :-1]
+        return self.gp.posterior(X, observation_noise=observation_noise, posterior_transform=posterior_transform)

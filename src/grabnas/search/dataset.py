@@ -49,8 +49,9 @@ def resolve_surrogate(name: str = DEFAULT_SURROGATE) -> str:
     return found
 
 
-def task_embedding(surrogate, split: DatasetSplit, extractor: str | None = None):
-    """``(task_dim,)`` embedding of a task for ``surrogate`` from the train split of ``split``.
+def task_embedding(surrogate, split: DatasetSplit, extractor: str | None = None, fidelity: str | None = None):
+    """``(task_dim,)`` embedding of a task for ``surrogate`` from the train split of ``split``, at
+    ``fidelity`` (a low-fidelity label the surrogate learned an offset for, e.g. ``12ep``; None: the main one).
 
     Mirrors meta-training: ``instances_per_class`` images per class with the card's seed, features
     from the card's extractor (default ``digits-cnn``), sample 0 of the draws. A surrogate without
@@ -62,7 +63,7 @@ def task_embedding(surrogate, split: DatasetSplit, extractor: str | None = None)
     from grabnas.models.feature_extractor import load_feature_extractor
 
     if not surrogate.task_encoder.has_dataset_encoder:
-        return surrogate.task_embedding(None, None).detach()
+        return surrogate.task_embedding(None, fidelity).detach()
     tc = surrogate.card.get("train_config", {})
     k = int(tc.get("instances_per_class", 20))
     seed = int(tc.get("seed", 0))
@@ -74,7 +75,7 @@ def task_embedding(surrogate, split: DatasetSplit, extractor: str | None = None)
         )
     feats = dataset_instance_features(split.train, fx, k, 1, seed)[0]
     with torch.no_grad():
-        return surrogate.task_embedding(feats, None).detach()
+        return surrogate.task_embedding(feats, fidelity).detach()
 
 
 def build_dataset_optimizer(
@@ -168,8 +169,45 @@ def build_grabnas_for_dataset(
     return opt
 
 
+def build_dataset_multifidelity(
+    spec: str, split: DatasetSplit, seed: int, fidelities, surrogate: str = DEFAULT_SURROGATE
+):
+    """A multi-fidelity optimizer (:mod:`grabnas.search.multifidelity`) over the whole NB201 space
+    for a task with data ``split``. ``grabnas-mf`` gets the shipped VAE and the ``surrogate``
+    checkpoint (default ``nb201-all``) with two task embeddings of the train split: at the
+    surrogate's low fidelity (its ``12ep`` offset, what its meta-training saw of short trainings)
+    for every fidelity below the target, and the main one for the target."""
+    import torch
+
+    from grabnas.meta.checkpoints import load_checkpoint, load_surrogate, surrogate_vae
+    from grabnas.search.grabnas import _encode_in_chunks
+    from grabnas.search.multifidelity import build_multifidelity_optimizer, parse_multifidelity_spec
+    from grabnas.spaces import get_space
+
+    space = get_space(SPACE)
+    if parse_multifidelity_spec(spec)[0] != "grabnas-mf":
+        return build_multifidelity_optimizer(spec, space, seed, fidelities)
+    name = resolve_surrogate(surrogate)
+    sur = load_surrogate(name)
+    low = sur.config.fidelities[0] if sur.config.fidelities else None
+    if low is None:
+        raise GrabnasError(f"surrogate {name!r} learned no low fidelity; grabnas-mf needs one (e.g. nb201-all's 12ep)")
+    vae = load_checkpoint(sur.card.get("vae", {}).get("checkpoint", SPACE), space=space)
+    pool = space.members()
+    with torch.no_grad():
+        pool_latents = _encode_in_chunks(surrogate_vae(sur, vae), pool)
+    high = task_embedding(sur, split)
+    embeddings = [task_embedding(sur, split, fidelity=low)] * (len(fidelities.names) - 1) + [high]
+    opt = build_multifidelity_optimizer(
+        spec, space, seed, fidelities, pool=pool, surrogate=sur, embeddings=embeddings, pool_latents=pool_latents
+    )
+    opt.surrogate_card, opt.surrogate_name = sur.card, name
+    return opt
+
+
 __all__ = [
     "DEFAULT_SURROGATE",
+    "build_dataset_multifidelity",
     "build_dataset_optimizer",
     "build_grabnas_for_dataset",
     "dataset_cost_model",

@@ -32,6 +32,9 @@ class RecordedTrial(Protocol):
     @property
     def value(self) -> float | None: ...
 
+    @property
+    def extra(self) -> dict: ...
+
 
 class RecordedEvent(Protocol):
     """One ask or tell as a study stores it (see :class:`grabnas.study.Event`)."""
@@ -63,7 +66,9 @@ class Study(Protocol):
 
     def events(self) -> Iterable[RecordedEvent]: ...
 
-    def record_ask(self, archs: Sequence[str], rng_state: str | None = None) -> list[int]: ...
+    def record_ask(
+        self, archs: Sequence[str], rng_state: str | None = None, extras: Sequence[dict | None] | None = None
+    ) -> list[int]: ...
 
     def record_tell(self, trial_ids, values, test_values, costs, errors, extras) -> None: ...
 
@@ -106,7 +111,12 @@ def replay(optimizer: Optimizer, study: Study) -> int:
         if ev.kind == "ask":
             archs = optimizer.ask(len(recorded))
             got = [str(a) for a in archs]
-            if got != [t.arch for t in recorded] or (ev.rng_state and rng_fingerprint(optimizer) != ev.rng_state):
+            fidelities = [_ask_extra(a).get("fidelity") for a in archs]
+            if (
+                got != [t.arch for t in recorded]
+                or fidelities != [t.extra.get("fidelity") for t in recorded]
+                or (ev.rng_state and rng_fingerprint(optimizer) != ev.rng_state)
+            ):
                 raise GrabnasError(
                     f"resuming {study.path} diverged at trial {recorded[0].id}: the optimizer now asks {got[:1]} "
                     f"where the study recorded {[t.arch for t in recorded][:1]}; resume with the same grabnas "
@@ -117,6 +127,12 @@ def replay(optimizer: Optimizer, study: Study) -> int:
             optimizer.tell(archs, [t.value for t in recorded])
             told += len(recorded)
     return told
+
+
+def _ask_extra(asked: object) -> dict:
+    """What an ask says about its trial beyond the architecture: a multi-fidelity trial's fidelity
+    (:class:`grabnas.search.multifidelity.FidelityTrial`); empty for an architecture."""
+    return dict(getattr(asked, "extra", None) or {})
 
 
 def _parse(optimizer: Optimizer, text: str):
@@ -203,7 +219,10 @@ def run_search(
             if free > 0:
                 archs = optimizer.ask(free)
                 if archs:
-                    ids = study.record_ask([str(a) for a in archs], rng_fingerprint(optimizer))
+                    extras = [_ask_extra(a) for a in archs]
+                    ids = study.record_ask(
+                        [str(a) for a in archs], rng_fingerprint(optimizer), extras if any(extras) else None
+                    )
                     for tid, a in zip(ids, archs):
                         submit(tid, a)
             if not in_flight:

@@ -134,4 +134,42 @@ def cell_costs(ops, setting: NetworkSetting | None = None) -> tuple[int, int]:
     return int(p_base + p_op[idx].sum()), int(f_base + f_op[idx].sum())
 
 
-__all__ = ["NB201_NETWORKS", "NetworkSetting", "cell_costs", "nb201_costs", "op_costs", "skeleton_costs"]
+#: the epochs of the reference training that :func:`training_costs` counts in (NB201's 200-epoch recipe)
+REFERENCE_EPOCHS = 200
+
+
+def training_costs(flops: np.ndarray, epochs: float, reference_epochs: float = REFERENCE_EPOCHS) -> np.ndarray:
+    """Training cost of networks of ``flops`` (any unit) trained for ``epochs``, in units of one
+    ``reference_epochs`` training of the network of mean FLOPs among ``flops``.
+
+    The cost model of multi-fidelity search (:mod:`grabnas.search.multifidelity`): training time
+    proportional to FLOPs x epochs (the same data, batch size and schedule length per epoch, so
+    the work of one epoch is proportional to the forward-backward multiply-accumulates of one
+    image). NAS-Bench-201's tables give measured times for only some runs; the FLOPs are exact for
+    every cell (:func:`nb201_costs`)."""
+    flops = np.asarray(flops, dtype=np.float64)
+    if epochs <= 0 or reference_epochs <= 0:
+        raise GrabnasError(f"training epochs must be > 0, got {epochs} and {reference_epochs}")
+    return flops * float(epochs) / (float(flops.mean()) * float(reference_epochs))
+
+
+def nb201_training_costs(group: str, epochs: float) -> np.ndarray:
+    """``(15,625,)`` :func:`training_costs` of every NB201 cell trained ``epochs`` epochs on the
+    network of NB201 dataset ``group`` (``cifar10``, ``cifar100``, ``imagenet16``), in units of one
+    200-epoch training of that dataset's mean cell."""
+    if group not in NB201_NETWORKS:
+        raise GrabnasError(f"no NB201 network for {group!r}; expected one of {', '.join(NB201_NETWORKS)}")
+    return training_costs(nb201_costs(NB201_NETWORKS[group])["flops"], epochs)
+
+
+__all__ = [
+    "NB201_NETWORKS",
+    "REFERENCE_EPOCHS",
+    "NetworkSetting",
+    "cell_costs",
+    "nb201_costs",
+    "nb201_training_costs",
+    "op_costs",
+    "skeleton_costs",
+    "training_costs",
+]

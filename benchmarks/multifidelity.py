@@ -1,0 +1,219 @@
+"""Multi-fidelity NAS on NB201 (issue 22): regret vs training cost, and the cost to reach each
+dataset's 200-epoch optimum, for multi-fidelity GraB-NAS, single-fidelity GraB-NAS and the
+Hyperband/BOHB-style baselines.
+
+Cost model (grabnas.train.cost.training_costs): training time proportional to FLOPs x epochs, in
+units of one 200-epoch training of the dataset's mean cell; a 12-epoch evaluation of a cell costs
+12/200 of its 200-epoch one; a promotion to 200 epochs trains from scratch. Regret at cost c: the
+200-epoch optimum minus the best 200-epoch value evaluated by then. A run stops at the optimum
+(its regret stays 0) or at --max-cost.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/multifidelity.py \
+        --tasks cifar10,cifar100,imagenet16 --seeds 20 \
+        --optimizers grabnas-mf,grabnas,asha-random,optuna-tpe-hyperband --out benchmarks/results/multifidelity
+
+Every finished run is kept as runs/<task>/<optimizer>/<seed>.json.gz: a rerun skips it (resume);
+--summary-only rewrites summary.md, results.csv.gz and regret_cost.png from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+COST_MARKS = (2.5, 5.0, 10.0, 25.0, 50.0)
+
+
+def run_one(bench, task: str, spec: str, seed: int, max_cost: float, cache: dict, max_asks: int = 1000) -> dict:
+    from grabnas.evaluation.multifidelity import MultiFidelityLookup
+    from grabnas.search.multifidelity import build_nb201_multifidelity, is_multifidelity
+    from grabnas.search.registry import build_optimizer
+
+    ev = MultiFidelityLookup(bench, task)
+    optimum = bench.optimum(task)
+    mf = is_multifidelity(spec)
+    opt = (
+        build_nb201_multifidelity(spec, bench, task, seed, cache)
+        if mf
+        else build_optimizer(spec, bench, task, seed, cache=cache)
+    )
+    steps, cost, best, ask_seconds = [], 0.0, -np.inf, []
+    reached = None
+    for _ in range(max_asks):
+        t0 = time.perf_counter()
+        asked = opt.ask(1)
+        ask_seconds.append(time.perf_counter() - t0)
+        if not asked:
+            break
+        trial = asked[0]
+        result = ev(trial)
+        t1 = time.perf_counter()
+        opt.tell([trial], [result.value])
+        ask_seconds[-1] += time.perf_counter() - t1
+        fidelity = getattr(trial, "name", "200ep")
+        cost += result.cost
+        if fidelity == "200ep" and result.value is not None:
+            best = max(best, result.value)
+        steps.append(
+            {"arch": str(trial), "fidelity": fidelity, "value": result.value, "cost": round(cost, 6), "best": best}
+        )
+        if best >= optimum - 1e-9 and reached is None:
+            reached = cost
+            break
+        if cost >= max_cost:
+            break
+    return {
+        "task": task,
+        "optimizer": spec,
+        "seed": seed,
+        "optimum": optimum,
+        "reached_cost": reached,
+        "steps": steps,
+        "evals_200": sum(s["fidelity"] == "200ep" for s in steps),
+        "evals_12": sum(s["fidelity"] == "12ep" for s in steps),
+        "s_per_iter": float(np.mean(ask_seconds)) if ask_seconds else 0.0,
+        "max_cost": max_cost,
+    }
+
+
+def regret_at(run: dict, c: float) -> float:
+    """Regret (percentage points) after spending cost ``c``."""
+    best = -np.inf
+    for s in run["steps"]:
+        if s["cost"] > c + 1e-12:
+            break
+        best = s["best"]
+    if run["reached_cost"] is not None and run["reached_cost"] <= c:
+        return 0.0
+    return float(run["optimum"] - best) if np.isfinite(best) else float("nan")
+
+
+def summarise(out: Path, tasks, optimizers, max_cost: float) -> None:
+    runs = []
+    for f in sorted((out / "runs").glob("*/*/*.json.gz")):
+        runs.append(json.loads(gzip.decompress(f.read_bytes())))
+    lines = [
+        "# Multi-fidelity NAS on NB201 (issue 22)",
+        "",
+        "Cost unit: one 200-epoch training of the dataset's mean cell (training time = FLOPs x epochs).",
+        "Cost to optimum: cumulative cost when the 200-epoch optimum has been evaluated at 200 epochs;",
+        f"median over seeds [25th-75th percentile], '> {max_cost:g}' where a run stopped at --max-cost first.",
+        "Ratio: median cost to optimum over single-fidelity GraB-NAS's (grabnas) on the same seeds.",
+        "Regret@c: 200-epoch optimum minus the best 200-epoch value evaluated within cost c, mean over the",
+        "seeds that had a 200-epoch evaluation by then ('-': none had).",
+        "",
+    ]
+    rows_csv = ["optimizer,task,seed,step,fidelity,arch,value,cost,best"]
+    curves = {}
+    for task in tasks:
+        lines += [
+            f"## {task}",
+            "",
+            "| optimizer | seeds | reached | median cost to optimum | ratio to grabnas | 200-ep evals | 12-ep evals | "
+            + " | ".join(f"regret@{c:g}" for c in COST_MARKS)
+            + " | s/iter |",
+            "|---|---|---|---|---|---|---|" + "---|" * len(COST_MARKS) + "---|",
+        ]
+        sf = [r["reached_cost"] for r in runs if r["task"] == task and r["optimizer"] == "grabnas"]
+        base = float(np.median([c if c is not None else np.inf for c in sf])) if sf else None
+        for spec in optimizers:
+            rs = [r for r in runs if r["task"] == task and r["optimizer"] == spec]
+            if not rs:
+                continue
+            costs = np.array([r["reached_cost"] if r["reached_cost"] is not None else np.inf for r in rs])
+            med = float(np.median(costs))
+            q1, q3 = np.percentile(costs, [25, 75]) if np.isfinite(costs).any() else (np.inf, np.inf)
+            fmt = lambda x: f"{x:.2f}" if np.isfinite(x) else f"> {max_cost:g}"  # noqa: E731
+            ratio = f"{med / base:.2f}" if base and np.isfinite(med) and np.isfinite(base) else "-"
+            regrets = []
+            for c in COST_MARKS:
+                v = np.array([regret_at(r, c) for r in rs])
+                regrets.append(f"{np.nanmean(v):.3f}" if np.isfinite(v).any() else "-")
+            lines.append(
+                f"| {spec} | {len(rs)} | {int(np.isfinite(costs).sum())}/{len(rs)} | {fmt(med)} [{fmt(q1)}-{fmt(q3)}] | {ratio} | "
+                f"{np.median([r['evals_200'] for r in rs]):.0f} | {np.median([r['evals_12'] for r in rs]):.0f} | "
+                + " | ".join(regrets)
+                + f" | {np.mean([r['s_per_iter'] for r in rs]):.3f} |"
+            )
+            grid = np.linspace(0, max_cost, 201)
+            curves[(task, spec)] = (grid, np.array([[regret_at(r, c) for c in grid] for r in rs]))
+            for r in rs:
+                for i, s in enumerate(r["steps"], 1):
+                    rows_csv.append(
+                        f"{spec},{task},{r['seed']},{i},{s['fidelity']},{s['arch']},{s['value']},{s['cost']},{s['best']}"
+                    )
+        lines.append("")
+    (out / "summary.md").write_text("\n".join(lines))
+    with gzip.open(out / "results.csv.gz", "wt") as f:
+        f.write("\n".join(rows_csv) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            for spec in optimizers:
+                if (task, spec) not in curves:
+                    continue
+                grid, R = curves[(task, spec)]
+                with np.errstate(all="ignore"):
+                    med = np.nanmedian(R, axis=0)
+                ax.plot(grid, med, label=spec)
+            ax.set_title(f"NB201 {task}")
+            ax.set_xlabel("training cost (200-epoch trainings of a mean cell)")
+            ax.set_ylabel("median regret (%)")
+            ax.set_xscale("symlog", linthresh=1)
+            ax.set_yscale("symlog", linthresh=0.1)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "regret_cost.png", dpi=120)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="cifar10,cifar100,imagenet16")
+    p.add_argument("--optimizers", default="grabnas-mf,grabnas,asha-random,optuna-tpe-hyperband")
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--max-cost", type=float, default=50.0)
+    p.add_argument("--out", default="benchmarks/results/multifidelity")
+    p.add_argument("--summary-only", action="store_true")
+    args = p.parse_args()
+    tasks, optimizers = args.tasks.split(","), args.optimizers.split(",")
+    out = Path(args.out)
+    if not args.summary_only:
+        from grabnas.benchmarks import load_benchmark
+
+        bench = load_benchmark("nb201")
+        cache: dict = {}
+        for task in tasks:
+            for spec in optimizers:
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    f = out / "runs" / task / spec / f"{seed}.json.gz"
+                    if f.exists():
+                        continue
+                    t0 = time.perf_counter()
+                    run = run_one(bench, task, spec, seed, args.max_cost, cache)
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = f.with_suffix(".tmp")
+                    tmp.write_bytes(gzip.compress(json.dumps(run).encode(), mtime=0))
+                    tmp.replace(f)
+                    print(
+                        f"{task} {spec} seed {seed}: cost to optimum {run['reached_cost']}, "
+                        f"{run['evals_200']} x 200ep + {run['evals_12']} x 12ep, {time.perf_counter() - t0:.1f} s",
+                        flush=True,
+                    )
+    summarise(out, tasks, optimizers, args.max_cost)
+
+
+if __name__ == "__main__":
+    main()
