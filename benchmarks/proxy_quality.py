@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--summary-out", default=None, help="summary JSON (default: --out with .summary.json)")
     args = ap.parse_args()
     space = get_space("nb201")
     members = space.members()
@@ -110,7 +111,8 @@ def main() -> None:
             f"| {rc} | {t['tau_seeds']} | {t['tau_seeds_top_half']} | {t['sd_between_cells']} | {t['sd_seed_to_seed']} | {t['signal_to_noise']} | "
             f"{t['share_under_2x_chance']:.1%} | {t['tau_with_longest']} | {t['median_seconds']} |"
         )
-    out.with_suffix(".summary.json").write_text(
+    summary_out = Path(args.summary_out) if args.summary_out else out.with_suffix(".summary.json")
+    summary_out.write_text(
         json.dumps({"dataset": args.dataset, "cells": len(cells), "recipes": table}, indent=2)
     )
 

@@ -86,7 +86,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise GrabnasError(f"--max-classes {args.max_classes} is below --min-classes {args.min_classes}")
     sizes = dict(args.image_size)
     tasks = [TaskSpec.parse(t) for t in args.task]
-    tasks = [TaskSpec(t.dataset, t.classes, t.seed, image_size=t.image_size or sizes.get(t.dataset)) for t in tasks]
+    tasks = [t.with_image_size(t.image_size or sizes.get(t.dataset)) for t in tasks]
     if args.tasks:
         tasks += class_subset_tasks(
             list(args.datasets), args.tasks, args.seed, args.min_classes, args.max_classes, sizes

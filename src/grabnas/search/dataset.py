@@ -27,13 +27,14 @@ DEFAULT_SURROGATE = "auto"
 def dataset_task(spec: str, image_size: int | None = None) -> TaskSpec:
     """The task of a ``--dataset`` spec: a task name (``mnist-subset[0,3,7]@12``, ``...~14px``)
     or a dataset spec (``digits``, ``npz:PATH``, ``folder:PATH``, ...; all classes, split seed 0),
-    resized to ``image_size`` when given. The data are loaded and validated later, by the evaluator."""
+    either with task modifiers (``digits~noise0.3``, ``digits~train20``; see
+    :mod:`grabnas.data.corruptions`), resized to ``image_size`` when given. The data are loaded and validated later, by the evaluator."""
     try:
         task = TaskSpec.parse(spec)
     except GrabnasError:
         task = TaskSpec(spec)
     if image_size is not None:
-        task = TaskSpec(task.dataset, task.classes, task.seed, task.val_fraction, task.test_fraction, int(image_size))
+        task = task.with_image_size(int(image_size))
     return task
 
 
