@@ -40,7 +40,15 @@ def _train(job: tuple) -> dict:
     dataset, recipe, seed, arch = job
     evaluator = TrainingEvaluator(dataset_task(dataset), _recipe(recipe).with_seed(seed), seed_per_arch=False)
     result = evaluator(arch)
-    return {"recipe": recipe, "seed": seed, "arch": arch, "val": result.val_acc, "seconds": result.train_seconds}
+    return {
+        "recipe": recipe,
+        "seed": seed,
+        "arch": arch,
+        "val": result.val_acc,
+        "test": result.test_acc,
+        "status": result.status,
+        "seconds": result.train_seconds,
+    }
 
 
 def main() -> None:
@@ -112,9 +120,7 @@ def main() -> None:
             f"{t['share_under_2x_chance']:.1%} | {t['tau_with_longest']} | {t['median_seconds']} |"
         )
     summary_out = Path(args.summary_out) if args.summary_out else out.with_suffix(".summary.json")
-    summary_out.write_text(
-        json.dumps({"dataset": args.dataset, "cells": len(cells), "recipes": table}, indent=2)
-    )
+    summary_out.write_text(json.dumps({"dataset": args.dataset, "cells": len(cells), "recipes": table}, indent=2))
 
 
 if __name__ == "__main__":
