@@ -6,7 +6,9 @@ val, test, seconds) and writes, next to the shipped NB201 table:
 * ``groundtruth-images.csv`` — a ``--benchmark csv:`` table: one row per cell, per task the
   validation accuracy averaged over the training seeds (``TASK``) and the test accuracy likewise
   (``TASK:test``, where recorded), and ``cost`` (mean training seconds of the cell);
-* ``groundtruth-images-seeds.csv`` — every training (task, arch, seed, val, test, seconds);
+* ``groundtruth-images-seeds.csv`` — every training (task, group, data, arch, seed, value = validation
+  accuracy, test accuracy, seconds, status): also a ``records:`` meta-training corpus whose tasks
+  carry their data (``data`` is the task name the images re-derive from);
 * ``groundtruth-images.json`` — the card: tasks and what each modifier does, the recipe, the cell
   sample, the seeds, per-task summaries (optimum, median, seed-to-seed Kendall tau) and provenance.
 
@@ -29,7 +31,7 @@ from scipy.stats import kendalltau
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "benchmarks" / "results" / "ground-truths"
 TABLES = ROOT / "src" / "grabnas" / "benchmarks" / "tables"
-DEFAULT_TASKS = "digits~train20,digits~noise0.5,digits~4px,digits~occludeleft"
+DEFAULT_TASKS = "digits~train20,digits~noise0.5,digits~4px"
 MEANING = {
     "train": "only {} training images per class (validation and test splits untouched)",
     "noise": "Gaussian noise of standard deviation {} added to every image (pixel range [0, 1], clipped; one fixed draw)",
@@ -133,14 +135,17 @@ def main() -> None:
     seeds_path = out.with_name(out.name + "-seeds.csv")
     with seeds_path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["task", "arch", "seed", "val_acc", "test_acc", "train_seconds", "status"])
+        w.writerow(["task", "group", "data", "arch", "seed", "value", "test_acc", "train_seconds", "status"])
         for t in tasks:
+            data = _describe(t)["task_name"]
             for a in archs:
                 for s, r in sorted(by_task[t].get(a, {}).items()):
                     test = r.get("test")
                     w.writerow(
                         [
                             t,
+                            t,
+                            data,
                             a,
                             s,
                             "" if r["val"] is None else f"{r['val']:.4f}",
@@ -197,6 +202,7 @@ def main() -> None:
             "git_commit": _git_commit(),
             "built": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
             "raw": "benchmarks/results/ground-truths/*.jsonl",
+            "as_corpus": "records:" + seeds_path.name + " (repeated (task, arch) rows averaged; data = the task name)",
             "data": "scikit-learn load_digits (BSD-3-Clause), via grabnas dataset 'digits'",
         },
     }

@@ -12,7 +12,7 @@ export OMP_NUM_THREADS=1
 PY="${PY:-.venv/bin/python}"
 JOBS="${JOBS:-1}"
 CELLS="${CELLS:-200}"
-TASKS="${TASKS:-digits~train20 digits~noise0.5 digits~4px digits~occludeleft}"
+TASKS="${TASKS:-digits~train20 digits~noise0.5 digits~4px}"
 RECIPE="${RECIPE:-5:8:1:128}"
 OUT=benchmarks/results/ground-truths
 mkdir -p "$OUT"

@@ -38,8 +38,8 @@ def _seed_values(seeds_csv: Path, task: str, archs: list[str]) -> np.ndarray:
     seeds: set[int] = set()
     with seeds_csv.open() as f:
         for r in csv.DictReader(f):
-            if r["task"] == task and r["val_acc"]:
-                vals[(r["arch"], int(r["seed"]))] = float(r["val_acc"])
+            if r["task"] == task and r["value"]:
+                vals[(r["arch"], int(r["seed"]))] = float(r["value"])
                 seeds.add(int(r["seed"]))
     s1, s2 = sorted(seeds)[:2]
     return np.array([[vals[(a, s)] for a in archs] for s in (s1, s2)])

@@ -49,7 +49,7 @@ def test_values_are_seed_means_and_optimum_is_the_best(bench, card):
     runs = defaultdict(list)
     with (SHIPPED_TABLES / f"{NAME}-seeds.csv").open() as f:
         for r in csv.DictReader(f):
-            runs[(r["task"], r["arch"])].append(float(r["val_acc"]))
+            runs[(r["task"], r["arch"])].append(float(r["value"]))
     for t in bench.tasks:
         pool = bench.pool(t)
         means = np.array([np.mean(runs[(t, a.to_string())]) for a in pool])
@@ -67,3 +67,14 @@ def test_regret_is_optimum_minus_best_found(bench):
     assert [r["regret"] for r in rows] == pytest.approx([bench.optimum(t) - max(values[: i + 1]) for i in range(8)])
     best = max(bench.pool(t), key=lambda a: bench.value(a, t))
     assert bench.optimum(t) - bench.value(best, t) == 0
+
+
+def test_seed_table_is_a_corpus_with_data(bench):
+    from grabnas.meta.corpus import load_corpus
+
+    corpus = load_corpus(f"records:{SHIPPED_TABLES / f'{NAME}-seeds.csv'}")
+    for t in bench.tasks:
+        task = corpus.task(t)
+        assert task.data is not None and task.data.startswith("digits[all]@0~")
+        assert len(task.index) == len(bench.pool(t))
+        assert float(np.max(task.values)) == pytest.approx(bench.optimum(t), abs=1e-3)
