@@ -99,3 +99,10 @@ def test_task_modifiers_in_splits():
     assert dataset_task("digits~noise0.5").split().fingerprint() == noisy.fingerprint()
     occ = dataset_task("digits~occludeleft").split()
     assert float(occ.train.images[..., :4].abs().max()) == 0.0
+
+
+def test_collect_accepts_modifier_tasks():
+    from grabnas.cli.collect import _task
+
+    assert _task("digits~train20").name == "digits[all]@0~train20"
+    assert _task("digits[0,1]@2~occluderight").modifiers == ("occluderight",)
