@@ -78,12 +78,8 @@ def add_collect_command(sub: argparse._SubParsersAction) -> None:
 def _task(text: str):
     """A task name (``digits[0,3]@1~noise0.3``) or a dataset spec (``digits~train20``: all classes, split seed 0)."""
     from grabnas.data.tasks import TaskSpec
-    from grabnas.errors import GrabnasError
 
-    try:
-        return TaskSpec.parse(text)
-    except GrabnasError:
-        return TaskSpec(text)
+    return TaskSpec.from_spec(text)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

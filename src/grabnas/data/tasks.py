@@ -212,6 +212,15 @@ class TaskSpec:
         mods = tuple(t for t in m["mods"].split("~") if t)
         return cls(m["ds"], classes, int(m["seed"]), modifiers=mods)
 
+    @classmethod
+    def from_spec(cls, text: str) -> TaskSpec:
+        """A task name (``digits[0,3]@1~noise0.3``) or a dataset spec, either with modifiers
+        (``digits~train20``, ``npz:PATH``: all classes, split seed 0)."""
+        try:
+            return cls.parse(text)
+        except GrabnasError:
+            return cls(text)
+
     def load(self) -> ImageDataset:
         """The task's images with labels 0..k-1 (validated; raises GrabnasError on bad input)."""
         ds = load_dataset(self.dataset)
