@@ -76,12 +76,13 @@ def main() -> None:
         has_encoder = sur.task_encoder.has_dataset_encoder
         with torch.no_grad():
             no_data = sur.task_embedding(None, None).detach()
-        rows, embs = {}, {}
+        rows = {}
+        # every task of the table is embedded (a collapsed encoder gives them all one embedding)
+        embs = {t: task_embedding(sur, dataset_task(t).split()) if has_encoder else no_data for t in bench.tasks}
         for t in tasks:
             idx = torch.as_tensor([space.index_of(a) for a in pools[t]])
             z = latents[idx]
-            emb = task_embedding(sur, dataset_task(t).split()) if has_encoder else no_data
-            embs[t] = emb
+            emb = embs[t]
             with torch.no_grad():
                 with_data = predict(sur.prior(), sur.inputs(z, emb))[0].numpy()
                 without = predict(sur.prior(), sur.inputs(z, no_data))[0].numpy()
@@ -90,7 +91,7 @@ def main() -> None:
                 "no_data": round(float(spearmanr(without, truth[t]).statistic), 3),
                 "embedding_distance_to_no_data": float(torch.linalg.norm(emb - no_data)),
             }
-        pair = [float(torch.linalg.norm(embs[a] - embs[b])) for a, b in itertools.combinations(tasks, 2)]
+        pair = [float(torch.linalg.norm(embs[a] - embs[b])) for a, b in itertools.combinations(bench.tasks, 2)]
         result["surrogates"][name] = {
             "has_dataset_encoder": bool(has_encoder),
             "tasks": rows,
@@ -117,7 +118,7 @@ def main() -> None:
     for name, s in result["surrogates"].items():
         dist = ", ".join(f"{t} {s['tasks'][t]['embedding_distance_to_no_data']:.3g}" for t in tasks)
         print(
-            f"{name}: largest distance between two tasks' embeddings {s['max_embedding_distance_between_tasks']:.3g}; "
+            f"{name}: largest distance between two of the table's tasks' embeddings {s['max_embedding_distance_between_tasks']:.3g}; "
             f'distance to the "no data" embedding (norm {s["no_data_embedding_norm"]:.3g}): {dist}'
         )
     if args.out:
