@@ -31,6 +31,7 @@ done
 #    dataset embedding vs its own "no data" embedding, and how far apart the tasks' embeddings are.
 IFS=, read -ra TASK_LIST <<< "$TASKS"
 for task in "${TASK_LIST[@]}"; do
-  "$PY" benchmarks/task_embeddings.py --surrogates "$CK/with-data/surrogate-records-no-$task.pt" --tasks "$task" \
+  "$PY" benchmarks/task_embeddings.py --surrogates "$CK/with-data/surrogate-records-groundtruth-images-seeds-no-${task//./-}.pt" \
+    --tasks "$task" \
     --out "$OUT/task-embeddings-loto-${task//\~/-}.json"
 done | tee "$OUT/task-embeddings-loto.md"
