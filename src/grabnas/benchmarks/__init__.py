@@ -7,7 +7,7 @@ import os
 from grabnas.benchmarks.base import TabularBenchmark, TaskTable
 from grabnas.errors import GrabnasError
 
-BENCHMARK_FORMS = "nb201, nasbench-graph or csv:PATH (or csv:NAME of a shipped table, e.g. csv:groundtruth-images)"
+BENCHMARK_FORMS = "nb201, nasbench-graph or csv:PATH"
 
 
 def load_benchmark(spec: str, data: str | os.PathLike | None = None) -> TabularBenchmark:
