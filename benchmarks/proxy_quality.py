@@ -40,7 +40,15 @@ def _train(job: tuple) -> dict:
     dataset, recipe, seed, arch = job
     evaluator = TrainingEvaluator(dataset_task(dataset), _recipe(recipe).with_seed(seed), seed_per_arch=False)
     result = evaluator(arch)
-    return {"recipe": recipe, "seed": seed, "arch": arch, "val": result.val_acc, "seconds": result.train_seconds}
+    return {
+        "recipe": recipe,
+        "seed": seed,
+        "arch": arch,
+        "val": result.val_acc,
+        "test": result.test_acc,
+        "status": result.status,
+        "seconds": result.train_seconds,
+    }
 
 
 def main() -> None:
@@ -52,6 +60,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--summary-out", default=None, help="summary JSON (default: --out with .summary.json)")
     args = ap.parse_args()
     space = get_space("nb201")
     members = space.members()
@@ -110,9 +119,8 @@ def main() -> None:
             f"| {rc} | {t['tau_seeds']} | {t['tau_seeds_top_half']} | {t['sd_between_cells']} | {t['sd_seed_to_seed']} | {t['signal_to_noise']} | "
             f"{t['share_under_2x_chance']:.1%} | {t['tau_with_longest']} | {t['median_seconds']} |"
         )
-    out.with_suffix(".summary.json").write_text(
-        json.dumps({"dataset": args.dataset, "cells": len(cells), "recipes": table}, indent=2)
-    )
+    summary_out = Path(args.summary_out) if args.summary_out else out.with_suffix(".summary.json")
+    summary_out.write_text(json.dumps({"dataset": args.dataset, "cells": len(cells), "recipes": table}, indent=2))
 
 
 if __name__ == "__main__":

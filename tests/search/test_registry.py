@@ -115,3 +115,24 @@ def test_grabnas_on_a_user_table_never_proposes_what_the_table_cannot_evaluate(n
         opt.tell(archs, [bench.value(a, "mine") for a in archs])
     assert len(opt.local_log) >= 10
     assert sum(log.get("not_evaluable", 0) for log in opt.local_log) > 0  # decodes were filtered out
+
+
+def test_data_option_embeds_the_table_task_images():
+    """``data={task}`` on a table whose task names are dataset specs: GraB-NAS starts from the dataset
+    encoder's embedding of the task's training images, as ``search --dataset`` would."""
+    import torch
+
+    from grabnas.benchmarks import load_benchmark
+    from grabnas.data import TaskSpec
+    from grabnas.meta.features import split_task_embedding
+
+    pytest.importorskip("sklearn")
+    assert parse_optimizer_spec("grabnas[data={task},t_bo=3]")[1] == {"data": "{task}", "t_bo": 3}
+    bench = load_benchmark("csv:groundtruth-images")
+    cache: dict = {}  # the VAE's latents of the space, encoded once
+    opt = build_optimizer("grabnas[surrogate=nb201-all,data={task}]", bench, "digits~4px", seed=0, cache=cache)
+    sur = opt.surrogate.surrogate
+    want = split_task_embedding(sur, TaskSpec.from_spec("digits~4px").split())
+    assert torch.allclose(opt.surrogate.d, want)
+    plain = build_optimizer("grabnas[surrogate=nb201-all]", bench, "digits~4px", seed=0, cache=cache)
+    assert not torch.allclose(plain.surrogate.d, want)  # the "no data" embedding

@@ -156,6 +156,24 @@ def _infer_space(first_arch: str) -> SearchSpace:
     return get_space("nb201" if first_arch.strip().startswith("|") else "nasbench-graph")
 
 
+SHIPPED_TABLES = Path(__file__).resolve().parent / "tables"
+
+
+def shipped_tables() -> list[str]:
+    """Names of the CSV benchmarks shipped in the package (``csv:NAME`` loads one)."""
+    return sorted(p.stem for p in SHIPPED_TABLES.glob("*.csv") if not p.stem.endswith("-seeds"))
+
+
+def resolve_table(path: str | os.PathLike) -> Path:
+    """``path`` itself when it names a file (or anything but a bare shipped name), else the shipped
+    table ``tables/NAME.csv`` (``groundtruth-images``; a trailing ``.csv`` is fine)."""
+    p = Path(os.path.expanduser(str(path)))
+    if p.exists() or p.parent != Path("."):
+        return p
+    shipped = SHIPPED_TABLES / (p.name if p.suffix == ".csv" else p.name + ".csv")
+    return shipped if shipped.exists() else p
+
+
 def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> TabularBenchmark:
     """Load a user CSV benchmark (see the module docstring for the format)."""
     p = Path(path).expanduser()

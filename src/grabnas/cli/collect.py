@@ -48,7 +48,8 @@ def add_collect_command(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="an explicit task DATASET[c1,c2,...]@SEED (repeatable)",
+        help="an explicit task DATASET[c1,c2,...]@SEED or a dataset spec, either with modifiers "
+        "such as ~noise0.3, ~train20, ~16px (repeatable)",
     )
     p.add_argument("--min-classes", type=positive_int, default=3, help="fewest classes per drawn task (default 3)")
     p.add_argument("--max-classes", type=positive_int, default=10, help="most classes per drawn task (default 10)")
@@ -74,10 +75,17 @@ def add_collect_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_collect)
 
 
+def _task(text: str):
+    """A task name (``digits[0,3]@1~noise0.3``) or a dataset spec (``digits~train20``: all classes, split seed 0)."""
+    from grabnas.data.tasks import TaskSpec
+
+    return TaskSpec.from_spec(text)
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     """Handler of ``grabnas collect``."""
     from grabnas.collect import collect
-    from grabnas.data.tasks import TaskSpec, class_subset_tasks
+    from grabnas.data.tasks import class_subset_tasks
     from grabnas.errors import GrabnasError
 
     if args.min_classes < 2:
@@ -85,8 +93,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.max_classes < args.min_classes:
         raise GrabnasError(f"--max-classes {args.max_classes} is below --min-classes {args.min_classes}")
     sizes = dict(args.image_size)
-    tasks = [TaskSpec.parse(t) for t in args.task]
-    tasks = [TaskSpec(t.dataset, t.classes, t.seed, image_size=t.image_size or sizes.get(t.dataset)) for t in tasks]
+    tasks = [_task(t) for t in args.task]
+    tasks = [t.with_image_size(t.image_size or sizes.get(t.dataset)) for t in tasks]
     if args.tasks:
         tasks += class_subset_tasks(
             list(args.datasets), args.tasks, args.seed, args.min_classes, args.max_classes, sizes

@@ -284,6 +284,18 @@ def _benchmark_name(spec: str) -> str:
     return "nasbench-graph" if first == "nbgraph" else first
 
 
+def _file_part(text: str) -> str:
+    """``text`` as part of a file name: a ``kind:PATH`` benchmark becomes ``kind-STEM``, and any
+    character but letters, digits, ``_``, ``~`` and ``-`` becomes ``-`` (``digits~noise0.5`` ->
+    ``digits~noise0-5``: a dot would read as a file suffix)."""
+    import re
+
+    kind, colon, path = text.partition(":")
+    if colon and path:
+        text = f"{kind}-{Path(path).stem}"
+    return re.sub(r"[^A-Za-z0-9_~-]+", "-", text)
+
+
 def _fmt(v) -> str:
     return "-" if v is None or v != v else f"{v:.3f}"
 
@@ -463,7 +475,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             log=lambda m: print(m, file=sys.stderr),
         )
         if args.save_dir and not sur.card.get("format"):  # meta-trained just now (no card format yet)
-            stem = Path(args.save_dir) / f"surrogate-{bench}-no-{task.group}"
+            stem = Path(args.save_dir) / f"surrogate-{_file_part(bench)}-no-{_file_part(task.group)}"
             save_surrogate(sur, stem, vae_state=sur.vae_state, **{k: v for k, v in sur.card.items()})
             print(f"saved {stem}.pt", file=sys.stderr)
         if args.plain_gp or args.target_kernel == "onehot":

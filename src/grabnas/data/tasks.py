@@ -3,17 +3,26 @@
 A :class:`TaskSpec` (dataset spec, classes, seed) re-derives a task exactly: the chosen classes
 relabelled ``0..k-1`` in the given order, then a stratified train/val/test split drawn from the
 seed. Its :attr:`TaskSpec.name` (e.g. ``digits[0,3,7]@12``) parses back with :meth:`TaskSpec.parse`.
+Modifiers (``~16px``, ``~noise0.3``, ``~occludeleft``, ``~train20``; see :mod:`grabnas.data.corruptions`)
+make further tasks of the same images: ``digits[all]@0~noise0.3``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from grabnas.data.corruptions import (
+    apply_image_modifiers,
+    canonical_modifier,
+    keep_per_class,
+    parse_modifier,
+    split_modifiers,
+)
 from grabnas.data.datasets import DatasetError, ImageDataset, canonical_spec, load_dataset
 from grabnas.errors import GrabnasError
 from grabnas.seeding import child_seed
@@ -138,7 +147,7 @@ def resize_images(ds: ImageDataset, size: int) -> ImageDataset:
     return ImageDataset(images.contiguous(), ds.labels, ds.class_names, ds.name, dict(ds.meta))
 
 
-_NAME_RE = re.compile(r"^(?P<ds>.+)\[(?P<cls>[0-9,]*|all)\]@(?P<seed>-?\d+)(?:~(?P<size>\d+)px)?$")
+_NAME_RE = re.compile(r"^(?P<ds>.+)\[(?P<cls>[0-9,]*|all)\]@(?P<seed>-?\d+)(?P<mods>(?:~[A-Za-z0-9.]+)*)$")
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,9 @@ class TaskSpec:
         classes: class indices of the dataset, relabelled 0..k-1 in this order (None: all).
         seed: seed of the train/val/test split.
         image_size: resize images to ``image_size`` x ``image_size`` (area interpolation); None keeps them.
+        modifiers: further modifiers applied in order after the resize (``noise0.3``,
+            ``occludeleft``, ``train20``; see :mod:`grabnas.data.corruptions`). Modifiers
+            written on ``dataset`` (``digits~noise0.3``) move here.
     """
 
     dataset: str
@@ -158,11 +170,25 @@ class TaskSpec:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     image_size: int | None = None
+    modifiers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.image_size is not None and int(self.image_size) < 1:
             raise GrabnasError(f"image_size must be a positive integer, got {self.image_size}")
-        object.__setattr__(self, "dataset", canonical_spec(self.dataset))
+        dataset, on_dataset = split_modifiers(self.dataset)
+        size = self.image_size
+        mods: list[str] = []
+        for token in (*on_dataset, *self.modifiers):
+            kind, value = parse_modifier(token)
+            if kind == "px":
+                size = int(value) if size is None else size
+            else:
+                mods.append(canonical_modifier(token))
+        if sum(parse_modifier(m)[0] == "train" for m in mods) > 1:
+            raise GrabnasError(f"more than one ~trainK modifier in {self.dataset!r} {self.modifiers}")
+        object.__setattr__(self, "dataset", canonical_spec(dataset))
+        object.__setattr__(self, "image_size", size)
+        object.__setattr__(self, "modifiers", tuple(mods))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
 
@@ -170,19 +196,30 @@ class TaskSpec:
     def name(self) -> str:
         cls = "all" if self.classes is None else ",".join(str(c) for c in self.classes)
         size = f"~{self.image_size}px" if self.image_size else ""
-        return f"{self.dataset}[{cls}]@{self.seed}{size}"
+        mods = "".join(f"~{m}" for m in self.modifiers)
+        return f"{self.dataset}[{cls}]@{self.seed}{size}{mods}"
 
     @classmethod
     def parse(cls, name: str) -> TaskSpec:
         """Inverse of :attr:`name`: ``DATASET[c1,c2,...]@SEED`` or ``DATASET[all]@SEED``, optionally
-        followed by ``~SIZEpx``."""
+        followed by modifiers (``~SIZEpx``, ``~noiseS``, ``~occludeSIDE``, ``~trainK``)."""
         m = _NAME_RE.match(name.strip())
         if m is None:
             raise GrabnasError(
-                f"malformed task name {name!r}; expected DATASET[c1,c2,...]@SEED[~SIZEpx], e.g. digits[0,3,7]@12"
+                f"malformed task name {name!r}; expected DATASET[c1,c2,...]@SEED[~MODIFIER...], e.g. digits[0,3,7]@12"
             )
         classes = None if m["cls"] == "all" else tuple(int(c) for c in m["cls"].split(",") if c)
-        return cls(m["ds"], classes, int(m["seed"]), image_size=int(m["size"]) if m["size"] else None)
+        mods = tuple(t for t in m["mods"].split("~") if t)
+        return cls(m["ds"], classes, int(m["seed"]), modifiers=mods)
+
+    @classmethod
+    def from_spec(cls, text: str) -> TaskSpec:
+        """A task name (``digits[0,3]@1~noise0.3``) or a dataset spec, either with modifiers
+        (``digits~train20``, ``npz:PATH``: all classes, split seed 0)."""
+        try:
+            return cls.parse(text)
+        except GrabnasError:
+            return cls(text)
 
     def load(self) -> ImageDataset:
         """The task's images with labels 0..k-1 (validated; raises GrabnasError on bad input)."""
@@ -191,10 +228,19 @@ class TaskSpec:
             ds = select_classes(ds, self.classes, name=self.name)
         if self.image_size is not None:
             ds = resize_images(ds, self.image_size)
-        return ds
+        return apply_image_modifiers(ds, self.modifiers, self.seed)
 
     def split(self) -> DatasetSplit:
-        return split_dataset(self.load(), self.seed, self.val_fraction, self.test_fraction)
+        split = split_dataset(self.load(), self.seed, self.val_fraction, self.test_fraction)
+        for token in self.modifiers:
+            kind, k = parse_modifier(token)
+            if kind == "train":
+                split = DatasetSplit(keep_per_class(split.train, int(k), self.seed), split.val, split.test)
+        return split
+
+    def with_image_size(self, size: int | None) -> TaskSpec:
+        """The same task resized to ``size`` x ``size`` (None: native size)."""
+        return replace(self, image_size=size)
 
     @property
     def num_classes(self) -> int:

@@ -84,6 +84,35 @@ def dataset_instance_features(
     return torch.stack(out).to(DTYPE)
 
 
+def split_task_embedding(
+    sur: MetaSurrogate, split, extractor: str | None = None, fidelity: str | None = None
+) -> torch.Tensor:
+    """``(task_dim,)`` embedding of a task for ``sur`` from the train split of ``split`` (a
+    :class:`grabnas.data.DatasetSplit`), at ``fidelity`` (a low-fidelity label the surrogate learned
+    an offset for, e.g. ``12ep``; None: the main one).
+
+    Mirrors meta-training: ``instances_per_class`` images per class with the card's seed, features
+    from the card's extractor (default ``digits-cnn``), sample 0 of the draws. A surrogate without
+    a dataset encoder gets its learned "no data" embedding.
+    """
+    from grabnas.models.feature_extractor import load_feature_extractor
+
+    if not sur.task_encoder.has_dataset_encoder:
+        return sur.task_embedding(None, fidelity).detach()
+    tc = sur.card.get("train_config", {})
+    k = int(tc.get("instances_per_class", 20))
+    seed = int(tc.get("seed", 0))
+    fx = load_feature_extractor(extractor or sur.card.get("extractor", "digits-cnn"))
+    dim = int(getattr(fx, "feature_dim", sur.config.instance_dim))
+    if dim != sur.config.instance_dim:
+        raise GrabnasError(
+            f"the feature extractor gives {dim} features; the surrogate's dataset encoder reads {sur.config.instance_dim}"
+        )
+    feats = dataset_instance_features(split.train, fx, k, 1, seed)[0]
+    with torch.no_grad():
+        return sur.task_embedding(feats, fidelity).detach()
+
+
 def target_features(
     sur: MetaSurrogate, task: CorpusTask, extractor="digits-cnn", k: int = 20, seed: int = 0
 ) -> torch.Tensor | None:
@@ -100,6 +129,7 @@ __all__ = [
     "dataset_instance_features",
     "encode_members",
     "latents_for",
+    "split_task_embedding",
     "target_features",
     "task_instance_features",
     "task_targets",

@@ -27,13 +27,11 @@ DEFAULT_SURROGATE = "auto"
 def dataset_task(spec: str, image_size: int | None = None) -> TaskSpec:
     """The task of a ``--dataset`` spec: a task name (``mnist-subset[0,3,7]@12``, ``...~14px``)
     or a dataset spec (``digits``, ``npz:PATH``, ``folder:PATH``, ...; all classes, split seed 0),
-    resized to ``image_size`` when given. The data are loaded and validated later, by the evaluator."""
-    try:
-        task = TaskSpec.parse(spec)
-    except GrabnasError:
-        task = TaskSpec(spec)
+    either with task modifiers (``digits~noise0.3``, ``digits~train20``; see
+    :mod:`grabnas.data.corruptions`), resized to ``image_size`` when given. The data are loaded and validated later, by the evaluator."""
+    task = TaskSpec.from_spec(spec)
     if image_size is not None:
-        task = TaskSpec(task.dataset, task.classes, task.seed, task.val_fraction, task.test_fraction, int(image_size))
+        task = task.with_image_size(int(image_size))
     return task
 
 
@@ -51,31 +49,10 @@ def resolve_surrogate(name: str = DEFAULT_SURROGATE) -> str:
 
 def task_embedding(surrogate, split: DatasetSplit, extractor: str | None = None, fidelity: str | None = None):
     """``(task_dim,)`` embedding of a task for ``surrogate`` from the train split of ``split``, at
-    ``fidelity`` (a low-fidelity label the surrogate learned an offset for, e.g. ``12ep``; None: the main one).
+    ``fidelity`` (None: the main one; :func:`grabnas.meta.features.split_task_embedding`)."""
+    from grabnas.meta.features import split_task_embedding
 
-    Mirrors meta-training: ``instances_per_class`` images per class with the card's seed, features
-    from the card's extractor (default ``digits-cnn``), sample 0 of the draws. A surrogate without
-    a dataset encoder gets its learned "no data" embedding.
-    """
-    import torch
-
-    from grabnas.meta.features import dataset_instance_features
-    from grabnas.models.feature_extractor import load_feature_extractor
-
-    if not surrogate.task_encoder.has_dataset_encoder:
-        return surrogate.task_embedding(None, fidelity).detach()
-    tc = surrogate.card.get("train_config", {})
-    k = int(tc.get("instances_per_class", 20))
-    seed = int(tc.get("seed", 0))
-    fx = load_feature_extractor(extractor or surrogate.card.get("extractor", "digits-cnn"))
-    dim = int(getattr(fx, "feature_dim", surrogate.config.instance_dim))
-    if dim != surrogate.config.instance_dim:
-        raise GrabnasError(
-            f"the feature extractor gives {dim} features; the surrogate's dataset encoder reads {surrogate.config.instance_dim}"
-        )
-    feats = dataset_instance_features(split.train, fx, k, 1, seed)[0]
-    with torch.no_grad():
-        return surrogate.task_embedding(feats, fidelity).detach()
+    return split_task_embedding(surrogate, split, extractor, fidelity)
 
 
 def build_dataset_optimizer(
@@ -98,7 +75,7 @@ def build_dataset_optimizer(
     GraB-NAS's decodes must be feasible too.
     """
     from grabnas.search.baselines import make_baseline
-    from grabnas.search.registry import GRABNAS_VARIANTS, SURROGATE_OPTION, parse_optimizer_spec
+    from grabnas.search.registry import DATA_OPTION, GRABNAS_VARIANTS, SURROGATE_OPTION, parse_optimizer_spec
     from grabnas.spaces import get_space
 
     space = get_space(SPACE)
@@ -117,6 +94,10 @@ def build_dataset_optimizer(
         raise GrabnasError(
             f"the {SURROGATE_OPTION}= option picks a held-out checkpoint on a benchmark; "
             "with --dataset use --surrogate NAME"
+        )
+    if DATA_OPTION in merged:
+        raise GrabnasError(
+            f"the {DATA_OPTION}= option gives a table's task images; with --dataset they are the dataset's"
         )
     return build_grabnas_for_dataset(split, seed, merged, surrogate=surrogate, pool=pool, feasible=feasible)
 

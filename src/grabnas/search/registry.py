@@ -32,6 +32,14 @@ GRABNAS_VARIANTS: dict[str, dict] = {
 #: ensemble (their mixture, :mod:`grabnas.search.ensemble`)
 SURROGATE_OPTION = "surrogate"
 
+#: GraB-NAS option giving the target's images on a table: a dataset or task spec whose train split
+#: the dataset encoder embeds (``{task}`` stands for the target's name), e.g.
+#: ``grabnas[surrogate=nb201-all,data={task}]`` on ``csv:groundtruth-images``, whose task names are
+#: dataset specs; the search then starts where ``grabnas search --dataset`` would. Default: none
+#: (the surrogate's learned "no data" embedding).
+DATA_OPTION = "data"
+_TEXT_OPTIONS = (SURROGATE_OPTION, DATA_OPTION)
+
 
 def optimizer_names() -> tuple[str, ...]:
     return BASELINE_NAMES + tuple(GRABNAS_VARIANTS)
@@ -63,17 +71,17 @@ def parse_optimizer_spec(spec: str) -> tuple[str, dict]:
         if not eq or not key.strip():
             raise GrabnasError(f"bad option {item!r} in {spec!r}; expected KEY=VALUE, e.g. eta=0.1")
         key = key.strip()
-        options[key] = value.strip() if key == SURROGATE_OPTION else _option_value(value.strip())
+        options[key] = value.strip() if key in _TEXT_OPTIONS else _option_value(value.strip())
     from dataclasses import fields
 
     from grabnas.search.grabnas import GraBNASConfig
 
     known = {f.name for f in fields(GraBNASConfig)}
-    bad = [k for k in options if k not in known and k != SURROGATE_OPTION and not k.startswith("adapt_")]
+    bad = [k for k in options if k not in known and k not in _TEXT_OPTIONS and not k.startswith("adapt_")]
     if bad:
         raise GrabnasError(
             f"unknown GraB-NAS option {bad[0]!r} in {spec!r}; expected one of "
-            f"{', '.join(sorted(known | {SURROGATE_OPTION}))} or adapt_*"
+            f"{', '.join(sorted(known | set(_TEXT_OPTIONS)))} or adapt_*"
         )
     GraBNASConfig(**{**GRABNAS_VARIANTS[name], **{k: v for k, v in options.items() if k in known}})  # checks values
     return name, options
@@ -172,6 +180,8 @@ def build_grabnas(
     from grabnas.meta.features import latents_for
 
     cache = {} if cache is None else cache
+    overrides = dict(overrides)
+    data = overrides.pop(DATA_OPTION, None)
     vae, latents = _vae_and_latents(bench, cache)
     names, surs = _surrogates(bench, task, checkpoint, cache, log)
     member_latents = latents_for(surs[0], vae, latents)  # (len(space), latent_dim), encoded once
@@ -183,12 +193,12 @@ def build_grabnas(
         bench.space,
         surs[0],
         vae,
-        surs[0].task_embedding(),
+        _data_embedding(surs[0], data, cache),
         pool,
         seed,
         overrides,
         member_latents,
-        ensemble=[(s, s.task_embedding()) for s in surs[1:]],
+        ensemble=[(s, _data_embedding(s, data, cache)) for s in surs[1:]],
         # a table only has its rows; a constrained search only takes feasible cells
         evaluable=lambda arch: bench.value(arch, task) is not None and (feasible is None or feasible(arch)),
     )
@@ -243,9 +253,25 @@ def prepare_grabnas(bench: TabularBenchmark, runs: Sequence[tuple[str, str]], ca
 
 def _grabnas_options(name: str, options: dict, bench: TabularBenchmark, task: str) -> tuple[dict, str]:
     """``(overrides, checkpoint)`` of GraB-NAS variant ``name`` with ``options``: its GraBNASConfig
-    overrides and its surrogate checkpoint (``{group}`` filled in with the task's group)."""
+    overrides (plus :data:`DATA_OPTION` with ``{task}`` filled in, when given) and its surrogate
+    checkpoint (``{group}`` filled in with the task's group)."""
     merged = {**GRABNAS_VARIANTS[name], **options}
+    if DATA_OPTION in merged:
+        merged[DATA_OPTION] = str(merged[DATA_OPTION]).replace("{task}", task)
     return merged, str(merged.pop(SURROGATE_OPTION, "auto")).replace("{group}", bench.group(task))
+
+
+def _data_embedding(sur, spec: str | None, cache: dict):
+    """The embedding of the images of ``spec`` for ``sur`` (None: its "no data" embedding), once per cache."""
+    if not spec:
+        return sur.task_embedding()
+    key = ("embedding", id(sur), spec)
+    if key not in cache:
+        from grabnas.data.tasks import TaskSpec
+        from grabnas.meta.features import split_task_embedding
+
+        cache[key] = split_task_embedding(sur, TaskSpec.from_spec(spec).split())
+    return cache[key]
 
 
 def _vae_and_latents(bench: TabularBenchmark, cache: dict):
