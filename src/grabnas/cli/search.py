@@ -144,7 +144,7 @@ def _progress(args: argparse.Namespace, desc: str):
     def on_result(st) -> None:
         best = st.best(1)
         bar.n = st.count("done") + st.count("failed") - len(st.retried())
-        bar.set_postfix_str(f"best {best[0].value:.4g}" if best else "no success yet")
+        bar.set_postfix_str(f"best {best[0].value:.4g}" if best else "no finished trial at the target fidelity yet")
         bar.refresh()
 
     return bar, on_result
