@@ -677,10 +677,7 @@ def fit_multifidelity_gp(
     prior = surrogate.prior(task_prior_var, variance_scale)
     if X is None or values is None or fidelity is None or len(values) < 2:
         return prior
-    X = torch.as_tensor(X, dtype=DTYPE)
-    values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
-    if not torch.isfinite(values).all():
-        raise GrabnasError("observed values must be finite numbers; leave failed evaluations out of the surrogate")
+    X, values = _as_observations(X, values)
     cfg = surrogate.config
     if X.shape[-1] != cfg.input_dim + 1:
         raise GrabnasError(
@@ -699,6 +696,15 @@ def fit_multifidelity_gp(
     )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     return gp
+
+
+def _as_observations(X, values) -> tuple[Tensor, Tensor]:
+    """``(n, k)`` inputs and ``(n,)`` values as float64 tensors; non-finite values refused."""
+    X = torch.as_tensor(X, dtype=DTYPE)
+    values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
+    if not torch.isfinite(values).all():
+        raise GrabnasError("observed values must be finite numbers; leave failed evaluations out of the surrogate")
+    return X, values
 
 
 def fit_target_gp(
@@ -730,10 +736,7 @@ def fit_target_gp(
     prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if X is None or values is None or len(values) < 2:
         return prior
-    X = torch.as_tensor(X, dtype=DTYPE)
-    values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
-    if not torch.isfinite(values).all():
-        raise GrabnasError("observed values must be finite numbers; leave failed evaluations out of the surrogate")
+    X, values = _as_observations(X, values)
     cfg = surrogate.config
     if X.shape[-1] != cfg.input_dim + extra_dims:
         raise GrabnasError(
