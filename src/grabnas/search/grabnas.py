@@ -107,6 +107,10 @@ class GraBNASConfig:
             which the target-adapted GP can tell how far to trust the prior mean (observations
             chosen by the prior cluster at its top, where a wrong prior mean is not identified).
         probe_start: the first ask that may be a probe.
+        portfolio: from this many asks on (0: never), each ask follows one of two arms, chosen by
+            Thompson sampling on how often each arm's proposals landed above the median of all
+            observations (:mod:`grabnas.search.portfolio`): ``meta`` (GraB-NAS's own proposal)
+            or ``plain`` (GP-BO's: a GP on the one-hot encoding fitted to all observations).
         target_kernel: what the target-adapted GP's own kernel reads: ``latent`` (the graph VAE's
             z, default) or ``onehot`` (the space's one-hot operation encoding, GP-BO's inputs,
             appended to each latent; the meta-learned mean and kernel still read z, and the
@@ -148,6 +152,7 @@ class GraBNASConfig:
     calibrate: bool = False
     probe_every: int = 0
     probe_start: int = 10
+    portfolio: int = 0
     target_kernel: str = "latent"
     mean_weight: str = "map"
 
@@ -181,6 +186,7 @@ class GraBNASConfig:
             "guard",
             "probe_every",
             "probe_start",
+            "portfolio",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -192,7 +198,7 @@ class GraBNASConfig:
         for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta", "guard", "probe_every", "probe_start"):
+        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta", "guard", "probe_every", "probe_start", "portfolio"):
             if getattr(self, name) < 0:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 0, got {getattr(self, name)}")
 
@@ -263,8 +269,12 @@ class GraBNAS(Optimizer):
         self.numerical_log: list[str] = []
         #: per guarded ask: observations, the two leave-one-out scores, the model followed
         self.guard_log: list[dict] = []
+        #: per portfolio ask: observations, each arm's (successes, failures, draw), the arm followed
+        self.portfolio_log: list[dict] = []
+        #: the arm that proposed each architecture (``meta`` or ``plain``)
+        self._arm_of: dict[Architecture, str] = {}
         self._plain = None
-        if self.config.guard and self.config.adaptation == "target":
+        if (self.config.guard and self.config.adaptation == "target") or self.config.portfolio:
             from grabnas.search.baselines import GPBO
 
             self._plain = GPBO(space, self.pool, seed=int(self.rng.integers(2**31)), n_init=1)
@@ -394,6 +404,30 @@ class GraBNAS(Optimizer):
             return [untried[int(i)] for i in picks]
 
     def _ask_model(self, n: int) -> list[Architecture]:
+        if self._plain is not None and self.config.portfolio and self.asks >= self.config.portfolio:
+            arm = self._portfolio_arm()
+            if arm == "plain":
+                picks = self._plain._ask(n)
+                self._arm_of.update(dict.fromkeys(picks, "plain"))
+                self.asks += len(picks)
+                return picks
+        out = self._ask_meta(n)
+        self._arm_of.update(dict.fromkeys(out, "meta"))
+        return out
+
+    def _portfolio_arm(self) -> str:
+        """``meta`` or ``plain``, by Thompson sampling on each arm's observed values
+        (:func:`grabnas.search.portfolio.thompson_arm`); logged in :attr:`portfolio_log`."""
+        from grabnas.search.portfolio import thompson_arm
+
+        archs, values = self.history.successes()
+        arms = np.array([self._arm_of.get(a, "meta") for a in archs])
+        by_arm = {arm: values[arms == arm] for arm in ("meta", "plain")}
+        arm, record = thompson_arm(by_arm, self.rng)
+        self.portfolio_log.append({"ask": self.asks, "n": int(values.size), "follow": arm, **record})
+        return arm
+
+    def _ask_meta(self, n: int) -> list[Architecture]:
         out: list[Architecture] = []
         model, values = self._model()
         if self._plain is not None and values.size >= max(3, self.config.guard):

@@ -1,0 +1,58 @@
+"""Which model proposes next: Thompson sampling between the meta-learned model and a plain GP.
+
+Transfer must never make a search much worse than no transfer. The guard
+(:mod:`grabnas.search.guard`) asked which model *predicts* the observations better; where the
+observations cluster at the prior's top both predictions are noise, and the guard rarely switched
+when it should have. The portfolio judges the models by what their *proposals* turned out to be.
+
+Each successful observation belongs to the arm that proposed it: ``meta`` (GraB-NAS's own
+proposals, the initial design included) or ``plain`` (GP-BO's proposal: a GP on the one-hot
+encoding fitted to all observations). An observation is a success of its arm when it lies above
+the median of all successful observations so far (at the median: half a success). Each arm's
+success rate gets a ``Beta(1 + successes, 1 + failures)`` posterior; every ask draws once from
+each and follows the larger draw (Thompson sampling for a two-armed Bernoulli bandit,
+Thompson 1933; the portfolio idea of GP-Hedge, Hoffman et al. 2011, judged on observed instead of
+predicted values).
+
+Where the prior is right, its proposals land above the median and a plain arm whose proposals
+land below it is drawn about once or twice in all (``P(Beta(1, 1 + k) > 1/2) = 2^-(k+1)``).
+Where it misleads, the plain GP's proposals win and take over the search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def arm_counts(values_by_arm: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """``{arm: (successes, failures)}`` of each arm's ``(n_arm,)`` observed values against the
+    median of all of them (above: 1 success; equal: half of each; below: 1 failure)."""
+    pooled = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in values_by_arm.values()])
+    if pooled.size == 0:
+        return {arm: (0.0, 0.0) for arm in values_by_arm}
+    median = float(np.median(pooled))
+    out = {}
+    for arm, values in values_by_arm.items():
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        ties = float(np.sum(v == median))
+        out[arm] = (float(np.sum(v > median)) + ties / 2, float(np.sum(v < median)) + ties / 2)
+    return out
+
+
+def thompson_arm(values_by_arm: Mapping[str, np.ndarray], rng: np.random.Generator) -> tuple[str, dict]:
+    """The arm to follow and what decided it: one ``Beta(1 + s, 1 + f)`` draw per arm (in the
+    mapping's order, from ``rng``), the largest wins (the first on a tie).
+
+    Returns ``(arm, record)`` with ``record = {arm: {"s", "f", "draw"}}``."""
+    if not values_by_arm:
+        raise ValueError("thompson_arm needs at least one arm")
+    record = {}
+    for arm, (s, f) in arm_counts(values_by_arm).items():
+        record[arm] = {"s": s, "f": f, "draw": float(rng.beta(1.0 + s, 1.0 + f))}
+    best = max(record, key=lambda a: record[a]["draw"])
+    return best, record
+
+
+__all__ = ["arm_counts", "thompson_arm"]

@@ -1,0 +1,74 @@
+"""The portfolio: Thompson sampling between GraB-NAS's and GP-BO's proposals by their observed values."""
+
+import numpy as np
+import pytest
+
+from grabnas.errors import GrabnasError
+from grabnas.search.portfolio import arm_counts, thompson_arm
+
+
+def test_arm_counts_score_each_observation_against_the_pooled_median():
+    counts = arm_counts({"meta": np.array([5.0, 4.0, 1.0]), "plain": np.array([3.0, 2.0])})
+    # pooled median 3: meta has 2 above and 1 below; plain's 3 is a tie (half each), 2 is below
+    assert counts == {"meta": (2.0, 1.0), "plain": (0.5, 1.5)}
+    assert arm_counts({"meta": np.array([]), "plain": np.array([])}) == {"meta": (0.0, 0.0), "plain": (0.0, 0.0)}
+    assert arm_counts({"meta": np.array([1.0, 2.0]), "plain": np.array([])}) == {
+        "meta": (1.0, 1.0),
+        "plain": (0.0, 0.0),
+    }
+
+
+def test_an_arm_whose_proposals_lose_is_rarely_followed():
+    """A plain arm with k proposals all below the median of a 50/50 meta record is drawn with
+    probability P(Beta(1, 1+k) > Beta(s+1, s+1)) (~2^-(k+1)); a winning plain arm takes over."""
+    rng = np.random.default_rng(0)
+    meta = np.arange(20.0)  # 10 above, 10 below its own median
+    losing = {"meta": meta, "plain": np.full(4, -1.0)}
+    share = np.mean([thompson_arm(losing, rng)[0] == "plain" for _ in range(4000)])
+    want = np.mean(
+        rng.beta(1, 6, 200_000) > rng.beta(1 + 12, 1 + 12, 200_000)
+    )  # meta's record with the plain arm pooled
+    assert share == pytest.approx(want, abs=0.01) and share < 0.05
+    winning = {"meta": meta, "plain": np.full(6, 100.0)}
+    assert np.mean([thompson_arm(winning, rng)[0] == "plain" for _ in range(2000)]) > 0.9
+
+
+def test_thompson_arm_is_reproducible_and_logs_its_record():
+    values = {"meta": np.array([1.0, 3.0]), "plain": np.array([2.0])}
+    a = thompson_arm(values, np.random.default_rng(3))
+    assert a == thompson_arm(values, np.random.default_rng(3))
+    arm, record = a
+    assert set(record) == {"meta", "plain"} and record[arm]["draw"] == max(r["draw"] for r in record.values())
+    assert record["meta"]["s"] == 1.0 and record["plain"]["s"] == 0.5
+    with pytest.raises(ValueError, match="at least one arm"):
+        thompson_arm({}, np.random.default_rng(0))
+
+
+def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench):
+    """From ask ``portfolio`` on each ask is logged with the arm it followed; a plain ask is GP-BO's
+    proposal on the shared observations; a replay (a resumed study) proposes the same."""
+    from grabnas.search.registry import build_optimizer
+
+    def run(spec, seed=5, asks=10):
+        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
+        asked = []
+        for _ in range(asks):
+            archs = opt.ask(1)
+            assert len(archs) == 1 and archs[0] not in asked
+            asked += archs
+            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        return opt, asked
+
+    opt, asked = run("grabnas[portfolio=4]")
+    assert [p["ask"] for p in opt.portfolio_log] == list(range(4, 10))
+    assert {p["follow"] for p in opt.portfolio_log} == {"meta", "plain"}  # this seed draws both
+    for p in opt.portfolio_log:
+        assert p["follow"] == max(("meta", "plain"), key=lambda a: p[a]["draw"])
+        assert p["meta"]["s"] + p["meta"]["f"] + p["plain"]["s"] + p["plain"]["f"] == p["n"]
+    arms = [opt._arm_of[a] for a in asked]
+    assert arms[:4] == ["meta"] * 4 and arms[4:] == [p["follow"] for p in opt.portfolio_log]
+    assert run("grabnas[portfolio=4]")[1] == asked
+    off = build_optimizer("grabnas", nb201_bench, "cifar10", seed=5)
+    assert off.portfolio_log == [] and off._plain is None
+    with pytest.raises(GrabnasError, match="portfolio must be >= 0"):
+        build_optimizer("grabnas[portfolio=-1]", nb201_bench, "cifar10", seed=0)
