@@ -22,8 +22,9 @@
 #              on misleading (cora, proteins, pubmed, stress cifar100-top20rev) and well-predicted
 #              tasks (arxiv, citeseer, physics, NB201 imagenet16, cifar100); marginal on both stress tasks, 20 seeds
 #   portfolio  opt-in portfolio=10 (from ask 10 on, Thompson sampling between GraB-NAS's proposal and
-#              GP-BO's, judged by their observed values), 8 seeds on the kernels part's tasks, both stress
-#              tasks, and the real-training ground truths (10 seeds, 25 trainings)
+#              GP-BO's, judged by their observed values; portfolio_reward=pooled and running, REWARDS=...
+#              for one), 8 seeds on the kernels part's tasks, both stress tasks, and the real-training
+#              ground truths (10 seeds, 25 trainings)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,16 +99,19 @@ for part in "${PARTS[@]}"; do
         --optimizers "grabnas[surrogate=nb201-no-imagenet16,mean_weight=marginal]" --out "$OUT/kernels-mean_weight-stress-in16" ;;
     portfolio)
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
-      V="portfolio=10"
-      bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
-        --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$OUT/portfolio-stress"
-      bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
-        --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$OUT/portfolio-stress-in16"
-      OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$OUT/portfolio-groundtruth" JOBS="$JOBS" \
-        bash benchmarks/ground_truth_bench.sh > /dev/null
-      bench --seeds 8 --benchmark nb201 --tasks imagenet16,cifar100 --optimizers "grabnas[$V]" --out "$OUT/portfolio-nb201"
-      bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,pubmed,arxiv,citeseer,physics \
-        --optimizers "grabnas[$V]" --out "$OUT/portfolio-nbg" ;;
+      for reward in ${REWARDS:-pooled running}; do
+        V="portfolio=10,portfolio_reward=$reward"
+        P="$OUT/portfolio-$reward"
+        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+          --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P-stress"
+        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+          --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P-stress-in16"
+        OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P-groundtruth" JOBS="$JOBS" \
+          bash benchmarks/ground_truth_bench.sh > /dev/null
+        bench --seeds 8 --benchmark nb201 --tasks imagenet16,cifar100 --optimizers "grabnas[$V]" --out "$P-nb201"
+        bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,pubmed,arxiv,citeseer,physics \
+          --optimizers "grabnas[$V]" --out "$P-nbg"
+      done ;;
     *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels or portfolio" >&2; exit 2 ;;
   esac
 done

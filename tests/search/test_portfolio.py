@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from grabnas.errors import GrabnasError
-from grabnas.search.portfolio import arm_counts, thompson_arm
+from grabnas.search.portfolio import arm_counts, running_counts, thompson_arm
 
 
 def test_arm_counts_score_each_observation_against_the_pooled_median():
@@ -18,23 +18,33 @@ def test_arm_counts_score_each_observation_against_the_pooled_median():
     }
 
 
+def test_running_counts_judge_each_observation_against_the_median_before_it():
+    values = np.array([1.0, 5.0, 2.0, 3.0, 0.0, 4.0])
+    arms = np.array(["init", "init", "meta", "plain", "plain", "meta"])
+    # bars: 2.0 -> median(1,5)=3: meta fails; 3.0 -> median(1,5,2)=2: plain wins;
+    # 0.0 -> median(1,5,2,3)=2.5: plain fails; 4.0 -> median(1,5,2,3,0)=2: meta wins
+    assert running_counts(values, arms, ("meta", "plain")) == {"meta": (1.0, 1.0), "plain": (1.0, 1.0)}
+    tie = running_counts(np.array([1.0, 3.0, 2.0]), np.array(["init", "init", "meta"]), ("meta", "plain"))
+    assert tie == {"meta": (0.5, 0.5), "plain": (0.0, 0.0)}
+
+
 def test_an_arm_whose_proposals_lose_is_rarely_followed():
     """A plain arm with k proposals all below the median of a 50/50 meta record is drawn with
     probability P(Beta(1, 1+k) > Beta(s+1, s+1)) (~2^-(k+1)); a winning plain arm takes over."""
     rng = np.random.default_rng(0)
     meta = np.arange(20.0)  # 10 above, 10 below its own median
-    losing = {"meta": meta, "plain": np.full(4, -1.0)}
+    losing = arm_counts({"meta": meta, "plain": np.full(4, -1.0)})
     share = np.mean([thompson_arm(losing, rng)[0] == "plain" for _ in range(4000)])
     want = np.mean(
         rng.beta(1, 6, 200_000) > rng.beta(1 + 12, 1 + 12, 200_000)
     )  # meta's record with the plain arm pooled
     assert share == pytest.approx(want, abs=0.01) and share < 0.05
-    winning = {"meta": meta, "plain": np.full(6, 100.0)}
+    winning = arm_counts({"meta": meta, "plain": np.full(6, 100.0)})
     assert np.mean([thompson_arm(winning, rng)[0] == "plain" for _ in range(2000)]) > 0.9
 
 
 def test_thompson_arm_is_reproducible_and_logs_its_record():
-    values = {"meta": np.array([1.0, 3.0]), "plain": np.array([2.0])}
+    values = arm_counts({"meta": np.array([1.0, 3.0]), "plain": np.array([2.0])})
     a = thompson_arm(values, np.random.default_rng(3))
     assert a == thompson_arm(values, np.random.default_rng(3))
     arm, record = a
@@ -44,7 +54,8 @@ def test_thompson_arm_is_reproducible_and_logs_its_record():
         thompson_arm({}, np.random.default_rng(0))
 
 
-def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench):
+@pytest.mark.parametrize("reward", ["running", "pooled"])
+def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench, reward):
     """From ask ``portfolio`` on each ask is logged with the arm it followed; a plain ask is GP-BO's
     proposal on the shared observations; a replay (a resumed study) proposes the same."""
     from grabnas.search.registry import build_optimizer
@@ -59,16 +70,20 @@ def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench
             opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
         return opt, asked
 
-    opt, asked = run("grabnas[portfolio=4]")
+    spec = f"grabnas[portfolio=4,portfolio_reward={reward}]"
+    opt, asked = run(spec)
     assert [p["ask"] for p in opt.portfolio_log] == list(range(4, 10))
     assert {p["follow"] for p in opt.portfolio_log} == {"meta", "plain"}  # this seed draws both
     for p in opt.portfolio_log:
         assert p["follow"] == max(("meta", "plain"), key=lambda a: p[a]["draw"])
-        assert p["meta"]["s"] + p["meta"]["f"] + p["plain"]["s"] + p["plain"]["f"] == p["n"]
+        scored = p["meta"]["s"] + p["meta"]["f"] + p["plain"]["s"] + p["plain"]["f"]
+        assert scored == (p["n"] if reward == "pooled" else p["ask"] - 4)  # running: only since ask 4
     arms = [opt._arm_of[a] for a in asked]
-    assert arms[:4] == ["meta"] * 4 and arms[4:] == [p["follow"] for p in opt.portfolio_log]
-    assert run("grabnas[portfolio=4]")[1] == asked
+    assert arms[:4] == ["init"] * 4 and arms[4:] == [p["follow"] for p in opt.portfolio_log]
+    assert run(spec)[1] == asked
     off = build_optimizer("grabnas", nb201_bench, "cifar10", seed=5)
     assert off.portfolio_log == [] and off._plain is None
     with pytest.raises(GrabnasError, match="portfolio must be >= 0"):
         build_optimizer("grabnas[portfolio=-1]", nb201_bench, "cifar10", seed=0)
+    with pytest.raises(GrabnasError, match="portfolio_reward 'best' is unknown; expected one of running, pooled"):
+        build_optimizer("grabnas[portfolio_reward=best]", nb201_bench, "cifar10", seed=0)

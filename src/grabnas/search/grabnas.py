@@ -111,6 +111,9 @@ class GraBNASConfig:
             Thompson sampling on how often each arm's proposals landed above the median of all
             observations (:mod:`grabnas.search.portfolio`): ``meta`` (GraB-NAS's own proposal)
             or ``plain`` (GP-BO's: a GP on the one-hot encoding fitted to all observations).
+        portfolio_reward: what counts as an arm's success: ``running`` (its observation beats the
+            median of those before it; only proposals since the portfolio started count) or
+            ``pooled`` (beats the median of all observations; the initial design counts for meta).
         target_kernel: what the target-adapted GP's own kernel reads: ``latent`` (the graph VAE's
             z, default) or ``onehot`` (the space's one-hot operation encoding, GP-BO's inputs,
             appended to each latent; the meta-learned mean and kernel still read z, and the
@@ -153,6 +156,7 @@ class GraBNASConfig:
     probe_every: int = 0
     probe_start: int = 10
     portfolio: int = 0
+    portfolio_reward: str = "running"
     target_kernel: str = "latent"
     mean_weight: str = "map"
 
@@ -166,6 +170,7 @@ class GraBNASConfig:
             "init": (self.init, ("thompson", "top")),
             "target_kernel": (self.target_kernel, ("latent", "onehot")),
             "mean_weight": (self.mean_weight, ("map", "marginal")),
+            "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -271,7 +276,8 @@ class GraBNAS(Optimizer):
         self.guard_log: list[dict] = []
         #: per portfolio ask: observations, each arm's (successes, failures, draw), the arm followed
         self.portfolio_log: list[dict] = []
-        #: the arm that proposed each architecture (``meta`` or ``plain``)
+        #: the arm that proposed each architecture (``init`` before the portfolio starts, then
+        #: ``meta`` or ``plain``)
         self._arm_of: dict[Architecture, str] = {}
         self._plain = None
         if (self.config.guard and self.config.adaptation == "target") or self.config.portfolio:
@@ -411,19 +417,23 @@ class GraBNAS(Optimizer):
                 self._arm_of.update(dict.fromkeys(picks, "plain"))
                 self.asks += len(picks)
                 return picks
+        started = bool(self.config.portfolio) and self.asks >= self.config.portfolio
         out = self._ask_meta(n)
-        self._arm_of.update(dict.fromkeys(out, "meta"))
+        self._arm_of.update(dict.fromkeys(out, "meta" if started else "init"))
         return out
 
     def _portfolio_arm(self) -> str:
         """``meta`` or ``plain``, by Thompson sampling on each arm's observed values
         (:func:`grabnas.search.portfolio.thompson_arm`); logged in :attr:`portfolio_log`."""
-        from grabnas.search.portfolio import thompson_arm
+        from grabnas.search.portfolio import arm_counts, running_counts, thompson_arm
 
         archs, values = self.history.successes()
-        arms = np.array([self._arm_of.get(a, "meta") for a in archs])
-        by_arm = {arm: values[arms == arm] for arm in ("meta", "plain")}
-        arm, record = thompson_arm(by_arm, self.rng)
+        arms = np.array([self._arm_of.get(a, "init") for a in archs])
+        if self.config.portfolio_reward == "pooled":  # the initial design counts for meta
+            counts = arm_counts({"meta": values[arms != "plain"], "plain": values[arms == "plain"]})
+        else:
+            counts = running_counts(values, arms, ("meta", "plain"))
+        arm, record = thompson_arm(counts, self.rng)
         self.portfolio_log.append({"ask": self.asks, "n": int(values.size), "follow": arm, **record})
         return arm
 
