@@ -22,8 +22,8 @@
 #              on misleading (cora, proteins, pubmed, stress cifar100-top20rev) and well-predicted
 #              tasks (arxiv, citeseer, physics, NB201 imagenet16, cifar100); marginal on both stress tasks, 20 seeds
 #   portfolio  opt-in portfolio=10 (from ask 10 on, Thompson sampling between GraB-NAS's proposal and
-#              GP-BO's, judged by their observed values; portfolio_reward=pooled and running, REWARDS=...
-#              for one), 8 seeds on the kernels part's tasks, both stress tasks, and the real-training
+#              GP-BO's, judged by their observed values; portfolio_reward=pooled and running, and
+#              portfolio_arm=random against random pool members; VARIANTS=... for some), 8 seeds on the kernels part's tasks, both stress tasks, and the real-training
 #              ground truths (10 seeds, 25 trainings)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
@@ -99,9 +99,12 @@ for part in "${PARTS[@]}"; do
         --optimizers "grabnas[surrogate=nb201-no-imagenet16,mean_weight=marginal]" --out "$OUT/kernels-mean_weight-stress-in16" ;;
     portfolio)
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
-      for reward in ${REWARDS:-pooled running}; do
-        V="portfolio=10,portfolio_reward=$reward"
-        P="$OUT/portfolio-$reward"
+      for variant in ${VARIANTS:-pooled running random}; do
+        case "$variant" in
+          random) V="portfolio=10,portfolio_arm=random" ;;
+          *) V="portfolio=10,portfolio_reward=$variant" ;;
+        esac
+        P="$OUT/portfolio-$variant"
         bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
           --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P-stress"
         bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \

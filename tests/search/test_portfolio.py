@@ -54,8 +54,8 @@ def test_thompson_arm_is_reproducible_and_logs_its_record():
         thompson_arm({}, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("reward", ["running", "pooled"])
-def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench, reward):
+@pytest.mark.parametrize("reward,arm", [("running", "gpbo"), ("pooled", "gpbo"), ("running", "random")])
+def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench, reward, arm):
     """From ask ``portfolio`` on each ask is logged with the arm it followed; a plain ask is GP-BO's
     proposal on the shared observations; a replay (a resumed study) proposes the same."""
     from grabnas.search.registry import build_optimizer
@@ -70,7 +70,7 @@ def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench
             opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
         return opt, asked
 
-    spec = f"grabnas[portfolio=4,portfolio_reward={reward}]"
+    spec = f"grabnas[portfolio=4,portfolio_reward={reward},portfolio_arm={arm}]"
     opt, asked = run(spec)
     assert [p["ask"] for p in opt.portfolio_log] == list(range(4, 10))
     assert {p["follow"] for p in opt.portfolio_log} == {"meta", "plain"}  # this seed draws both
@@ -81,6 +81,7 @@ def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench
     arms = [opt._arm_of[a] for a in asked]
     assert arms[:4] == ["init"] * 4 and arms[4:] == [p["follow"] for p in opt.portfolio_log]
     assert run(spec)[1] == asked
+    assert all(a in opt._pool_index for a, which in zip(asked, arms) if which == "plain")
     off = build_optimizer("grabnas", nb201_bench, "cifar10", seed=5)
     assert off.portfolio_log == [] and off._plain is None
     with pytest.raises(GrabnasError, match="portfolio must be >= 0"):

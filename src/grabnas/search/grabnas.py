@@ -111,6 +111,9 @@ class GraBNASConfig:
             Thompson sampling on how often each arm's proposals landed above the median of all
             observations (:mod:`grabnas.search.portfolio`): ``meta`` (GraB-NAS's own proposal)
             or ``plain`` (GP-BO's: a GP on the one-hot encoding fitted to all observations).
+        portfolio_arm: the arm that competes with GraB-NAS's proposals: ``gpbo`` (GP-BO's
+            proposal on all observations) or ``random`` (a uniformly random untried pool member,
+            seeded: probes that are only made while they keep scoring).
         portfolio_reward: what counts as an arm's success: ``running`` (its observation beats the
             median of those before it; only proposals since the portfolio started count) or
             ``pooled`` (beats the median of all observations; the initial design counts for meta).
@@ -156,6 +159,7 @@ class GraBNASConfig:
     probe_every: int = 0
     probe_start: int = 10
     portfolio: int = 0
+    portfolio_arm: str = "gpbo"
     portfolio_reward: str = "running"
     target_kernel: str = "latent"
     mean_weight: str = "map"
@@ -171,6 +175,7 @@ class GraBNASConfig:
             "target_kernel": (self.target_kernel, ("latent", "onehot")),
             "mean_weight": (self.mean_weight, ("map", "marginal")),
             "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
+            "portfolio_arm": (self.portfolio_arm, ("gpbo", "random")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -403,17 +408,16 @@ class GraBNAS(Optimizer):
             self.numerical_log.append(f"ask {self.asks}: {first}; refitted with 100x jitter")
             return out
         except failures:
-            untried = self.untried_pool()
-            picks = self.rng.choice(len(untried), size=min(n, len(untried)), replace=False) if untried else []
+            picks = self._random_untried(n)
             self.numerical_log.append(f"ask {self.asks}: {first}; proposed {len(picks)} random untried pool member(s)")
             self.asks += len(picks)
-            return [untried[int(i)] for i in picks]
+            return picks
 
     def _ask_model(self, n: int) -> list[Architecture]:
         if self._plain is not None and self.config.portfolio and self.asks >= self.config.portfolio:
             arm = self._portfolio_arm()
             if arm == "plain":
-                picks = self._plain._ask(n)
+                picks = self._plain._ask(n) if self.config.portfolio_arm == "gpbo" else self._random_untried(n)
                 self._arm_of.update(dict.fromkeys(picks, "plain"))
                 self.asks += len(picks)
                 return picks
@@ -421,6 +425,12 @@ class GraBNAS(Optimizer):
         out = self._ask_meta(n)
         self._arm_of.update(dict.fromkeys(out, "meta" if started else "init"))
         return out
+
+    def _random_untried(self, n: int) -> list[Architecture]:
+        """Up to ``n`` distinct uniformly random untried pool members (from the optimizer's generator)."""
+        untried = self.untried_pool()
+        picks = self.rng.choice(len(untried), size=min(n, len(untried)), replace=False) if untried else []
+        return [untried[int(i)] for i in picks]
 
     def _portfolio_arm(self) -> str:
         """``meta`` or ``plain``, by Thompson sampling on each arm's observed values
