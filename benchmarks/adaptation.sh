@@ -114,7 +114,10 @@ for part in "${PARTS[@]}"; do
         bench --seeds 8 --benchmark nb201 --tasks imagenet16,cifar100 --optimizers "grabnas[$V]" --out "$P-nb201"
         bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,pubmed,arxiv,citeseer,physics \
           --optimizers "grabnas[$V]" --out "$P-nbg"
-      done ;;
+      done
+      # the random arm at 20 seeds on five NAS-Bench-Graph datasets
+      bench --seeds 20 --benchmark nasbench-graph --tasks pubmed,proteins,arxiv,citeseer,cora \
+        --optimizers "grabnas[portfolio=10,portfolio_arm=random]" --out "$OUT/portfolio-random-nbg20" ;;
     *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels or portfolio" >&2; exit 2 ;;
   esac
 done
