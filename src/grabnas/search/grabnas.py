@@ -108,9 +108,9 @@ class GraBNASConfig:
             chosen by the prior cluster at its top, where a wrong prior mean is not identified).
         probe_start: the first ask that may be a probe.
         portfolio: from this many asks on (0: never), each ask follows one of two arms, chosen by
-            Thompson sampling on how often each arm's proposals landed above the median of all
-            observations (:mod:`grabnas.search.portfolio`): ``meta`` (GraB-NAS's own proposal)
-            or ``plain`` (GP-BO's: a GP on the one-hot encoding fitted to all observations).
+            Thompson sampling on how often each arm's proposals scored (``portfolio_reward``;
+            :mod:`grabnas.search.portfolio`): ``meta`` (GraB-NAS's own proposal) or ``plain``
+            (``portfolio_arm``).
         portfolio_arm: the arm that competes with GraB-NAS's proposals: ``gpbo`` (GP-BO's
             proposal on all observations) or ``random`` (a uniformly random untried pool member,
             seeded: probes that are only made while they keep scoring).
@@ -285,6 +285,7 @@ class GraBNAS(Optimizer):
         #: ``meta`` or ``plain``)
         self._arm_of: dict[Architecture, str] = {}
         self._plain = None
+        # built for every portfolio, the random arm's too: its seed draw fixes the initial design
         if (self.config.guard and self.config.adaptation == "target") or self.config.portfolio:
             from grabnas.search.baselines import GPBO
 
@@ -414,14 +415,12 @@ class GraBNAS(Optimizer):
             return picks
 
     def _ask_model(self, n: int) -> list[Architecture]:
-        if self._plain is not None and self.config.portfolio and self.asks >= self.config.portfolio:
-            arm = self._portfolio_arm()
-            if arm == "plain":
-                picks = self._plain._ask(n) if self.config.portfolio_arm == "gpbo" else self._random_untried(n)
-                self._arm_of.update(dict.fromkeys(picks, "plain"))
-                self.asks += len(picks)
-                return picks
         started = bool(self.config.portfolio) and self.asks >= self.config.portfolio
+        if started and self._portfolio_arm() == "plain":
+            picks = self._plain._ask(n) if self.config.portfolio_arm == "gpbo" else self._random_untried(n)
+            self._arm_of.update(dict.fromkeys(picks, "plain"))
+            self.asks += len(picks)
+            return picks
         out = self._ask_meta(n)
         self._arm_of.update(dict.fromkeys(out, "meta" if started else "init"))
         return out

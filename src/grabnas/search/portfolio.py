@@ -26,6 +26,7 @@ Where it misleads, the plain GP's proposals win and take over the search.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 
 import numpy as np
@@ -53,13 +54,15 @@ def running_counts(values: np.ndarray, arms: np.ndarray, names: tuple[str, ...])
     initial design) and the first observation are not scored, but raise the bar for later ones."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     out = {arm: [0.0, 0.0] for arm in names}
-    for i in range(1, values.size):
-        if arms[i] not in out:
-            continue
-        bar = float(np.median(values[:i]))
-        s = 1.0 if values[i] > bar else 0.5 if values[i] == bar else 0.0
-        out[arms[i]][0] += s
-        out[arms[i]][1] += 1.0 - s
+    seen: list[float] = []  # values[:i], sorted: each bar is one lookup, not a new median
+    for i, value in enumerate(values.tolist()):
+        if i and arms[i] in out:
+            half = i // 2
+            bar = seen[half] if i % 2 else (seen[half - 1] + seen[half]) / 2
+            s = 1.0 if value > bar else 0.5 if value == bar else 0.0
+            out[arms[i]][0] += s
+            out[arms[i]][1] += 1.0 - s
+        bisect.insort(seen, value)
     return {arm: (s, f) for arm, (s, f) in out.items()}
 
 
