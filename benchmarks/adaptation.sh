@@ -25,6 +25,9 @@
 #              GP-BO's, judged by their observed values; portfolio_reward=pooled and running, and
 #              portfolio_arm=random against random pool members; VARIANTS=... for some), 8 seeds on the kernels part's tasks, both stress tasks, and the real-training
 #              ground truths (10 seeds, 25 trainings)
+#   portfolio20 the random-arm portfolio (without the guard the portfolio part's runs also had, a
+#              bug) at 20 seeds on NB201, both stress tasks and the nine NAS-Bench-Graph datasets,
+#              and on the ground truths (10 seeds)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,6 +121,17 @@ for part in "${PARTS[@]}"; do
       # the random arm at 20 seeds on five NAS-Bench-Graph datasets
       bench --seeds 20 --benchmark nasbench-graph --tasks pubmed,proteins,arxiv,citeseer,cora \
         --optimizers "grabnas[portfolio=10,portfolio_arm=random]" --out "$OUT/portfolio-random-nbg20" ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels or portfolio" >&2; exit 2 ;;
+    portfolio20)
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      V="portfolio=10,portfolio_arm=random"
+      bench --seeds 20 --benchmark nb201 --tasks cifar10,cifar100,imagenet16 --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nb201"
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+        --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$OUT/portfolio20-stress"
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+        --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$OUT/portfolio20-stress-in16"
+      OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$OUT/portfolio20-groundtruth" JOBS="$JOBS" \
+        bash benchmarks/ground_truth_bench.sh > /dev/null
+      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nbg" ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio or portfolio20" >&2; exit 2 ;;
   esac
 done

@@ -81,6 +81,10 @@ def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench
     arms = [opt._arm_of[a] for a in asked]
     assert arms[:4] == ["init"] * 4 and arms[4:] == [p["follow"] for p in opt.portfolio_log]
     assert run(spec)[1] == asked
+    assert opt.guard_log == []  # the portfolio alone never turns the guard on
+    if arm == "random":  # no GP-BO model: before the portfolio starts, the default's asks for the seed
+        assert opt._plain is None
+        assert run("grabnas", asks=4)[1] == asked[:4]
     assert all(a in opt._pool_index for a, which in zip(asked, arms) if which == "plain")
     off = build_optimizer("grabnas", nb201_bench, "cifar10", seed=5)
     assert off.portfolio_log == [] and off._plain is None

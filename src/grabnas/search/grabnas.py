@@ -285,8 +285,11 @@ class GraBNAS(Optimizer):
         #: ``meta`` or ``plain``)
         self._arm_of: dict[Architecture, str] = {}
         self._plain = None
-        # built for every portfolio, the random arm's too: its seed draw fixes the initial design
-        if (self.config.guard and self.config.adaptation == "target") or self.config.portfolio:
+        #: the no-harm guard is on (it compares the meta model with GP-BO's at every model ask)
+        self._guarded = bool(self.config.guard) and self.config.adaptation == "target"
+        # GP-BO's model is built for the guard and the GP-BO arm only (the random arm needs none,
+        # so its first ``portfolio`` asks are the default's for the same seed)
+        if self._guarded or (self.config.portfolio and self.config.portfolio_arm == "gpbo"):
             from grabnas.search.baselines import GPBO
 
             self._plain = GPBO(space, self.pool, seed=int(self.rng.integers(2**31)), n_init=1)
@@ -449,7 +452,7 @@ class GraBNAS(Optimizer):
     def _ask_meta(self, n: int) -> list[Architecture]:
         out: list[Architecture] = []
         model, values = self._model()
-        if self._plain is not None and values.size >= max(3, self.config.guard):
+        if self._guarded and values.size >= max(3, self.config.guard):
             from grabnas.search.guard import loo_rank_score, plain_beats_meta
 
             meta_score = loo_rank_score(self.surrogate._last_gp)
