@@ -1,0 +1,160 @@
+"""GraB-NAS with and without the random-arm portfolio, paired by search seed, against the baselines.
+
+Without a GP-BO model to build, the random-arm portfolio's first ``portfolio`` asks are the
+default's for the same search seed, so the two are compared seed by seed: the mean paired
+difference of regret and its standard error are far tighter than two unpaired means. For every
+task: both variants' regret at ``at_early`` and ``at_late`` evaluations, median evaluations to
+the optimum, the paired difference at ``at_late``, and issue 18's verdicts for each variant
+(no harm: regret at ``at_late`` at most the better of GP-BO's and REA's plus one standard error of
+the difference; transfer kept: regret at ``at_early`` at most transfer-rank's, same tolerance).
+
+Usage: python benchmarks/portfolio_report.py --runs RUNS [--out FILE]
+(RUNS holds ``portfolio20-{nb201,stress,stress-in16,nbg,groundtruth}`` as
+``benchmarks/adaptation.sh portfolio20`` writes them; the default's runs and the baselines are the
+committed ones in benchmarks/results.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from grabnas.report import evals_to_optimum, load_results
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NBG = ["cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins"]
+
+
+def _results(folder: Path) -> Path:
+    for name in ("results.csv", "results.csv.gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise SystemExit(f"no results.csv(.gz) in {folder}")
+
+
+def _by_seed(path: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
+    """``(task, optimizer) -> {seed: regret after each evaluation}``."""
+    runs: dict[tuple[str, str], dict[int, list[tuple[int, float]]]] = {}
+    for r in load_results(path):
+        runs.setdefault((r["task"], r["optimizer"]), {}).setdefault(r["seed"], []).append((r["step"], r["regret"]))
+    return {k: {s: np.array([v for _, v in sorted(p)]) for s, p in d.items()} for k, d in runs.items()}
+
+
+def _at(curves: dict[int, np.ndarray], at: int) -> dict[int, float]:
+    return {s: float(c[min(at, len(c)) - 1]) for s, c in curves.items()}
+
+
+def _mean_se(x) -> tuple[float, float]:
+    x = np.asarray(list(x), dtype=float)
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
+
+
+def _pick(table: dict, task: str, base: str) -> dict[int, np.ndarray] | None:
+    """The runs of optimizer ``base`` (exact name, else the first ``base[...]``) on ``task``."""
+    if (task, base) in table:
+        return table[(task, base)]
+    for (t, opt), d in table.items():
+        if t == task and opt.split("[")[0] == base:
+            return d
+    return None
+
+
+def section(title: str, tasks: list[str], new: dict, old: dict, base: dict, early: int, late: int) -> str:
+    lines = [
+        f"### {title}",
+        "",
+        f"| task | seeds (paired) | default r@{early} | r@{late} | evals to optimum | portfolio r@{early} | r@{late} "
+        f"| evals to optimum | paired difference r@{late} | best of GP-BO / REA r@{late} | transfer-rank r@{early} "
+        "| no harm default / portfolio | transfer kept default / portfolio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        a, b = _pick(old, task, "grabnas"), _pick(new, task, "grabnas")
+        if a is None or b is None:
+            continue
+        common = sorted(set(a) & set(b))
+        diff = _mean_se(_at(b, late)[s] - _at(a, late)[s] for s in common)
+        refs = [(k, *_mean_se(_at(d, late).values())) for k in ("gpbo", "rea") if (d := _pick(base, task, k))]
+        best = min(refs, key=lambda r: r[1]) if refs else None
+        tr = _pick(base, task, "transfer-rank")
+        tr_stat = _mean_se(_at(tr, early).values()) if tr else None
+        cells, harm, kept = [], [], []
+        for runs in (a, b):
+            e, e_se = _mean_se(_at(runs, early).values())
+            m, m_se = _mean_se(_at(runs, late).values())
+            width = max(len(c) for c in runs.values())
+            curves = np.stack([np.pad(c, (0, width - len(c)), mode="edge") for c in runs.values()])
+            evals = np.median(evals_to_optimum(curves, tol=1e-6))
+            cells += [f"{e:.3f} ± {e_se:.3f}", f"{m:.3f} ± {m_se:.3f}", f"{evals:g}"]
+            harm.append("-" if best is None else "yes" if m <= best[1] + math.hypot(m_se, best[2]) else "no")
+            kept.append("-" if tr_stat is None else "yes" if e <= tr_stat[0] + math.hypot(e_se, tr_stat[1]) else "no")
+        best_txt = f"{best[1]:.3f} ± {best[2]:.3f} ({best[0]})" if best else "-"
+        tr_txt = f"{tr_stat[0]:.3f}" if tr_stat else "-"
+        lines.append(
+            f"| {task} | {len(b)} ({len(common)}) | {' | '.join(cells[:3])} | {' | '.join(cells[3:])} "
+            f"| {diff[0]:+.3f} ± {diff[1]:.3f} | {best_txt} | {tr_txt} | {' / '.join(harm)} | {' / '.join(kept)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", required=True)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    runs = Path(args.runs)
+    adapt = RESULTS / "adaptation"
+    stress = {**_by_seed(_results(adapt / "stress-imagenet16")), **_by_seed(_results(adapt / "stress-cifar100"))}
+    stress_old = {k: v for k, v in stress.items() if k[1].split("[")[0] != "grabnas" or k[1].count("=") == 1}
+    parts = [
+        section(
+            "NAS-Bench-201 (shipped checkpoints)",
+            ["cifar10", "cifar100", "imagenet16"],
+            _by_seed(_results(runs / "portfolio20-nb201")),
+            _by_seed(_results(adapt / "nb201")),
+            _by_seed(_results(RESULTS / "nb201-grabnas")),
+            10,
+            50,
+        ),
+        section(
+            "NAS-Bench-Graph (shipped checkpoints)",
+            NBG,
+            _by_seed(_results(runs / "portfolio20-nbg")),
+            _by_seed(_results(adapt / "nbgraph")),
+            _by_seed(_results(RESULTS / "nbgraph")),
+            10,
+            50,
+        ),
+        section(
+            "Misleading-prior stress tasks",
+            ["imagenet16-top5rev", "cifar100-top20rev"],
+            {
+                **_by_seed(_results(runs / "portfolio20-stress-in16")),
+                **_by_seed(_results(runs / "portfolio20-stress")),
+            },
+            stress_old,
+            stress,
+            10,
+            50,
+        ),
+        section(
+            "Real-training ground truths (25 trainings)",
+            ["digits~train20", "digits~noise0.5", "digits~4px"],
+            _by_seed(_results(runs / "portfolio20-groundtruth")),
+            _by_seed(_results(RESULTS / "ground-truths" / "bench")),
+            _by_seed(_results(RESULTS / "ground-truths" / "bench")),
+            10,
+            25,
+        ),
+    ]
+    text = "\n".join(p for p in parts)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
