@@ -21,7 +21,8 @@
 #              encoding) and mean_weight=marginal (the prior mean's weight integrated out), 8 seeds,
 #              on misleading (cora, proteins, pubmed, stress cifar100-top20rev) and well-predicted
 #              tasks (arxiv, citeseer, physics, NB201 imagenet16, cifar100); marginal on both stress tasks, 20 seeds
-#   portfolio  opt-in portfolio=10 (from ask 10 on, Thompson sampling between GraB-NAS's proposal and
+#   portfolio  opt-in guard=3,portfolio=10 (what these runs measured: until a fix the portfolio also
+#              turned the guard on from 3 observations) (from ask 10 on, Thompson sampling between GraB-NAS's proposal and
 #              GP-BO's, judged by their observed values; portfolio_reward=pooled and running, and
 #              portfolio_arm=random against random pool members; VARIANTS=... for some), 8 seeds on the kernels part's tasks, both stress tasks, and the real-training
 #              ground truths (10 seeds, 25 trainings)
@@ -104,8 +105,8 @@ for part in "${PARTS[@]}"; do
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
       for variant in ${VARIANTS:-pooled running random}; do
         case "$variant" in
-          random) V="portfolio=10,portfolio_arm=random" ;;
-          *) V="portfolio=10,portfolio_reward=$variant" ;;
+          random) V="guard=3,portfolio=10,portfolio_arm=random" ;;
+          *) V="guard=3,portfolio=10,portfolio_arm=gpbo,portfolio_reward=$variant" ;;
         esac
         P="$OUT/portfolio-$variant"
         bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
@@ -120,7 +121,7 @@ for part in "${PARTS[@]}"; do
       done
       # the random arm at 20 seeds on five NAS-Bench-Graph datasets
       bench --seeds 20 --benchmark nasbench-graph --tasks pubmed,proteins,arxiv,citeseer,cora \
-        --optimizers "grabnas[portfolio=10,portfolio_arm=random]" --out "$OUT/portfolio-random-nbg20" ;;
+        --optimizers "grabnas[guard=3,portfolio=10,portfolio_arm=random]" --out "$OUT/portfolio-random-nbg20" ;;
     portfolio20)
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
       V="portfolio=10,portfolio_arm=random"
@@ -131,7 +132,8 @@ for part in "${PARTS[@]}"; do
         --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$OUT/portfolio20-stress-in16"
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$OUT/portfolio20-groundtruth" JOBS="$JOBS" \
         bash benchmarks/ground_truth_bench.sh > /dev/null
-      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nbg" ;;
+      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nbg"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$OUT" --out "$OUT/portfolio20-report.md" ;;
     *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio or portfolio20" >&2; exit 2 ;;
   esac
 done

@@ -10,7 +10,8 @@ the difference; transfer kept: regret at ``at_early`` at most transfer-rank's, s
 
 Usage: python benchmarks/portfolio_report.py --runs RUNS [--out FILE]
 (RUNS holds ``portfolio20-{nb201,stress,stress-in16,nbg,groundtruth}`` as
-``benchmarks/adaptation.sh portfolio20`` writes them; the default's runs and the baselines are the
+``benchmarks/adaptation.sh portfolio20`` writes them, or is the committed copy
+benchmarks/results/adaptation/portfolio/random-alone; the default's runs and the baselines are the
 committed ones in benchmarks/results.)
 """
 
@@ -33,6 +34,12 @@ def _results(folder: Path) -> Path:
         if (folder / name).exists():
             return folder / name
     raise SystemExit(f"no results.csv(.gz) in {folder}")
+
+
+def _run(runs: Path, name: str) -> Path:
+    """``RUNS/portfolio20-NAME`` as the benchmark script writes it, or ``RUNS/NAME`` as committed
+    (benchmarks/results/adaptation/portfolio/random-alone)."""
+    return runs / f"portfolio20-{name}" if (runs / f"portfolio20-{name}").exists() else runs / name
 
 
 def _by_seed(path: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
@@ -113,7 +120,7 @@ def main() -> None:
         section(
             "NAS-Bench-201 (shipped checkpoints)",
             ["cifar10", "cifar100", "imagenet16"],
-            _by_seed(_results(runs / "portfolio20-nb201")),
+            _by_seed(_results(_run(runs, "nb201"))),
             _by_seed(_results(adapt / "nb201")),
             _by_seed(_results(RESULTS / "nb201-grabnas")),
             10,
@@ -122,7 +129,7 @@ def main() -> None:
         section(
             "NAS-Bench-Graph (shipped checkpoints)",
             NBG,
-            _by_seed(_results(runs / "portfolio20-nbg")),
+            _by_seed(_results(_run(runs, "nbg"))),
             _by_seed(_results(adapt / "nbgraph")),
             _by_seed(_results(RESULTS / "nbgraph")),
             10,
@@ -132,8 +139,8 @@ def main() -> None:
             "Misleading-prior stress tasks",
             ["imagenet16-top5rev", "cifar100-top20rev"],
             {
-                **_by_seed(_results(runs / "portfolio20-stress-in16")),
-                **_by_seed(_results(runs / "portfolio20-stress")),
+                **_by_seed(_results(_run(runs, "stress-in16"))),
+                **_by_seed(_results(_run(runs, "stress"))),
             },
             stress_old,
             stress,
@@ -143,7 +150,7 @@ def main() -> None:
         section(
             "Real-training ground truths (25 trainings)",
             ["digits~train20", "digits~noise0.5", "digits~4px"],
-            _by_seed(_results(runs / "portfolio20-groundtruth")),
+            _by_seed(_results(_run(runs, "groundtruth"))),
             _by_seed(_results(RESULTS / "ground-truths" / "bench")),
             _by_seed(_results(RESULTS / "ground-truths" / "bench")),
             10,
