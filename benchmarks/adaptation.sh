@@ -40,6 +40,12 @@ NBG_SEEDS=${NBG_SEEDS:-20}
 PARTS=("$@")
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(nb201 stress nbgraph metaseeds surrogate probes)
 bench() { .venv/bin/grabnas bench --budget 50 --jobs "$JOBS" --no-progress "$@"; }
+stress_both() {  # SEEDS OPTIONS PREFIX: GraB-NAS[OPTIONS] on both stress tasks -> PREFIX-stress, PREFIX-stress-in16
+  bench --seeds "$1" --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+    --optimizers "grabnas[surrogate=nb201-no-cifar100,$2]" --out "$3-stress"
+  bench --seeds "$1" --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+    --optimizers "grabnas[surrogate=nb201-no-imagenet16,$2]" --out "$3-stress-in16"
+}
 for part in "${PARTS[@]}"; do
   case "$part" in
     nb201)
@@ -109,10 +115,7 @@ for part in "${PARTS[@]}"; do
           *) V="guard=3,portfolio=10,portfolio_arm=gpbo,portfolio_reward=$variant" ;;
         esac
         P="$OUT/portfolio-$variant"
-        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
-          --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P-stress"
-        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
-          --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P-stress-in16"
+        stress_both 8 "$V" "$P"
         OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P-groundtruth" JOBS="$JOBS" \
           bash benchmarks/ground_truth_bench.sh > /dev/null
         bench --seeds 8 --benchmark nb201 --tasks imagenet16,cifar100 --optimizers "grabnas[$V]" --out "$P-nb201"
@@ -126,10 +129,7 @@ for part in "${PARTS[@]}"; do
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
       V="portfolio=10,portfolio_arm=random"
       bench --seeds 20 --benchmark nb201 --tasks cifar10,cifar100,imagenet16 --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nb201"
-      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
-        --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$OUT/portfolio20-stress"
-      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
-        --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$OUT/portfolio20-stress-in16"
+      stress_both 20 "$V" "$OUT/portfolio20"
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$OUT/portfolio20-groundtruth" JOBS="$JOBS" \
         bash benchmarks/ground_truth_bench.sh > /dev/null
       bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nbg"

@@ -107,6 +107,14 @@ def section(title: str, tasks: list[str], new: dict, old: dict, base: dict, earl
     return "\n".join(lines) + "\n"
 
 
+def _runs(*folders: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
+    """The runs of ``folders`` (each holding ``results.csv(.gz)``), merged."""
+    out: dict = {}
+    for folder in folders:
+        out.update(_by_seed(_results(folder)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", required=True)
@@ -114,50 +122,22 @@ def main() -> None:
     args = ap.parse_args()
     runs = Path(args.runs)
     adapt = RESULTS / "adaptation"
-    stress = {**_by_seed(_results(adapt / "stress-imagenet16")), **_by_seed(_results(adapt / "stress-cifar100"))}
+    stress = _runs(adapt / "stress-imagenet16", adapt / "stress-cifar100")
     stress_old = {k: v for k, v in stress.items() if k[1].split("[")[0] != "grabnas" or k[1].count("=") == 1}
-    parts = [
-        section(
-            "NAS-Bench-201 (shipped checkpoints)",
-            ["cifar10", "cifar100", "imagenet16"],
-            _by_seed(_results(_run(runs, "nb201"))),
-            _by_seed(_results(adapt / "nb201")),
-            _by_seed(_results(RESULTS / "nb201-grabnas")),
-            10,
-            50,
-        ),
-        section(
-            "NAS-Bench-Graph (shipped checkpoints)",
-            NBG,
-            _by_seed(_results(_run(runs, "nbg"))),
-            _by_seed(_results(adapt / "nbgraph")),
-            _by_seed(_results(RESULTS / "nbgraph")),
-            10,
-            50,
-        ),
-        section(
-            "Misleading-prior stress tasks",
-            ["imagenet16-top5rev", "cifar100-top20rev"],
-            {
-                **_by_seed(_results(_run(runs, "stress-in16"))),
-                **_by_seed(_results(_run(runs, "stress"))),
-            },
-            stress_old,
-            stress,
-            10,
-            50,
-        ),
-        section(
-            "Real-training ground truths (25 trainings)",
-            ["digits~train20", "digits~noise0.5", "digits~4px"],
-            _by_seed(_results(_run(runs, "groundtruth"))),
-            _by_seed(_results(RESULTS / "ground-truths" / "bench")),
-            _by_seed(_results(RESULTS / "ground-truths" / "bench")),
-            10,
-            25,
-        ),
-    ]
-    text = "\n".join(p for p in parts)
+    gt = _runs(RESULTS / "ground-truths" / "bench")
+    # (title, tasks, the variant's runs, the default's, the baselines', early and late budgets)
+    sections = [
+        ("NAS-Bench-201 (shipped checkpoints)", ["cifar10", "cifar100", "imagenet16"],
+         _runs(_run(runs, "nb201")), _runs(adapt / "nb201"), _runs(RESULTS / "nb201-grabnas"), 10, 50),
+        ("NAS-Bench-Graph (shipped checkpoints)", NBG,
+         _runs(_run(runs, "nbg")), _runs(adapt / "nbgraph"), _runs(RESULTS / "nbgraph"), 10, 50),
+        ("Misleading-prior stress tasks", ["imagenet16-top5rev", "cifar100-top20rev"],
+         _runs(_run(runs, "stress-in16"), _run(runs, "stress")), stress_old, stress, 10, 50),
+        ("Real-training ground truths (25 trainings)", ["digits~train20", "digits~noise0.5", "digits~4px"],
+         _runs(_run(runs, "groundtruth")), gt, gt, 10, 25),
+    ]  # fmt: skip
+    parts = [section(*s) for s in sections]
+    text = "\n".join(parts)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
