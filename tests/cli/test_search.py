@@ -236,6 +236,17 @@ def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
         assert st.info("optimizer_settings") == recorded and len(st.trials("done")) == 4
 
 
+def test_transfer_line_reports_the_corpus_transferability_and_hints_where_it_is_low():
+    from grabnas.cli.search import transfer_line
+
+    assert transfer_line({"groups_seen": ["a"]}) is None  # an older card
+    assert transfer_line({"heldout_residual": None}) is None
+    high = transfer_line({"heldout_residual": 0.62})
+    assert high.startswith("the meta-training datasets leave 62% of a left-out one's variance unexplained")
+    assert "portfolio_arm=random" in high
+    assert "hedges" not in transfer_line({"heldout_residual": 0.09})
+
+
 def test_meta_training_line_names_validation_datasets_apart():
     from grabnas.cli.search import meta_training_line
 

@@ -185,6 +185,11 @@ def test_cli_meta_train_and_eval(tmp_path, space, vae, capsys):
     assert args.handler(args) == 0
     card = json.loads((tmp_path / "s.json").read_text())
     assert card["held_out_groups"] == ["gc"] and sorted(card["groups_seen"]) == ["ga", "gb"]
+    from grabnas.meta.corpus import load_corpus
+    from grabnas.meta.transferability import heldout_residual_fraction
+
+    seen = load_corpus(f"records:{csv}", None).without_groups(["gc"])
+    assert card["heldout_residual"] == pytest.approx(heldout_residual_fraction(seen))  # what the card's search reads
     assert card["train_groups"] == ["ga", "gb"] and card["meta_validation_groups"] == []
     assert card["meta_validation"].startswith("10% of each task's architectures (the corpus has 2 groups")
     assert f"meta-validation: {card['meta_validation']}\n" in capsys.readouterr().out  # printed before training

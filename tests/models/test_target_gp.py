@@ -303,3 +303,22 @@ def test_the_multifidelity_gp_reads_the_fidelity():
     only_low = fit_multifidelity_gp(sur, inputs[:20], y[:20], fid[:20], 2, seed=0)
     assert only_low.best_f is None
     assert not isinstance(fit_multifidelity_gp(sur, inputs[:1], y[:1], fid[:1], 2), MultiFidelityTargetGP)
+
+
+def test_target_scale_centres_the_target_kernel_prior_only_above_the_meta_scale():
+    """``target_scale`` moves the target kernel's prior centre (and start) up to the given value,
+    never below the meta-learned output scale."""
+    sur = _surrogate()
+    X = _inputs(sur, 6, 3)
+    y = torch.arange(6, dtype=DTYPE)
+    meta_scale = float(sur.prior().covar_module.outputscale)
+
+    def centre(**kw) -> float:
+        gp = TargetAdaptedGP(sur.prior(), X, y, target_dims=[3, 4, 5, 6], **kw)
+        target = gp.covar_module.kernels[1]
+        assert float(target.outputscale) == pytest.approx(float(target.outputscale_prior.loc.exp()))
+        return float(target.outputscale)
+
+    assert centre() == pytest.approx(meta_scale)
+    assert centre(target_scale=meta_scale / 10) == pytest.approx(meta_scale)
+    assert centre(target_scale=meta_scale * 7) == pytest.approx(meta_scale * 7)

@@ -284,6 +284,39 @@ def test_thompson_initial_design_makes_seeds_matter(nb201_space, vae, small_pool
     assert len({first(s, init="top") for s in range(4)}) == 1
 
 
+def test_corpus_spread_widens_a_start_whose_prior_is_too_sure_of_its_ranking(nb201_space, vae, small_pool):
+    """A prior with almost no within-task variance starts every seed at its top; with
+    ``init_spread="corpus"``, told that the meta-training corpus leaves 90 % of a left-out dataset
+    unexplained (``heldout_residual``), the Thompson start adds the missing variance and seeds
+    start apart, reproducibly. Without a known share, or by default (``init_spread="meta"``), the
+    draw is the prior's alone."""
+    from grabnas.models.latent_surrogate import MetaLatentSurrogate
+    from grabnas.models.surrogate import MetaSurrogate
+    from grabnas.models.surrogate_config import SurrogateConfig
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=vae.latent_dim, task_dim=3, hidden_dim=16, feature_dim=5))
+    with torch.no_grad():
+        sur.covar_module.outputscale = 1e-4
+
+    def start(seed: int, residual, **kw):
+        latent = MetaLatentSurrogate(sur, sur.task_embedding(), adaptation="target", seed=seed)
+        opt = GraBNAS(nb201_space, latent, vae, pool=small_pool, seed=seed, heldout_residual=residual, **kw)
+        return opt, opt.ask(1)[0]
+
+    assert len({start(s, None)[1] for s in range(6)}) == 1
+    assert len({start(s, 0.9)[1] for s in range(6)}) == 1
+    assert len({start(s, None, init_spread="corpus")[1] for s in range(6)}) == 1
+    opt, _ = start(0, 0.9, init_spread="corpus")
+    cov = torch.full((4, 4), 2.0)  # a shared shift only: no within-task variance
+    v = float(opt._prior_scores.var())
+    assert opt._corpus_spread(cov) == pytest.approx(9 * v)  # r / (1 - r) = 9
+    assert opt._corpus_spread(cov + torch.eye(4) * 100 * v) == 0.0  # the prior is unsure enough already
+    draws = [start(s, 0.9, init_spread="corpus")[1] for s in range(6)]
+    assert len(set(draws)) >= 3
+    assert start(2, 0.9, init_spread="corpus")[1] == draws[2]
+
+
 def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
     """With ``probe_every=2, probe_start=3`` asks 3, 5, 7 are drawn at random from the untried
     pool: another search seed draws others, the asks before the first probe are the model's, and

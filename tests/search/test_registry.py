@@ -19,6 +19,20 @@ def test_grabnas_uses_a_surrogate_that_never_saw_the_target(nb201_bench):
     assert best > 73.0
 
 
+def test_a_shipped_checkpoint_learns_its_corpus_transferability_from_the_benchmark(nb201_bench):
+    """A shipped checkpoint's card predates ``heldout_residual``: it is computed from the
+    benchmark's tasks of the groups the checkpoint saw (cifar10 against imagenet16 for the
+    cifar100 hold-out) and reaches the optimizer's Thompson start."""
+    from grabnas.meta.corpus import benchmark_corpus
+    from grabnas.meta.transferability import heldout_residual_fraction
+
+    opt = build_optimizer("grabnas", nb201_bench, "cifar100", seed=0)
+    expected = heldout_residual_fraction(benchmark_corpus(nb201_bench).without_groups(["cifar100"]))
+    assert opt.heldout_residual == pytest.approx(expected)
+    assert 0.03 < opt.heldout_residual < 0.2
+    assert opt.surrogate_card["heldout_residual"] == opt.heldout_residual
+
+
 def test_pruned_pool_removes_the_top_percent(nb201_bench):
     pool = pruned_pool(nb201_bench, "cifar100", 1.0)
     assert len(pool) == 15625 - 156

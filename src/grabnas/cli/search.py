@@ -223,6 +223,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             head = messages[0] if messages else "surrogate"
             line = f"{head}; {meta_training_line(card)}, never on {bench.group(args.task)!r}"
             print(line)
+            if transfer_line(card):
+                print(transfer_line(card))
+                notes.append(f"GraB-NAS: {transfer_line(card)}.")
             for message in messages[1:]:  # e.g. the meta-validation rule of a surrogate trained now
                 print(message)
             notes.append(f"GraB-NAS: {line}.")
@@ -344,6 +347,9 @@ def _search_dataset(args: argparse.Namespace) -> int:
                 )
                 print(f"using {line}")
                 notes.append(f"GraB-NAS used the {line}.")
+                if transfer_line(card):
+                    print(transfer_line(card))
+                    notes.append(f"GraB-NAS: {transfer_line(card)}.")
                 study.set_info("surrogate", {"checkpoint": surrogate, "card": card})
             _check_data_fingerprint(study, fingerprint, task.name)
             study.set_info(
@@ -555,6 +561,25 @@ def meta_training_line(card: dict) -> str:
     train = card.get("train_groups", card.get("groups_seen", []))
     val = card.get("meta_validation_groups", [])
     return f"meta-trained on datasets {_names(train)}" + (f" (meta-validated on {_names(val)})" if val else "")
+
+
+def transfer_line(card: dict) -> str | None:
+    """How far the surrogate's meta-training datasets predict one another (the card's
+    ``heldout_residual``, :func:`grabnas.meta.transferability.heldout_residual_fraction`), with a
+    hint where they hardly do; None where the card does not know."""
+    r = card.get("heldout_residual")
+    if r is None:
+        return None
+    line = (
+        f"the meta-training datasets leave {r:.0%} of a left-out one's variance unexplained by the others "
+        f"(NAS-Bench-201: 4-9 %, NAS-Bench-Graph: 71-79 %)"
+    )
+    if r >= 0.5:
+        line += (
+            "; expect little transfer: grabnas[guard=3,portfolio=10,portfolio_arm=random] hedges against a "
+            "misleading prior (docs/adaptation.md)"
+        )
+    return line
 
 
 def _names(names: list[str], shown: int = 6) -> str:

@@ -292,7 +292,11 @@ def card_fields(
     a :class:`grabnas.meta.surrogate_training.MetaTrainConfig`, duck-typed (this module sits below
     meta-training): the card reads ``result``'s ``train_tasks``, ``val_split``, ``val_tasks``,
     ``best_step``, ``train_seconds``, ``history`` and ``calibration``, and ``train_config.to_dict()``.
+    ``heldout_residual`` is :func:`grabnas.meta.transferability.heldout_residual_fraction` of the
+    corpus it saw (None where it cannot be computed).
     """
+    from grabnas.meta.transferability import heldout_residual_fraction
+
     return {
         "space": corpus.space.name,
         "benchmark": benchmark,
@@ -312,6 +316,7 @@ def card_fields(
         "train_seconds": round(result.train_seconds, 1),
         "history": result.history[-3:],
         "new_task_calibration": result.calibration,
+        "heldout_residual": heldout_residual_fraction(corpus),
     }
 
 

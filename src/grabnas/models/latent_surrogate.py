@@ -32,6 +32,8 @@ class MetaLatentSurrogate:
     the latent and the target-adapted GP's own kernel reads the encoding (needs ``target``).
     ``mean_weight``: the target-adapted GP's prior-mean weight, fitted (``map``) or integrated out
     (``marginal``).
+    ``target_scale``: the centre of the target-adapted GP's target-kernel scale prior when above
+    the meta-learned output scale (:class:`grabnas.models.target_gp.TargetAdaptedGP`).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class MetaLatentSurrogate:
         calibrate: bool = False,
         extra_dims: int = 0,
         mean_weight: str = "map",
+        target_scale: float | None = None,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -52,6 +55,7 @@ class MetaLatentSurrogate:
             raise GrabnasError("a target kernel on an architecture encoding needs adaptation=target")
         self.extra_dims = int(extra_dims)
         self.mean_weight = mean_weight
+        self.target_scale = target_scale
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
@@ -111,6 +115,7 @@ class MetaLatentSurrogate:
                 calibrate=self.calibrate,
                 extra_dims=self.extra_dims,
                 mean_weight=self.mean_weight,
+                target_scale=self.target_scale,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):

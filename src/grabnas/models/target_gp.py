@@ -278,6 +278,10 @@ class TargetAdaptedGP(SingleTaskGP):
         prior_mean_kernel: add a kernel on the meta-learned prior mean (:class:`PriorMeanKernel`),
             so the target's values may be a nonlinear function of the prior's prediction
             (off by default; see the README's adaptation section for what it did).
+        target_scale: the centre of the target kernel's output-scale prior and its starting
+            value, when larger than the meta-learned kernel's output scale (the default centre);
+            e.g. the share of a left-out dataset's variance that the meta-training corpus leaves
+            unexplained (:func:`grabnas.meta.transferability.heldout_residual_fraction`).
     """
 
     def __init__(
@@ -290,6 +294,7 @@ class TargetAdaptedGP(SingleTaskGP):
         meta_dims: int | None = None,
         mean_weight: str = "map",
         targets: Tensor | None = None,
+        target_scale: float | None = None,
     ) -> None:
         if mean_weight not in ("map", "marginal"):
             raise GrabnasError(f"mean_weight {mean_weight!r} is unknown; expected map or marginal")
@@ -302,15 +307,16 @@ class TargetAdaptedGP(SingleTaskGP):
         with torch.no_grad():  # prior centres: the meta-learned values
             meta_scale = float(prior.covar_module.outputscale)
             meta_noise = float(prior.likelihood.noise)
+        target_centre = max(meta_scale, float(target_scale or 0.0))
         target_kernel = get_covar_module_with_dim_scaled_prior(
             ard_num_dims=len(target_dims), active_dims=target_dims, use_rbf_kernel=False
         )
         target_kernel = ScaleKernel(
             target_kernel,
-            outputscale_prior=LogNormalPrior(math.log(meta_scale), 1.0),
+            outputscale_prior=LogNormalPrior(math.log(target_centre), 1.0),
             outputscale_constraint=GreaterThan(1e-6),
         )
-        target_kernel.outputscale = meta_scale
+        target_kernel.outputscale = target_centre
         likelihood = GaussianLikelihood(
             noise_prior=LogNormalPrior(math.log(meta_noise), 1.0), noise_constraint=GreaterThan(1e-4)
         )
@@ -722,6 +728,7 @@ def fit_target_gp(
     calibrate: bool = False,
     extra_dims: int = 0,
     mean_weight: str = "map",
+    target_scale: float | None = None,
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
     inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
@@ -731,8 +738,8 @@ def fit_target_gp(
 
     ``extra_dims``: 0 for inputs ``X = [d, z]`` (the target kernel reads ``z``); ``e > 0`` for
     ``X = [d, z, o]`` with ``o`` an ``e``-column architecture encoding (e.g. one-hot) that only the
-    target kernel reads (the meta-learned parts read ``[d, z]``). ``mean_weight``: see
-    :class:`TargetAdaptedGP`."""
+    target kernel reads (the meta-learned parts read ``[d, z]``). ``mean_weight``,
+    ``target_scale``: see :class:`TargetAdaptedGP`."""
     prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if X is None or values is None or len(values) < 2:
         return prior
@@ -754,6 +761,7 @@ def fit_target_gp(
         prior_mean_kernel=prior_mean_kernel,
         meta_dims=meta_dims,
         mean_weight=mean_weight,
+        target_scale=target_scale,
     )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     if calibrate:

@@ -94,6 +94,14 @@ class GraBNASConfig:
             included, and the search keeps the best observed value, so this compares like with
             like; it matters where evaluations are noisy relative to the differences searched
             for (NAS-Bench-Graph's validation accuracies), hardly on NB201.
+        init: the initial design's pick: ``thompson`` (the argmax of one draw from the zero-shot
+            prior over its ``init_candidates`` best pool members) or ``top`` (the highest prior
+            mean: every seed the same start).
+        init_candidates: how many of the prior's best pool members a Thompson start draws over.
+        init_spread: the spread of that draw: ``meta`` (the prior's joint covariance, default) or
+            ``corpus`` (plus independent noise where the prior leaves less of a new task
+            unexplained than the meta-training corpus says a left-out dataset is: see
+            :meth:`GraBNAS._corpus_spread`).
         guard: from this many successful observations on (0: never), every ask compares the
             meta-learned model with a plain GP on the one-hot encoding (GP-BO's) by the rank
             correlation of their leave-one-out predictions with the observations and follows
@@ -125,6 +133,10 @@ class GraBNASConfig:
             mean: ``map`` (fitted, default) or ``marginal`` (integrated out, so an acquisition
             explores cells the prior ranks differently while the observations leave ``a`` open;
             :class:`grabnas.models.target_gp.PriorMeanWeightKernel`).
+        target_scale: the centre of the target-adapted GP's target-kernel scale prior: ``meta``
+            (the meta-learned kernel's output scale, default) or ``corpus`` (the larger of that
+            and the surrogate card's ``heldout_residual``, the share of a left-out dataset's
+            variance its meta-training corpus leaves unexplained).
         local_gate: on a local step, propose the decode only when the acquisition rates it above
             the best global candidate (default), so the search maximises the acquisition over the
             pool and the decodes together; False: a local step proposes its best decode (the
@@ -154,6 +166,7 @@ class GraBNASConfig:
     prior_mean_kernel: bool = False
     init: str = "thompson"
     init_candidates: int = 256
+    init_spread: str = "meta"
     guard: int = 0
     calibrate: bool = False
     probe_every: int = 0
@@ -163,6 +176,7 @@ class GraBNASConfig:
     portfolio_reward: str = "running"
     target_kernel: str = "latent"
     mean_weight: str = "map"
+    target_scale: str = "meta"
 
     def __post_init__(self) -> None:
         checks = {
@@ -172,8 +186,10 @@ class GraBNASConfig:
             "ascent_target": (self.ascent_target, ("acquisition", "mean")),
             "adaptation": (self.adaptation, ("target", "meta")),
             "init": (self.init, ("thompson", "top")),
+            "init_spread": (self.init_spread, ("corpus", "meta")),
             "target_kernel": (self.target_kernel, ("latent", "onehot")),
             "mean_weight": (self.mean_weight, ("map", "marginal")),
+            "target_scale": (self.target_scale, ("meta", "corpus")),
             "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
             "portfolio_arm": (self.portfolio_arm, ("gpbo", "random")),
         }
@@ -232,6 +248,10 @@ class GraBNAS(Optimizer):
         evaluable: ``Architecture -> bool``, whether a decode outside the pool can be evaluated
             (default: every one can, as by training); decodes it rejects are never proposed,
             e.g. cells a user's table has no row for, or with an operation it never uses.
+        heldout_residual: the share of a left-out dataset's variance that the surrogate's
+            meta-training corpus leaves unexplained (its card's ``heldout_residual``,
+            :func:`grabnas.meta.transferability.heldout_residual_fraction`; None: unknown, and the
+            Thompson start draws from the prior alone).
     """
 
     name = "grabnas"
@@ -246,9 +266,11 @@ class GraBNAS(Optimizer):
         config: GraBNASConfig | None = None,
         pool_latents: Tensor | None = None,
         evaluable=None,
+        heldout_residual: float | None = None,
         **overrides: object,
     ) -> None:
         super().__init__(space, pool, seed)
+        self.heldout_residual = heldout_residual
         #: ``Architecture -> bool``: whether the evaluator can evaluate a decode outside the pool
         #: (a tabular benchmark only has its rows); decodes it rejects are never proposed
         self.evaluable = evaluable
@@ -524,9 +546,31 @@ class GraBNAS(Optimizer):
             post = prior.posterior(self.z_pool[torch.as_tensor(cand[top.numpy()])])
             draw = post.mean.reshape(-1)
             if hasattr(post, "distribution"):  # a deterministic prior has nothing to draw
-                chol = psd_safe_cholesky(post.distribution.covariance_matrix)
+                cov = post.distribution.covariance_matrix
+                chol = psd_safe_cholesky(cov)
                 draw = draw + chol @ torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
+                extra = self._corpus_spread(cov)
+                if extra > 0:
+                    noise = torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
+                    draw = draw + math.sqrt(extra) * noise
         return self.pool[int(cand[int(top[int(torch.argmax(draw))])])]
+
+    def _corpus_spread(self, cov: Tensor) -> float:
+        """Variance of independent noise added to a Thompson start's draw (``init_spread="corpus"``).
+
+        ``cov``: the prior's ``(k, k)`` covariance over the start's candidates; its *within-task*
+        variance ``w = mean(diag) - mean(all entries)`` is what can reorder them (a shared shift
+        cannot). The meta-training corpus says that a left-out dataset keeps a share ``r`` of its
+        variance unexplained by the others (``heldout_residual``), so the unexplained variance
+        should be at least ``r / (1 - r)`` times the variance ``v`` of the prior means over the
+        pool; the noise adds what ``w`` lacks: ``max(0, v r / (1 - r) - w)`` (``r`` capped at
+        0.95). 0 without a known ``r``."""
+        r = self.heldout_residual
+        if self.config.init_spread != "corpus" or r is None or self._prior_scores is None:
+            return 0.0
+        r = min(max(float(r), 0.0), 0.95)
+        within = float(cov.diagonal().mean() - cov.mean())
+        return max(0.0, float(self._prior_scores.var()) * r / (1.0 - r) - within)
 
     def _is_probe(self) -> bool:
         c = self.config
