@@ -34,6 +34,10 @@
 #              csv: table), 10 seeds, 50 evaluations: GraB-NAS, GP-BO, REA, transfer-rank, random; then
 #              the opt-in variants (guard=3 + random arm, the random arm alone, mean_weight=marginal,
 #              init_spread=corpus, target_scale=corpus)
+#   draws      opt-in global_draw=thompson (a global step takes the argmax of one posterior draw over
+#              the acquisition's 1,024 best candidates): from ask 1 on the csvloto protocol, and from
+#              ask 10 (draw_start=10) there, on NB201 (20 seeds) and NAS-Bench-Graph (10 seeds); then
+#              the paired report against the default (benchmarks/portfolio_report.py)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -146,6 +150,14 @@ for part in "${PARTS[@]}"; do
         "grabnas,grabnas[guard=3,portfolio=10,portfolio_arm=random],grabnas[portfolio=10,portfolio_arm=random],grabnas[mean_weight=marginal]"
       bench "${G[@]}" --optimizers "grabnas[init_spread=corpus]" --out "$OUT/csvloto-init-spread"
       bench "${G[@]}" --optimizers "grabnas[init_spread=corpus,target_scale=corpus]" --out "$OUT/csvloto-target-scale" ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20 or csvloto" >&2; exit 2 ;;
+    draws)
+      G=(--benchmark csv:groundtruth-images --seeds 10 --threads 1)
+      V="global_draw=thompson,draw_start=10"
+      bench "${G[@]}" --optimizers "grabnas[global_draw=thompson]" --out "$OUT/draws-from-ask-1/csvloto"
+      bench "${G[@]}" --optimizers "grabnas[$V]" --out "$OUT/draws/csvloto"
+      bench --benchmark nasbench-graph --seeds 10 --optimizers "grabnas[$V]" --out "$OUT/draws/nbg"
+      bench --benchmark nb201 --seeds 20 --optimizers "grabnas[$V]" --out "$OUT/draws/nb201"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$OUT/draws" --out "$OUT/draws/report.md" ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto or draws" >&2; exit 2 ;;
   esac
 done

@@ -1,4 +1,5 @@
-"""GraB-NAS with and without the random-arm portfolio, paired by search seed, against the baselines.
+"""GraB-NAS with and without an opt-in variant (first: the random-arm portfolio), paired by search
+seed, against the baselines.
 
 Without a GP-BO model to build, the random-arm portfolio's first ``portfolio`` asks are the
 default's for the same search seed, so the two are compared seed by seed: the mean paired
@@ -10,8 +11,10 @@ the difference; transfer kept: regret at ``at_early`` at most transfer-rank's, s
 
 Usage: python benchmarks/portfolio_report.py --runs RUNS [--out FILE]
 (RUNS holds ``portfolio20-{nb201,stress,stress-in16,nbg,groundtruth}`` as
-``benchmarks/adaptation.sh portfolio20`` writes them, or is the committed copy
-benchmarks/results/adaptation/portfolio/random-alone; the default's runs and the baselines are the
+``benchmarks/adaptation.sh portfolio20`` writes them, or is a committed copy such as
+benchmarks/results/adaptation/portfolio/random-alone, optionally with ``csvloto`` (issue 18's
+protocol on the ground truths, default and baselines in benchmarks/results/adaptation/csv-loto);
+a section whose runs are missing is left out. The default's runs and the baselines are the
 committed ones in benchmarks/results.)
 """
 
@@ -73,9 +76,9 @@ def section(title: str, tasks: list[str], new: dict, old: dict, base: dict, earl
     lines = [
         f"### {title}",
         "",
-        f"| task | seeds (paired) | default r@{early} | r@{late} | evals to optimum | portfolio r@{early} | r@{late} "
+        f"| task | seeds (paired) | default r@{early} | r@{late} | evals to optimum | variant r@{early} | r@{late} "
         f"| evals to optimum | paired difference r@{late} | best of GP-BO / REA r@{late} | transfer-rank r@{early} "
-        "| no harm default / portfolio | transfer kept default / portfolio |",
+        "| no harm default / variant | transfer kept default / variant |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
@@ -108,10 +111,11 @@ def section(title: str, tasks: list[str], new: dict, old: dict, base: dict, earl
 
 
 def _runs(*folders: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
-    """The runs of ``folders`` (each holding ``results.csv(.gz)``), merged."""
+    """The runs of ``folders`` (each holding ``results.csv(.gz)``; missing ones are skipped), merged."""
     out: dict = {}
     for folder in folders:
-        out.update(_by_seed(_results(folder)))
+        if folder.exists():
+            out.update(_by_seed(_results(folder)))
     return out
 
 
@@ -125,6 +129,7 @@ def main() -> None:
     stress = _runs(adapt / "stress-imagenet16", adapt / "stress-cifar100")
     stress_old = {k: v for k, v in stress.items() if k[1].split("[")[0] != "grabnas" or k[1].count("=") == 1}
     gt = _runs(RESULTS / "ground-truths" / "bench")
+    loto = _runs(adapt / "csv-loto" / "csvloto")
     # (title, tasks, the variant's runs, the default's, the baselines', early and late budgets)
     sections = [
         ("NAS-Bench-201 (shipped checkpoints)", ["cifar10", "cifar100", "imagenet16"],
@@ -135,8 +140,10 @@ def main() -> None:
          _runs(_run(runs, "stress-in16"), _run(runs, "stress")), stress_old, stress, 10, 50),
         ("Real-training ground truths (25 trainings)", ["digits~train20", "digits~noise0.5", "digits~4px"],
          _runs(_run(runs, "groundtruth")), gt, gt, 10, 25),
+        ("Issue 18's protocol on the ground truths (surrogates meta-trained leave-one-task-out from the table)",
+         ["digits~train20", "digits~noise0.5", "digits~4px"], _runs(_run(runs, "csvloto")), loto, loto, 10, 50),
     ]  # fmt: skip
-    parts = [section(*s) for s in sections]
+    parts = [section(*s) for s in sections if s[2]]
     text = "\n".join(parts)
     print(text)
     if args.out:

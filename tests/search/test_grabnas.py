@@ -69,6 +69,35 @@ def test_initial_design_lasts_n_init_asks_whatever_is_observed(nb201_space, vae,
     assert conditioned[0] == top[0] and conditioned[1:4] != top[1:4]
 
 
+def test_thompson_global_draw_makes_later_asks_depend_on_the_seed(nb201_space, vae, small_pool):
+    """``global_draw="thompson"``: after the same start, a global step takes the argmax of one
+    posterior draw over the acquisition's best candidates, so seeds diverge (reproducibly); the
+    default argmax makes the same asks whatever the seed, and a draw never repeats a tried cell.
+    With ``draw_start=3`` the first three asks are the default's."""
+    torch.set_num_threads(1)
+    w = torch.randn(vae.latent_dim, generator=torch.Generator().manual_seed(2))
+
+    def run(seed: int, **kw) -> list:
+        opt = GraBNAS(nb201_space, FixedGP(w), vae, pool=small_pool, seed=seed, init="top", mode="bo", **kw)
+        seen = []
+        for _ in range(5):
+            archs = opt.ask(1)
+            assert archs[0] not in seen
+            seen += archs
+            opt.tell(archs, [_objective(a) for a in archs])
+        return seen
+
+    assert len({tuple(run(s)) for s in range(3)}) == 1
+    drawn = [run(s, global_draw="thompson") for s in range(4)]
+    assert len({r[0] for r in drawn}) == 1  # the start is the zero-shot top in every seed
+    assert len({tuple(r) for r in drawn}) >= 3
+    assert run(1, global_draw="thompson") == drawn[1]
+    default = run(0)
+    late = [run(s, global_draw="thompson", draw_start=3) for s in range(4)]
+    assert all(r[:3] == default[:3] for r in late)  # the draws start at ask 3
+    assert len({tuple(r) for r in late}) >= 2
+
+
 def test_hybrid_search_runs_proposes_new_archs_and_can_leave_the_pool(nb201_space, vae, small_pool):
     torch.set_num_threads(1)
     w = torch.zeros(vae.latent_dim)
@@ -255,6 +284,9 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"t_bo": "abc"}, "t_bo must be an integer, got 'abc'"),
         ({"eta": "fast"}, "eta must be a number, got 'fast'"),
         ({"ucb_beta": -1.0}, "ucb_beta must be >= 0, got -1.0"),
+        ({"global_draw": "sample"}, "global_draw 'sample' is unknown; expected one of argmax, thompson"),
+        ({"draw_start": -1}, "draw_start must be >= 0, got -1"),
+        ({"init_spread": "wide"}, "init_spread 'wide' is unknown; expected one of corpus, meta"),
     ],
 )
 def test_bad_settings(kw, fragment):

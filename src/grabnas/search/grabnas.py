@@ -137,6 +137,13 @@ class GraBNASConfig:
             (the meta-learned kernel's output scale, default) or ``corpus`` (the larger of that
             and the surrogate card's ``heldout_residual``, the share of a left-out dataset's
             variance its meta-training corpus leaves unexplained).
+        global_draw: how a global step picks among the untried pool members: ``argmax`` of the
+            acquisition (default) or ``thompson``: the argmax of one joint draw from the posterior
+            over the ``q_candidates`` members the acquisition rates best (drawn with the
+            optimizer's own generator), so that a search seed changes the run, in proportion to
+            the posterior's uncertainty about which of them is best.
+        draw_start: the first ask at which ``global_draw="thompson"`` applies (earlier global steps
+            take the acquisition's argmax).
         local_gate: on a local step, propose the decode only when the acquisition rates it above
             the best global candidate (default), so the search maximises the acquisition over the
             pool and the decodes together; False: a local step proposes its best decode (the
@@ -177,6 +184,8 @@ class GraBNASConfig:
     target_kernel: str = "latent"
     mean_weight: str = "map"
     target_scale: str = "meta"
+    global_draw: str = "argmax"
+    draw_start: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -190,6 +199,7 @@ class GraBNASConfig:
             "target_kernel": (self.target_kernel, ("latent", "onehot")),
             "mean_weight": (self.mean_weight, ("map", "marginal")),
             "target_scale": (self.target_scale, ("meta", "corpus")),
+            "global_draw": (self.global_draw, ("argmax", "thompson")),
             "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
             "portfolio_arm": (self.portfolio_arm, ("gpbo", "random")),
         }
@@ -213,6 +223,7 @@ class GraBNASConfig:
             "probe_every",
             "probe_start",
             "portfolio",
+            "draw_start",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -224,7 +235,17 @@ class GraBNASConfig:
         for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("t_bo", "ascent_steps", "eta", "ucb_beta", "guard", "probe_every", "probe_start", "portfolio"):
+        for name in (
+            "t_bo",
+            "ascent_steps",
+            "eta",
+            "ucb_beta",
+            "guard",
+            "probe_every",
+            "probe_start",
+            "portfolio",
+            "draw_start",
+        ):
             if getattr(self, name) < 0:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 0, got {getattr(self, name)}")
 
@@ -522,9 +543,24 @@ class GraBNAS(Optimizer):
             cand = cand[top.numpy()]
             scores = self._score(acq, self.z_pool[cand])
         best = int(torch.argmax(scores))
+        if self.config.global_draw == "thompson" and self.asks >= self.config.draw_start and cand.size > 1:
+            top = torch.topk(scores, min(self.config.q_candidates, cand.size)).indices
+            best = int(top[self._draw_argmax(model, cand[top.numpy()])])
         if local is not None and float(self._score(acq, self.latent([local]))[0]) > float(scores[best]):
             return local  # gated local step: the decode beats every global candidate
         return self.pool[int(cand[best])]
+
+    def _draw_argmax(self, model, cand: np.ndarray) -> int:
+        """Position in ``cand`` (pool indices) of the argmax of one joint posterior draw over them."""
+        from linear_operator.utils.cholesky import psd_safe_cholesky
+
+        with torch.no_grad():
+            post = model.posterior(self.z_pool[torch.as_tensor(cand)])
+            draw = post.mean.reshape(-1)
+            if hasattr(post, "distribution"):
+                chol = psd_safe_cholesky(post.distribution.covariance_matrix)
+                draw = draw + chol @ torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
+        return int(torch.argmax(draw))
 
     def _prior_top(self, cand: np.ndarray) -> Architecture:
         """The initial design's pick among ``cand`` (untried pool indices): the highest zero-shot
