@@ -33,7 +33,7 @@
 #              out, a surrogate meta-trained now on the other two (what `grabnas bench` does on a
 #              csv: table), 10 seeds, 50 evaluations: GraB-NAS, GP-BO, REA, transfer-rank, random; then
 #              the opt-in variants (guard=3 + random arm, the random arm alone, mean_weight=marginal,
-#              init_spread=corpus, target_scale=corpus)
+#              init_spread=corpus, target_scale=corpus); the surrogate eval with --target-scale corpus
 #   draws      opt-in global_draw=thompson (a global step takes the argmax of one posterior draw over
 #              the acquisition's 1,024 best candidates): from ask 1 on the csvloto protocol, and from
 #              ask 10 (draw_start=10) there, on NB201 (20 seeds) and NAS-Bench-Graph (10 seeds); then
@@ -149,7 +149,11 @@ for part in "${PARTS[@]}"; do
       bench "${G[@]}" --out "$OUT/csvloto-variants" --optimizers \
         "grabnas,grabnas[guard=3,portfolio=10,portfolio_arm=random],grabnas[portfolio=10,portfolio_arm=random],grabnas[mean_weight=marginal]"
       bench "${G[@]}" --optimizers "grabnas[init_spread=corpus]" --out "$OUT/csvloto-init-spread"
-      bench "${G[@]}" --optimizers "grabnas[init_spread=corpus,target_scale=corpus]" --out "$OUT/csvloto-target-scale" ;;
+      bench "${G[@]}" --optimizers "grabnas[init_spread=corpus,target_scale=corpus]" --out "$OUT/csvloto-target-scale"
+      for b in nb201 nasbench-graph; do  # the surrogate's calibration with target_scale=corpus
+        .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --target-scale corpus \
+          --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$OUT/sur-$b-tscale.json" > "$OUT/sur-$b-tscale.md"
+      done ;;
     draws)
       G=(--benchmark csv:groundtruth-images --seeds 10 --threads 1)
       V="global_draw=thompson,draw_start=10"

@@ -197,6 +197,14 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         default="latent",
         help="target adaptation only: the target kernel reads the graph latent (default) or the one-hot encoding",
     )
+    e.add_argument(
+        "--target-scale",
+        choices=("meta", "corpus"),
+        default="meta",
+        help="target adaptation only: centre the target kernel's scale prior on the meta-learned output scale "
+        "(default) or on the share of a left-out dataset's variance the surrogate's meta-training datasets leave "
+        "unexplained (corpus)",
+    )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
         "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
@@ -491,6 +499,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
                 "adaptation": args.adaptation,
                 "calibrate": args.calibrate == "loo",
                 "target_kernel": args.target_kernel,
+                "target_scale": _target_scale(args.target_scale, sur, train_corpus, task.group),
                 "widen_prior_strength": args.widen,
                 "task_prior_var": args.task_prior_var,
                 "variance_scale": args.variance_scale,
@@ -531,6 +540,18 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
     else:
         _print_report(report)
     return 0
+
+
+def _target_scale(mode: str, sur, corpus, group: str) -> float | None:
+    """``--target-scale corpus``: the surrogate card's ``heldout_residual``, else that of ``corpus``
+    without ``group`` (what a leave-one-dataset-out checkpoint saw); None for ``meta``."""
+    if mode != "corpus":
+        return None
+    if sur.card.get("heldout_residual") is not None:
+        return float(sur.card["heldout_residual"])
+    from grabnas.meta.transferability import heldout_residual_fraction
+
+    return heldout_residual_fraction(corpus.without_groups([group]))
 
 
 # -- surrogate calibrate -------------------------------------------------------------------------------

@@ -128,9 +128,11 @@ def evaluate_task(
     adaptation = options.pop("adaptation", "meta")
     calibrate = bool(options.pop("calibrate", False))
     target_kernel = options.pop("target_kernel", "latent")
+    target_scale = options.pop("target_scale", None)
     if adaptation == "target":  # only the prior's options apply
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
         options["calibrate"] = calibrate
+        options["target_scale"] = target_scale
     if target_kernel == "onehot":  # the target kernel reads the one-hot encoding appended to z
         if onehot is None or adaptation != "target":
             raise GrabnasError("target_kernel=onehot needs the task's one-hot encodings and adaptation=target")
