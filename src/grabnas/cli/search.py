@@ -572,7 +572,7 @@ def transfer_line(card: dict) -> str | None:
         return None
     line = (
         f"the meta-training datasets leave {r:.0%} of a left-out one's variance unexplained by the others "
-        f"(NAS-Bench-201: 4-9 %, NAS-Bench-Graph: 71-79 %)"
+        f"(NAS-Bench-201: 4-9%, NAS-Bench-Graph: 71-79%)"
     )
     if r >= 0.5:
         line += (
