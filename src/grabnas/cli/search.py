@@ -223,9 +223,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             head = messages[0] if messages else "surrogate"
             line = f"{head}; {meta_training_line(card)}, never on {bench.group(args.task)!r}"
             print(line)
-            if transfer_line(card):
-                print(transfer_line(card))
-                notes.append(f"GraB-NAS: {transfer_line(card)}.")
+            _report_transfer(card, notes)
             for message in messages[1:]:  # e.g. the meta-validation rule of a surrogate trained now
                 print(message)
             notes.append(f"GraB-NAS: {line}.")
@@ -347,9 +345,7 @@ def _search_dataset(args: argparse.Namespace) -> int:
                 )
                 print(f"using {line}")
                 notes.append(f"GraB-NAS used the {line}.")
-                if transfer_line(card):
-                    print(transfer_line(card))
-                    notes.append(f"GraB-NAS: {transfer_line(card)}.")
+                _report_transfer(card, notes)
                 study.set_info("surrogate", {"checkpoint": surrogate, "card": card})
             _check_data_fingerprint(study, fingerprint, task.name)
             study.set_info(
@@ -580,6 +576,14 @@ def transfer_line(card: dict) -> str | None:
             "misleading prior (docs/adaptation.md)"
         )
     return line
+
+
+def _report_transfer(card: dict, notes: list[str]) -> None:
+    """Print :func:`transfer_line` and add it to the report's notes, where the card knows it."""
+    line = transfer_line(card)
+    if line:
+        print(line)
+        notes.append(f"GraB-NAS: {line}.")
 
 
 def _names(names: list[str], shown: int = 6) -> str:

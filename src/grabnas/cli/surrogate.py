@@ -543,15 +543,14 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
 
 
 def _target_scale(mode: str, sur, corpus, group: str) -> float | None:
-    """``--target-scale corpus``: the surrogate card's ``heldout_residual``, else that of ``corpus``
-    without ``group`` (what a leave-one-dataset-out checkpoint saw); None for ``meta``."""
+    """``--target-scale corpus``: the surrogate's share of a left-out dataset's variance left
+    unexplained (its card's, else computed on ``corpus``'s tasks of the groups it saw, which
+    exclude ``group``: :func:`grabnas.meta.transferability.card_heldout_residual`); None for ``meta``."""
     if mode != "corpus":
         return None
-    if sur.card.get("heldout_residual") is not None:
-        return float(sur.card["heldout_residual"])
-    from grabnas.meta.transferability import heldout_residual_fraction
+    from grabnas.meta.transferability import card_heldout_residual
 
-    return heldout_residual_fraction(corpus.without_groups([group]))
+    return card_heldout_residual(sur.card, corpus)
 
 
 # -- surrogate calibrate -------------------------------------------------------------------------------

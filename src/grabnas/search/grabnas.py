@@ -550,16 +550,25 @@ class GraBNAS(Optimizer):
             return local  # gated local step: the decode beats every global candidate
         return self.pool[int(cand[best])]
 
-    def _draw_argmax(self, model, cand: np.ndarray) -> int:
-        """Position in ``cand`` (pool indices) of the argmax of one joint posterior draw over them."""
+    def _draw_argmax(self, model, cand: np.ndarray, extra_noise: bool = False) -> int:
+        """Position in ``cand`` (pool indices) of the argmax of one joint posterior draw of
+        ``model`` over them (drawn with the optimizer's generator; a deterministic model: its
+        mean). ``extra_noise``: add the Thompson start's independent noise
+        (:meth:`_corpus_spread`)."""
         from linear_operator.utils.cholesky import psd_safe_cholesky
 
         with torch.no_grad():
             post = model.posterior(self.z_pool[torch.as_tensor(cand)])
             draw = post.mean.reshape(-1)
             if hasattr(post, "distribution"):
-                chol = psd_safe_cholesky(post.distribution.covariance_matrix)
-                draw = draw + chol @ torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
+                cov = post.distribution.covariance_matrix
+                draw = draw + psd_safe_cholesky(cov) @ torch.randn(
+                    draw.shape[0], dtype=draw.dtype, generator=self._torch_gen
+                )
+                extra = self._corpus_spread(cov) if extra_noise else 0.0
+                if extra > 0:
+                    noise = torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
+                    draw = draw + math.sqrt(extra) * noise
         return int(torch.argmax(draw))
 
     def _prior_top(self, cand: np.ndarray) -> Architecture:
@@ -575,21 +584,8 @@ class GraBNAS(Optimizer):
         scores = self._prior_scores[cand]
         if self.config.init == "top" or cand.size == 1:
             return self.pool[int(cand[int(torch.argmax(scores))])]
-        from linear_operator.utils.cholesky import psd_safe_cholesky
-
         top = torch.topk(scores, min(self.config.init_candidates, cand.size)).indices
-        with torch.no_grad():
-            post = prior.posterior(self.z_pool[torch.as_tensor(cand[top.numpy()])])
-            draw = post.mean.reshape(-1)
-            if hasattr(post, "distribution"):  # a deterministic prior has nothing to draw
-                cov = post.distribution.covariance_matrix
-                chol = psd_safe_cholesky(cov)
-                draw = draw + chol @ torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
-                extra = self._corpus_spread(cov)
-                if extra > 0:
-                    noise = torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
-                    draw = draw + math.sqrt(extra) * noise
-        return self.pool[int(cand[int(top[int(torch.argmax(draw))])])]
+        return self.pool[int(cand[int(top[self._draw_argmax(prior, cand[top.numpy()], extra_noise=True)])])]
 
     def _corpus_spread(self, cov: Tensor) -> float:
         """Variance of independent noise added to a Thompson start's draw (``init_spread="corpus"``).

@@ -324,31 +324,23 @@ def _surrogates(bench: TabularBenchmark, task: str, checkpoint: str, cache: dict
             (log or (lambda _msg: None))(message)
         if group in set(sur.card.get("groups_seen", [])):  # belt and braces: the target's values must never reach it
             raise GrabnasError(f"the surrogate for {task!r} saw its group {group!r}; expected one that held it out")
-        _fill_heldout_residual(sur, bench, group, cache)
+        _fill_heldout_residual(sur, bench, cache)
         surs.append(sur)
     return names, surs
 
 
-def _fill_heldout_residual(sur, bench: TabularBenchmark, group: str, cache: dict) -> None:
-    """Add ``heldout_residual`` (:func:`grabnas.meta.transferability.heldout_residual_fraction`) to
-    the card of a checkpoint written before cards had it, when every group it saw is one of
-    ``bench``'s (a shipped leave-one-dataset-out checkpoint of this benchmark): computed from
-    ``bench``'s tasks of those groups, which are what it was meta-trained on."""
+def _fill_heldout_residual(sur, bench: TabularBenchmark, cache: dict) -> None:
+    """Add ``heldout_residual`` to the card of a checkpoint written before cards had it
+    (:func:`grabnas.meta.transferability.card_heldout_residual` on ``bench``'s corpus), once per
+    set of groups seen."""
     if "heldout_residual" in sur.card:
         return
-    seen = set(sur.card.get("groups_seen", []))
-    key = ("heldout_residual", bench.name, tuple(sorted(seen)))
+    key = ("heldout_residual", bench.name, tuple(sorted(sur.card.get("groups_seen", []))))
     if key not in cache:
         from grabnas.meta.corpus import benchmark_corpus
-        from grabnas.meta.transferability import heldout_residual_fraction
+        from grabnas.meta.transferability import card_heldout_residual
 
-        corpus = benchmark_corpus(bench)
-        groups = {corpus.group_of(t) for t in corpus.task_names}
-        cache[key] = (
-            heldout_residual_fraction(corpus.without_groups(sorted(groups - seen)))
-            if seen and seen <= groups and group not in seen
-            else None
-        )
+        cache[key] = card_heldout_residual(sur.card, benchmark_corpus(bench))
     sur.card["heldout_residual"] = cache[key]
 
 
