@@ -99,6 +99,24 @@ def test_checkpoint_roundtrip_and_leak_guard(tmp_path, space, vae, latents, toy)
         load_surrogate(tmp_path / "missing")
 
 
+def test_surrogate_for_group_trains_with_the_named_seed(space, vae, latents, toy):
+    corpus = toy.corpus()
+    kw = dict(config=toy.cfg(corpus.without_groups(["g0"])), train_config=toy.tc(steps=10, eval_every=5))
+    messages: list[str] = []
+
+    def trained(spec: str):
+        sur = surrogate_for_group(corpus, "g0", vae, latents, checkpoint=spec, log=messages.append, **kw)
+        assert sur.card["held_out_groups"] == ["g0"] and "g0" not in sur.card["groups_seen"]
+        return sur.card["train_config"]["seed"], torch.cat([p.detach().reshape(-1) for p in sur.parameters()])
+
+    (s0, w0), (s1, w1), (s1b, w1b) = trained("train"), trained("train@1"), trained("train@1")
+    assert (s0, s1, s1b) == (0, 1, 1) and sum("steps, seed 1)" in m for m in messages) == 2
+    assert torch.equal(w1, w1b) and not torch.equal(w0, w1)  # a seed is a run; another seed another one
+    for bad in ("train@", "train@-1", "train@x"):
+        with pytest.raises(GrabnasError, match=r"bad surrogate .*expected train@SEED"):
+            surrogate_for_group(corpus, "g0", vae, latents, checkpoint=bad, log=messages.append, **kw)
+
+
 def test_dataset_encoder_and_finetuned_encoder(space, vae, latents, toy):
     from grabnas.models.feature_extractor import load_feature_extractor
 

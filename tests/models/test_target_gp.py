@@ -7,7 +7,7 @@ from grabnas.errors import GrabnasError
 from grabnas.models.deep_kernel_gp import DeepKernelGP
 from grabnas.models.surrogate import MetaSurrogate
 from grabnas.models.surrogate_config import DTYPE, SurrogateConfig
-from grabnas.models.target_gp import TargetAdaptedGP, fit_target_gp
+from grabnas.models.target_gp import TargetAdaptedGP, fit_target_gp, hamming_kernel
 
 
 def _surrogate(seed: int = 0) -> MetaSurrogate:
@@ -322,3 +322,36 @@ def test_target_scale_centres_the_target_kernel_prior_only_above_the_meta_scale(
     assert centre() == pytest.approx(meta_scale)
     assert centre(target_scale=meta_scale / 10) == pytest.approx(meta_scale)
     assert centre(target_scale=meta_scale * 7) == pytest.approx(meta_scale * 7)
+
+
+def test_hamming_kernel_counts_the_choices_two_encodings_differ_in():
+    """``s exp(-h / l^2)`` with ``h`` the number of differing one-hot groups, at its prior centre
+    ``l^2 = groups``."""
+    rows = torch.tensor([[1, 0, 1, 0, 1, 0], [1, 0, 0, 1, 1, 0], [0, 1, 0, 1, 0, 1]], dtype=DTYPE)  # 3 groups of 2
+    k = hamming_kernel([0, 1, 2, 3, 4, 5], groups=3.0, scale=0.5)
+    with torch.no_grad():
+        K = k(rows).to_dense()
+    h = torch.tensor([[0, 1, 3], [1, 0, 2], [3, 2, 0]], dtype=DTYPE)
+    torch.testing.assert_close(K, 0.5 * torch.exp(-h / 3.0))
+
+
+def test_a_hamming_kernel_adds_to_the_latent_target_kernel():
+    """``onehot_kernel="hamming"``: the target kernel on ``z`` stays, a Hamming kernel on the
+    encoding is added (its fitted scale and lengthscale reported), and values that are a function
+    of the encoding alone are learned from it; an unknown kind is refused in one line."""
+    sur = _surrogate()
+    X = _inputs(sur, 30, 3)
+    onehot = torch.nn.functional.one_hot(torch.arange(30) % 5, 5).to(DTYPE)
+    y = torch.arange(30, dtype=DTYPE) % 5
+    gp = fit_target_gp(sur, torch.cat([X, onehot], -1), y, seed=0, extra_dims=5, onehot_kernel="hamming")
+    meta, target, hamming = gp.covar_module.kernels
+    assert target.base_kernel.active_dims.tolist() == [3, 4, 5, 6]  # z, as without the encoding
+    assert hamming.base_kernel.active_dims.tolist() == [7, 8, 9, 10, 11]
+    hp = gp.fitted_hyperparameters
+    assert hp["hamming_scale"] == pytest.approx(float(hamming.outputscale)) and hp["hamming_lengthscale"] > 0
+    with torch.no_grad():
+        X_new = torch.cat([_inputs(sur, 5, 4), torch.eye(5, dtype=DTYPE)], -1)
+        mu = gp.posterior(X_new).mean.reshape(-1)
+    assert spearmanr(mu.numpy(), np.arange(5))[0] > 0.9
+    with pytest.raises(GrabnasError, match="onehot_kernel 'rbf' is unknown; expected ard or hamming"):
+        fit_target_gp(sur, torch.cat([X, onehot], -1), y, extra_dims=5, onehot_kernel="rbf")

@@ -374,6 +374,36 @@ def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
         build_optimizer("grabnas[probe_every=-1]", nb201_bench, "cifar10", seed=0)
 
 
+def test_far_probes_take_the_acquisitions_best_in_the_far_half_of_the_pool(nb201_bench):
+    """``probe_kind=far``: a probe is the single-point acquisition's best among the untried pool
+    members whose nearest tried architecture is at least the median such distance away; a replay
+    proposes the same."""
+    from grabnas.search.registry import build_optimizer
+
+    spec = "grabnas[probe_every=2,probe_start=3,probe_kind=far,init=top]"
+    opt = build_optimizer(spec, nb201_bench, "cifar10", seed=1)
+    asked = []
+    for _ in range(3):
+        archs = opt.ask(1)
+        asked += archs
+        opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+    model, values = opt._model()
+    cand = np.array([i for i, a in enumerate(opt.pool) if a not in set(asked)])
+    nearest = torch.cdist(opt.z_pool[cand], opt.latent(asked)).min(dim=1).values
+    far = cand[(nearest >= nearest.median()).numpy()]
+    scores = opt._score(opt._acquisition(model, values, None, joint=False), opt.z_pool[far])
+    probe = opt.ask(1)[0]
+    assert probe == opt.pool[int(far[int(torch.argmax(scores))])]
+    assert float(torch.cdist(opt.latent([probe]), opt.latent(asked)).min()) >= float(nearest.median())
+    again = build_optimizer(spec, nb201_bench, "cifar10", seed=1)
+    for arch in asked:
+        assert again.ask(1) == [arch]
+        again.tell([arch], [nb201_bench.value(arch, "cifar10")])
+    assert again.ask(1) == [probe]
+    with pytest.raises(GrabnasError, match="probe_kind 'near' is unknown; expected one of random, far"):
+        build_optimizer("grabnas[probe_kind=near]", nb201_bench, "cifar10", seed=0)
+
+
 def test_onehot_target_kernel_reads_the_encoding_and_ascent_moves_the_latent_only(nb201_bench):
     """``target_kernel=onehot``: every model input is the latent with the one-hot encoding
     appended, the ascent leaves the encoding where it started, the search runs its local steps,
@@ -394,3 +424,26 @@ def test_onehot_target_kernel_reads_the_encoding_and_ascent_moves_the_latent_onl
     assert not torch.equal(z[:, : opt.latent_dim], z0[:, : opt.latent_dim])
     with pytest.raises(GrabnasError, match="target_kernel=onehot needs adaptation=target"):
         GraBNASConfig(target_kernel="onehot", adaptation="meta")
+
+
+def test_hamming_target_kernel_keeps_the_latent_kernel_and_adds_one_on_the_encoding(nb201_bench):
+    """``target_kernel=hamming``: inputs carry the one-hot encoding as with ``onehot``, the fitted
+    model has both target kernels, and a replay proposes the same."""
+    from grabnas.search.registry import build_optimizer
+
+    def run():
+        opt = build_optimizer("grabnas[target_kernel=hamming]", nb201_bench, "cifar10", seed=3)
+        asked = []
+        for _ in range(5):
+            archs = opt.ask(1)
+            asked += archs
+            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        return opt, asked
+
+    opt, asked = run()
+    assert opt.z_pool.shape[1] == opt.latent_dim + len(nb201_bench.space.encode_onehot(opt.pool[0]))
+    hp = opt.surrogate.adapted_hyperparameters
+    assert {"target_scale", "hamming_scale", "hamming_lengthscale"} <= set(hp)
+    assert run()[1] == asked
+    with pytest.raises(GrabnasError, match="target_kernel=hamming needs adaptation=target"):
+        GraBNASConfig(target_kernel="hamming", adaptation="meta")

@@ -54,7 +54,9 @@ def test_thompson_arm_is_reproducible_and_logs_its_record():
         thompson_arm({}, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("reward,arm", [("running", "gpbo"), ("pooled", "gpbo"), ("running", "random")])
+@pytest.mark.parametrize(
+    "reward,arm", [("running", "gpbo"), ("pooled", "gpbo"), ("running", "random"), ("running", "far")]
+)
 def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench, reward, arm):
     """From ask ``portfolio`` on each ask is logged with the arm it followed; a plain ask is GP-BO's
     proposal on the shared observations; a replay (a resumed study) proposes the same."""
@@ -82,7 +84,7 @@ def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench
     assert arms[:4] == ["init"] * 4 and arms[4:] == [p["follow"] for p in opt.portfolio_log]
     assert run(spec)[1] == asked
     assert opt.guard_log == []  # the portfolio alone never turns the guard on
-    if arm == "random":  # no GP-BO model: before the portfolio starts, the default's asks for the seed
+    if arm in ("random", "far"):  # no GP-BO model: before the portfolio starts, the default's asks for the seed
         assert opt._plain is None
         assert run("grabnas", asks=4)[1] == asked[:4]
     assert all(a in opt._pool_index for a, which in zip(asked, arms) if which == "plain")

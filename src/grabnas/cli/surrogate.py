@@ -193,9 +193,10 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument(
         "--target-kernel",
-        choices=("latent", "onehot"),
+        choices=("latent", "onehot", "hamming"),
         default="latent",
-        help="target adaptation only: the target kernel reads the graph latent (default) or the one-hot encoding",
+        help="target adaptation only: the target kernel reads the graph latent (default), the one-hot "
+        "encoding, or both (hamming: a Hamming kernel on the one-hot encoding added to the latent's)",
     )
     e.add_argument(
         "--target-scale",
@@ -464,7 +465,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
     Z = encode_members(vae)
     bench = _benchmark_name(args.benchmark)
     onehot = None
-    if args.plain_gp or args.target_kernel == "onehot":
+    if args.plain_gp or args.target_kernel != "latent":
         members = corpus.space.members()
     report = {"benchmark": bench, "shots": list(args.shots), "seeds": args.seeds, "tasks": []}
     for name in targets:
@@ -486,7 +487,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             stem = Path(args.save_dir) / f"surrogate-{_file_part(bench)}-no-{_file_part(task.group)}"
             save_surrogate(sur, stem, vae_state=sur.vae_state, **{k: v for k, v in sur.card.items()})
             print(f"saved {stem}.pt", file=sys.stderr)
-        if args.plain_gp or args.target_kernel == "onehot":
+        if args.plain_gp or args.target_kernel != "latent":
             onehot = np.asarray(corpus.space.onehot([members[i] for i in task.index]), dtype=np.float64)
         res = evaluate_task(
             sur,

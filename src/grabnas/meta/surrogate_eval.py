@@ -133,11 +133,14 @@ def evaluate_task(
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
         options["calibrate"] = calibrate
         options["target_scale"] = target_scale
-    if target_kernel == "onehot":  # the target kernel reads the one-hot encoding appended to z
+    if target_kernel != "latent":  # the target kernel reads the one-hot encoding appended to z
         if onehot is None or adaptation != "target":
-            raise GrabnasError("target_kernel=onehot needs the task's one-hot encodings and adaptation=target")
+            raise GrabnasError(
+                f"target_kernel={target_kernel} needs the task's one-hot encodings and adaptation=target"
+            )
         Z = torch.cat([Z.to(DTYPE), torch.as_tensor(onehot, dtype=DTYPE)], -1)
         options["extra_dims"] = int(onehot.shape[1])
+        options["onehot_kernel"] = "hamming" if target_kernel == "hamming" else "ard"
         X_extra = torch.cat([X, torch.as_tensor(onehot, dtype=DTYPE)], -1)
     yt = torch.as_tensor(ys, dtype=DTYPE)
     out: dict = {

@@ -24,7 +24,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -427,9 +427,15 @@ def surrogate_for_group(
 ) -> MetaSurrogate:
     """A surrogate that never saw ``group``: a checkpoint (``auto``: the shipped one for
     ``benchmark`` when its VAE matches; a name or path), or one meta-trained now on the corpus
-    without ``group`` (``checkpoint="train"``, or ``auto`` without a usable shipped one).
-    A checkpoint whose card says it saw ``group`` is an error (the evaluation would leak)."""
+    without ``group`` (``checkpoint="train"``, or ``auto`` without a usable shipped one;
+    ``train@SEED``: meta-trained now with master seed ``SEED``, so a benchmark can vary the
+    meta-training seed). A checkpoint whose card says it saw ``group`` is an error (the
+    evaluation would leak)."""
     name = None
+    seed = _train_seed(checkpoint)
+    if seed is not None:
+        checkpoint = "train"
+        train_config = replace(train_config or MetaTrainConfig(), seed=seed)
     if checkpoint == "auto":
         name = shipped_surrogate_for(benchmark, group)
         if name is not None:
@@ -452,7 +458,7 @@ def surrogate_for_group(
         return sur
     train = corpus.without_groups([group])
     tc = train_config or MetaTrainConfig()
-    log(f"meta-training a surrogate without {group} on {len(train)} tasks ({tc.steps} steps)")
+    log(f"meta-training a surrogate without {group} on {len(train)} tasks ({tc.steps} steps, seed {tc.seed})")
     log(f"meta-validation: {plan_meta_validation(train, tc)[2]}")
     res = meta_train(train, vae, config, tc, latents=latents, progress=progress)
     res.surrogate.card = card_fields(
@@ -466,6 +472,16 @@ def surrogate_for_group(
         vae_name=vae_name,
     )
     return res.surrogate
+
+
+def _train_seed(checkpoint: str) -> int | None:
+    """``SEED`` of a ``train@SEED`` checkpoint spec (None for any other spec)."""
+    if not checkpoint.startswith("train@"):
+        return None
+    text = checkpoint[len("train@") :]
+    if not text.isdigit():
+        raise GrabnasError(f"bad surrogate {checkpoint!r}; expected train@SEED with SEED a non-negative integer")
+    return int(text)
 
 
 __all__ = [

@@ -47,6 +47,7 @@ class MetaLatentSurrogate:
         extra_dims: int = 0,
         mean_weight: str = "map",
         target_scale: float | None = None,
+        onehot_kernel: str = "ard",
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -56,6 +57,7 @@ class MetaLatentSurrogate:
         self.extra_dims = int(extra_dims)
         self.mean_weight = mean_weight
         self.target_scale = target_scale
+        self.onehot_kernel = onehot_kernel
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
@@ -116,6 +118,7 @@ class MetaLatentSurrogate:
                 extra_dims=self.extra_dims,
                 mean_weight=self.mean_weight,
                 target_scale=self.target_scale,
+                onehot_kernel=self.onehot_kernel,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):

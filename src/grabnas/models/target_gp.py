@@ -47,7 +47,7 @@ import torch
 from botorch.models import SingleTaskGP
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import GreaterThan, Positive
-from gpytorch.kernels import Kernel, ScaleKernel
+from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import Mean
 from gpytorch.priors import LogNormalPrior, NormalPrior
@@ -261,6 +261,23 @@ class PriorMeanKernel(Kernel):
         return self.base(m1, m2, diag=diag).to_dense() if not diag else self.base(m1, m2, diag=True)
 
 
+def hamming_kernel(dims: list[int], groups: float, scale: float) -> ScaleKernel:
+    """``s_h exp(-h(x, x') / l^2)`` on the one-hot columns ``dims`` of ``groups`` categorical
+    choices, ``h`` the number of choices two architectures differ in: an RBF kernel with one
+    lengthscale on the one-hot columns (``|x - x'|^2 = 2h``), the categorical kernel of NAS-BO
+    methods on ordinal-free choices. Two hyperparameters whatever the encoding's size (a one-hot
+    kernel with a lengthscale per column has one per column, and with few observations fits them
+    to noise). Priors: ``l ~ LogNormal(log sqrt(groups), 1)`` (two cells differing in every choice
+    correlate ~e^-1), ``s_h ~ LogNormal(log scale, 1)`` like the latent target kernel's."""
+    base = RBFKernel(active_dims=dims, lengthscale_prior=LogNormalPrior(0.5 * math.log(max(groups, 1.0)), 1.0))
+    base.lengthscale = math.sqrt(max(groups, 1.0))
+    out = ScaleKernel(
+        base, outputscale_prior=LogNormalPrior(math.log(scale), 1.0), outputscale_constraint=GreaterThan(1e-6)
+    )
+    out.outputscale = scale
+    return out
+
+
 class TargetAdaptedGP(SingleTaskGP):
     """The target-adapted GP (see the module docstring) as a BoTorch ``SingleTaskGP``.
 
@@ -282,6 +299,9 @@ class TargetAdaptedGP(SingleTaskGP):
             value, when larger than the meta-learned kernel's output scale (the default centre);
             e.g. the share of a left-out dataset's variance that the meta-training corpus leaves
             unexplained (:func:`grabnas.meta.transferability.heldout_residual_fraction`).
+        hamming_dims: indices of a one-hot architecture encoding in ``X`` (groups of one-hot
+            columns, one group per categorical choice); when given, the target kernel gains a
+            Hamming kernel on them (:func:`hamming_kernel`), added to ``k_t``.
     """
 
     def __init__(
@@ -295,6 +315,7 @@ class TargetAdaptedGP(SingleTaskGP):
         mean_weight: str = "map",
         targets: Tensor | None = None,
         target_scale: float | None = None,
+        hamming_dims: list[int] | None = None,
     ) -> None:
         if mean_weight not in ("map", "marginal"):
             raise GrabnasError(f"mean_weight {mean_weight!r} is unknown; expected map or marginal")
@@ -317,6 +338,9 @@ class TargetAdaptedGP(SingleTaskGP):
             outputscale_constraint=GreaterThan(1e-6),
         )
         target_kernel.outputscale = target_centre
+        if hamming_dims:
+            groups = float(train_X[0, hamming_dims].sum())  # each one-hot group contributes a 1
+            target_kernel = target_kernel + hamming_kernel(hamming_dims, groups, target_centre)
         likelihood = GaussianLikelihood(
             noise_prior=LogNormalPrior(math.log(meta_noise), 1.0), noise_constraint=GreaterThan(1e-4)
         )
@@ -391,13 +415,18 @@ class TargetAdaptedGP(SingleTaskGP):
                 alpha, _ = loo_terms(self)
                 scale = 1.0 + float(self.mean_module.meta_mean(self.train_inputs[0]) @ alpha)
                 offset = float(alpha.sum())
-            return {
+            out = {
                 "mean_scale": scale,
                 "mean_offset": offset,
                 "meta_factor": float(meta.factor),
                 "target_scale": float(target.outputscale),
                 "noise": float(self.likelihood.noise),
             }
+            for k in self.covar_module.kernels[2:]:
+                if isinstance(k, ScaleKernel) and isinstance(k.base_kernel, RBFKernel):
+                    out["hamming_scale"] = float(k.outputscale)
+                    out["hamming_lengthscale"] = float(k.base_kernel.lengthscale)
+            return out
 
     def fit(self, seed: int, maxiter: int = 50, warm_start: dict | None = None) -> None:
         """MAP fit of the hyperparameters (L-BFGS-B via ``fit_gpytorch_mll``), from ``warm_start``
@@ -729,6 +758,7 @@ def fit_target_gp(
     extra_dims: int = 0,
     mean_weight: str = "map",
     target_scale: float | None = None,
+    onehot_kernel: str = "ard",
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
     inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
@@ -738,7 +768,9 @@ def fit_target_gp(
 
     ``extra_dims``: 0 for inputs ``X = [d, z]`` (the target kernel reads ``z``); ``e > 0`` for
     ``X = [d, z, o]`` with ``o`` an ``e``-column architecture encoding (e.g. one-hot) that only the
-    target kernel reads (the meta-learned parts read ``[d, z]``). ``mean_weight``,
+    target kernel reads (the meta-learned parts read ``[d, z]``): ``onehot_kernel="ard"`` (one
+    lengthscale per column, instead of the kernel on ``z``) or ``"hamming"`` (a Hamming kernel on
+    ``o`` added to the kernel on ``z``: :func:`hamming_kernel`). ``mean_weight``,
     ``target_scale``: see :class:`TargetAdaptedGP`."""
     prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if X is None or values is None or len(values) < 2:
@@ -749,10 +781,14 @@ def fit_target_gp(
         raise GrabnasError(
             f"target-GP inputs have {X.shape[-1]} columns; expected {cfg.input_dim} + {extra_dims} ([d, z] + extra)"
         )
-    if extra_dims:
-        target_dims, meta_dims = list(range(cfg.input_dim, cfg.input_dim + extra_dims)), cfg.input_dim
+    if onehot_kernel not in ("ard", "hamming"):
+        raise GrabnasError(f"onehot_kernel {onehot_kernel!r} is unknown; expected ard or hamming")
+    encoding = list(range(cfg.input_dim, cfg.input_dim + extra_dims))
+    hamming_dims = encoding if extra_dims and onehot_kernel == "hamming" else None
+    if extra_dims and not hamming_dims:
+        target_dims, meta_dims = encoding, cfg.input_dim
     else:
-        target_dims, meta_dims = list(range(cfg.task_dim, cfg.input_dim)), None
+        target_dims, meta_dims = list(range(cfg.task_dim, cfg.input_dim)), cfg.input_dim if extra_dims else None
     gp = TargetAdaptedGP(
         prior,
         X,
@@ -762,6 +798,7 @@ def fit_target_gp(
         meta_dims=meta_dims,
         mean_weight=mean_weight,
         target_scale=target_scale,
+        hamming_dims=hamming_dims,
     )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     if calibrate:
@@ -779,5 +816,6 @@ __all__ = [
     "TargetAdaptedGP",
     "fit_multifidelity_gp",
     "fit_target_gp",
+    "hamming_kernel",
     "loo_terms",
 ]

@@ -115,20 +115,28 @@ class GraBNASConfig:
             which the target-adapted GP can tell how far to trust the prior mean (observations
             chosen by the prior cluster at its top, where a wrong prior mean is not identified).
         probe_start: the first ask that may be a probe.
+        probe_kind: what a probe (and the portfolio's ``far`` arm) proposes: ``random`` (a
+            uniformly random untried pool member) or ``far`` (the acquisition's best among the
+            untried pool members farthest from every tried architecture in the latent space: the
+            half of them whose nearest tried neighbour is farthest). ``far`` still tests a
+            region the search has not seen, but with the cell the model rates best there.
         portfolio: from this many asks on (0: never), each ask follows one of two arms, chosen by
             Thompson sampling on how often each arm's proposals scored (``portfolio_reward``;
             :mod:`grabnas.search.portfolio`): ``meta`` (GraB-NAS's own proposal) or ``plain``
             (``portfolio_arm``).
         portfolio_arm: the arm that competes with GraB-NAS's proposals: ``gpbo`` (GP-BO's
-            proposal on all observations) or ``random`` (a uniformly random untried pool member,
-            seeded: probes that are only made while they keep scoring).
+            proposal on all observations), ``random`` (a uniformly random untried pool member,
+            seeded: probes that are only made while they keep scoring) or ``far`` (the
+            acquisition's best in the region farthest from the observations, as ``probe_kind=far``).
         portfolio_reward: what counts as an arm's success: ``running`` (its observation beats the
             median of those before it; only proposals since the portfolio started count) or
             ``pooled`` (beats the median of all observations; the initial design counts for meta).
         target_kernel: what the target-adapted GP's own kernel reads: ``latent`` (the graph VAE's
-            z, default) or ``onehot`` (the space's one-hot operation encoding, GP-BO's inputs,
+            z, default), ``onehot`` (the space's one-hot operation encoding, GP-BO's inputs,
             appended to each latent; the meta-learned mean and kernel still read z, and the
-            latent ascent moves z only); ``onehot`` needs ``adaptation="target"``.
+            latent ascent moves z only) or ``hamming`` (the kernel on z plus a Hamming kernel on
+            the one-hot encoding: two hyperparameters instead of one lengthscale per column;
+            :func:`grabnas.models.target_gp.hamming_kernel`); both need ``adaptation="target"``.
         mean_weight: the target-adapted GP's weight ``a`` and offset ``c`` on the meta-learned prior
             mean: ``map`` (fitted, default) or ``marginal`` (integrated out, so an acquisition
             explores cells the prior ranks differently while the observations leave ``a`` open;
@@ -178,6 +186,7 @@ class GraBNASConfig:
     calibrate: bool = False
     probe_every: int = 0
     probe_start: int = 10
+    probe_kind: str = "random"
     portfolio: int = 0
     portfolio_arm: str = "gpbo"
     portfolio_reward: str = "running"
@@ -196,18 +205,19 @@ class GraBNASConfig:
             "adaptation": (self.adaptation, ("target", "meta")),
             "init": (self.init, ("thompson", "top")),
             "init_spread": (self.init_spread, ("corpus", "meta")),
-            "target_kernel": (self.target_kernel, ("latent", "onehot")),
+            "target_kernel": (self.target_kernel, ("latent", "onehot", "hamming")),
             "mean_weight": (self.mean_weight, ("map", "marginal")),
             "target_scale": (self.target_scale, ("meta", "corpus")),
             "global_draw": (self.global_draw, ("argmax", "thompson")),
             "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
-            "portfolio_arm": (self.portfolio_arm, ("gpbo", "random")),
+            "portfolio_arm": (self.portfolio_arm, ("gpbo", "random", "far")),
+            "probe_kind": (self.probe_kind, ("random", "far")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
-        if self.target_kernel == "onehot" and self.adaptation != "target":
-            raise GrabnasError("GraB-NAS target_kernel=onehot needs adaptation=target")
+        if self.target_kernel != "latent" and self.adaptation != "target":
+            raise GrabnasError(f"GraB-NAS target_kernel={self.target_kernel} needs adaptation=target")
         for name in ("observation_noise", "local_gate", "prior_mean_kernel", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
@@ -351,7 +361,7 @@ class GraBNAS(Optimizer):
     def _with_encoding(self, z: Tensor, archs: Sequence[Architecture]) -> Tensor:
         """``(k, latent_dim)`` latents of ``archs``, with their one-hot encoding appended for
         ``target_kernel="onehot"`` (``(k, latent_dim + onehot_dim)``)."""
-        if self.config.target_kernel != "onehot" or not len(archs):
+        if self.config.target_kernel == "latent" or not len(archs):
             return z
         onehot = torch.as_tensor(np.stack([self.space.encode_onehot(a) for a in archs]), dtype=torch.float64)
         return torch.cat([z, onehot], -1)
@@ -463,7 +473,10 @@ class GraBNAS(Optimizer):
     def _ask_model(self, n: int) -> list[Architecture]:
         started = bool(self.config.portfolio) and self.asks >= self.config.portfolio
         if started and self._portfolio_arm() == "plain":
-            picks = self._plain._ask(n) if self.config.portfolio_arm == "gpbo" else self._random_untried(n)
+            arm = self.config.portfolio_arm
+            picks = (
+                self._plain._ask(n) if arm == "gpbo" else self._random_untried(n) if arm == "random" else self._far(n)
+            )
             self._arm_of.update(dict.fromkeys(picks, "plain"))
             self.asks += len(picks)
             return picks
@@ -476,6 +489,31 @@ class GraBNAS(Optimizer):
         untried = self.untried_pool()
         picks = self.rng.choice(len(untried), size=min(n, len(untried)), replace=False) if untried else []
         return [untried[int(i)] for i in picks]
+
+    def _far(self, n: int) -> list[Architecture]:
+        """Up to ``n`` far probes (:meth:`_far_one`), each with the ones before it as pending."""
+        model, values = self._model()
+        out: list[Architecture] = []
+        for _ in range(n):
+            pending = self.history.pending + out
+            tried = self.history.tried | set(pending)
+            cand = np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
+            if not cand.size:
+                break
+            out.append(self._far_one(model, values, cand, pending))
+        return out
+
+    def _far_one(self, model, values: np.ndarray, cand: np.ndarray, pending: list[Architecture]) -> Architecture:
+        """The single-point acquisition's best among the half of ``cand`` (untried pool indices)
+        whose nearest tried or pending architecture is farthest in the latent space."""
+        seen = self.latent(sorted(self.history.tried | set(pending), key=str))
+        z = self.z_pool[torch.as_tensor(cand)]
+        if len(seen):
+            nearest = torch.cdist(z, seen).min(dim=1).values
+            keep = (nearest >= nearest.median()).numpy()
+            cand, z = cand[keep], z[torch.as_tensor(keep)]
+        scores = self._score(self._acquisition(model, values, None, joint=False), z)
+        return self.pool[int(cand[int(torch.argmax(scores))])]
 
     def _portfolio_arm(self) -> str:
         """``meta`` or ``plain``, by Thompson sampling on each arm's observed values
@@ -522,6 +560,8 @@ class GraBNAS(Optimizer):
         if cand.size and (values.size == 0 or self.asks < self.config.n_init):
             return self._prior_top(cand)
         if cand.size and self._is_probe():
+            if self.config.probe_kind == "far":
+                return self._far_one(model, values, cand, pending)
             return self.pool[int(cand[int(self.rng.integers(cand.size))])]
         z_pending = self.latent(pending) if pending else None
         acq = self._acquisition(model, values, z_pending)

@@ -382,7 +382,7 @@ def assemble_grabnas(
     config = GraBNASConfig(**overrides)
     members = [(sur, task_embedding), *ensemble]
     pool = list(pool) if pool is not None else space.members()
-    extra_dims = len(space.encode_onehot(pool[0])) if config.target_kernel == "onehot" and pool else 0
+    extra_dims = len(space.encode_onehot(pool[0])) if config.target_kernel != "latent" and pool else 0
     latent_surs = [
         MetaLatentSurrogate(
             s,
@@ -393,6 +393,7 @@ def assemble_grabnas(
             calibrate=config.calibrate,
             extra_dims=extra_dims,
             mean_weight=config.mean_weight,
+            onehot_kernel="hamming" if config.target_kernel == "hamming" else "ard",
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
