@@ -38,6 +38,15 @@
 #              the acquisition's 1,024 best candidates): from ask 1 on the csvloto protocol, and from
 #              ask 10 (draw_start=10) there, on NB201 (20 seeds) and NAS-Bench-Graph (10 seeds); then
 #              the paired report against the default (benchmarks/portfolio_report.py)
+#   csvmetaseeds the csvloto protocol over meta-training seeds: surrogate=train@1, train@2 (seed 0 is
+#              the default's csvloto run) and the ensemble train@0+train@1+train@2, 10 search seeds each
+#   screens    opt-in target_kernel=hamming (a Hamming kernel on the one-hot encoding added to the
+#              latent target kernel) and probe_every=5,probe_kind=far (probes: the acquisition's best
+#              in the far half of the pool), 8 seeds (csvloto 10, ground truths 10 at 25 trainings)
+#              on NB201, both stress tasks, NAS-Bench-Graph and the ground truths, the paired reports,
+#              and the surrogate eval with the Hamming kernel; far5 stops after csvloto, NB201 and the
+#              stress tasks (committed: NB201 cifar100 / imagenet16, cifar100 stress, csvloto, where it
+#              failed its rule)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -124,7 +133,10 @@ for part in "${PARTS[@]}"; do
           *) V="guard=3,portfolio=10,portfolio_arm=gpbo,portfolio_reward=$variant" ;;
         esac
         P="$OUT/portfolio-$variant"
-        stress_both 8 "$V" "$P"
+        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+          --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
+        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+          --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P/stress-in16"
         OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P-groundtruth" JOBS="$JOBS" \
           bash benchmarks/ground_truth_bench.sh > /dev/null
         bench --seeds 8 --benchmark nb201 --tasks imagenet16,cifar100 --optimizers "grabnas[$V]" --out "$P-nb201"
@@ -162,6 +174,29 @@ for part in "${PARTS[@]}"; do
       bench --benchmark nasbench-graph --seeds 10 --optimizers "grabnas[$V]" --out "$OUT/draws/nbg"
       bench --benchmark nb201 --seeds 20 --optimizers "grabnas[$V]" --out "$OUT/draws/nb201"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$OUT/draws" --out "$OUT/draws/report.md" ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto or draws" >&2; exit 2 ;;
+    csvmetaseeds)
+      bench --benchmark csv:groundtruth-images --seeds 10 --threads 1 --out "$OUT/csvloto-metaseeds" \
+        --optimizers "grabnas[surrogate=train@1],grabnas[surrogate=train@2],grabnas[surrogate=train@0+train@1+train@2]" ;;
+    screens)
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      for pair in "hamming:target_kernel=hamming" "far5:probe_every=5,probe_kind=far"; do
+        n=${pair%%:*} V=${pair#*:} P="$OUT/screens/$n"
+        bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+        bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
+        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+          --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
+        bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+          --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P/stress-in16"
+        [ "$n" = hamming ] || continue  # far5 failed its rule on the rows above
+        OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" \
+          bash benchmarks/ground_truth_bench.sh > /dev/null
+        bench --seeds 8 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
+        .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
+        for b in nb201 nasbench-graph; do  # learning from random observations with the Hamming kernel
+          .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --target-kernel hamming \
+            --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$P/sur-$b-hamming.json" > "$P/sur-$b-hamming.md"
+        done
+      done ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds or screens" >&2; exit 2 ;;
   esac
 done

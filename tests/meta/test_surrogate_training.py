@@ -39,6 +39,23 @@ def test_meta_train_learns_a_transferable_mean(space, vae, latents, toy):
     assert "spearman_top" in out["transfer_rank"]  # random subsets barely overlap: no value check
 
 
+def test_evaluate_task_with_a_target_kernel_on_the_one_hot_encoding(space, vae, latents, toy):
+    """``target_kernel=onehot|hamming``: the adapted GP reads the encoding appended to the
+    latents (and is scored on it), the zero-shot prior does not."""
+    corpus = toy.corpus()
+    train = corpus.without_groups(["g2"])
+    res = meta_train(train, vae, toy.cfg(train), toy.tc(steps=10, eval_every=5), latents=latents, progress=False)
+    target = corpus.task("t2")
+    members = space.members()
+    onehot = np.asarray(space.onehot([members[i] for i in target.index]), dtype=np.float64)
+    for kernel in ("onehot", "hamming"):
+        options = {"adaptation": "target", "target_kernel": kernel}
+        out = evaluate_task(res.surrogate, latents, target, shots=(0, 5), seeds=1, fit_options=options, onehot=onehot)
+        assert np.isfinite(out["shots"]["0"]["nll"]) and np.isfinite(out["shots"]["5"]["nll"])
+    with pytest.raises(GrabnasError, match="target_kernel=hamming needs the task's one-hot encodings"):
+        evaluate_task(res.surrogate, latents, target, shots=(0,), fit_options={"adaptation": "target", "target_kernel": "hamming"})
+
+
 def test_meta_validation_tasks_and_fidelities(space, vae, latents, toy):
     corpus = toy.corpus(groups=6, tasks_per_group=2, n=60)
     assert corpus.fidelities == ["f1"]

@@ -168,7 +168,7 @@ def evaluate_task(
             with torch.no_grad() if no_grad else contextlib.nullcontext():
                 fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
             model = fitted.gp
-            reads_extra = target_kernel == "onehot" and isinstance(model, TargetAdaptedGP)  # not the prior
+            reads_extra = target_kernel != "latent" and isinstance(model, TargetAdaptedGP)  # not the prior
             mu, var = predict(model, X_extra if reads_extra else X, observation_noise=True)
             times.append(time.perf_counter() - t0)
             target = yt
