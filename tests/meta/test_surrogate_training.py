@@ -53,7 +53,9 @@ def test_evaluate_task_with_a_target_kernel_on_the_one_hot_encoding(space, vae, 
         out = evaluate_task(res.surrogate, latents, target, shots=(0, 5), seeds=1, fit_options=options, onehot=onehot)
         assert np.isfinite(out["shots"]["0"]["nll"]) and np.isfinite(out["shots"]["5"]["nll"])
     with pytest.raises(GrabnasError, match="target_kernel=hamming needs the task's one-hot encodings"):
-        evaluate_task(res.surrogate, latents, target, shots=(0,), fit_options={"adaptation": "target", "target_kernel": "hamming"})
+        evaluate_task(
+            res.surrogate, latents, target, shots=(0,), fit_options={"adaptation": "target", "target_kernel": "hamming"}
+        )
 
 
 def test_meta_validation_tasks_and_fidelities(space, vae, latents, toy):
