@@ -44,7 +44,7 @@
 #              latent target kernel) and probe_every=5,probe_kind=far (probes: the acquisition's best
 #              in the far half of the pool), 8 seeds (csvloto 10, ground truths 10 at 25 trainings)
 #              on NB201, both stress tasks, NAS-Bench-Graph and the ground truths, the paired reports,
-#              and the surrogate eval with the Hamming kernel; far5 stops after csvloto, NB201 and the
+#              the Hamming kernel at 20 seeds on NAS-Bench-Graph, and its surrogate eval; far5 stops after csvloto, NB201 and the
 #              stress tasks (committed: NB201 cifar100 / imagenet16, cifar100 stress, csvloto, where it
 #              failed its rule)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
@@ -192,6 +192,7 @@ for part in "${PARTS[@]}"; do
           bash benchmarks/ground_truth_bench.sh > /dev/null
         bench --seeds 8 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
         .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
+        bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg20"
         for b in nb201 nasbench-graph; do  # learning from random observations with the Hamming kernel
           .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --target-kernel hamming \
             --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$P/sur-$b-hamming.json" > "$P/sur-$b-hamming.md"
