@@ -374,6 +374,28 @@ def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
         build_optimizer("grabnas[probe_every=-1]", nb201_bench, "cifar10", seed=0)
 
 
+def test_fit_start_keeps_the_meta_learned_hyperparameters_until_that_many_observations(nb201_bench):
+    """``fit_start=4``: with one to three observations the surrogate is the meta-learned GP
+    conditioned on them (no target-adapted fit), from four on the target-adapted GP; the first
+    ask is the default's (no observation yet), and ``fit_start`` below 2 is refused."""
+    from grabnas.models.target_gp import TargetAdaptedGP
+    from grabnas.search.registry import build_optimizer
+
+    first = build_optimizer("grabnas", nb201_bench, "cifar10", seed=2).ask(1)
+    opt = build_optimizer("grabnas[fit_start=4]", nb201_bench, "cifar10", seed=2)
+    kinds = []
+    for i in range(5):
+        archs = opt.ask(1)
+        assert i or archs == first
+        opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        opt._model()
+        kinds.append(isinstance(opt.surrogate._last_gp, TargetAdaptedGP))
+    assert kinds == [False, False, False, True, True]  # after the 1st-3rd tell: meta; from the 4th: fitted
+    assert opt.surrogate.adapted_hyperparameters
+    with pytest.raises(GrabnasError, match="fit_start must be >= 2, got 1"):
+        build_optimizer("grabnas[fit_start=1]", nb201_bench, "cifar10", seed=0)
+
+
 def test_far_probes_take_the_acquisitions_best_in_the_far_half_of_the_pool(nb201_bench):
     """``probe_kind=far``: a probe is the single-point acquisition's best among the untried pool
     members whose nearest tried architecture is at least the median such distance away; a replay

@@ -34,6 +34,10 @@ class MetaLatentSurrogate:
     (``marginal``).
     ``target_scale``: the centre of the target-adapted GP's target-kernel scale prior when above
     the meta-learned output scale (:class:`grabnas.models.target_gp.TargetAdaptedGP`).
+    ``fit_start``: with ``target``, the first number of observations at which the target-adapted
+    GP is fitted; with fewer (from one on) the surrogate is conditioned with the meta-learned
+    hyperparameters, as ``meta``. The default 2 fits from two observations (with one, the
+    zero-shot prior); only values above 2 change anything.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class MetaLatentSurrogate:
         mean_weight: str = "map",
         target_scale: float | None = None,
         onehot_kernel: str = "ard",
+        fit_start: int = 2,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -58,6 +63,7 @@ class MetaLatentSurrogate:
         self.mean_weight = mean_weight
         self.target_scale = target_scale
         self.onehot_kernel = onehot_kernel
+        self.fit_start = int(fit_start)
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
@@ -101,12 +107,16 @@ class MetaLatentSurrogate:
 
     def fit(self, z: Tensor, y: Tensor):
         X = self.inputs(z) if len(y) else None
-        if self.adaptation == "target":
+        prior_options = {
+            k: v for k, v in self.fit_options.items() if k in ("task_prior_var", "variance_scale", "tasks")
+        }
+        if self.adaptation == "target" and self.fit_start > 2 and 0 < len(y) < self.fit_start:
+            # too few observations to fit the target GP: condition with the meta-learned values
+            z_meta = z[..., : z.shape[-1] - self.extra_dims] if self.extra_dims else z
+            gp = self.surrogate.fit(self.surrogate.inputs(z_meta, self.d), y, **prior_options)
+        elif self.adaptation == "target":
             from grabnas.models.target_gp import fit_target_gp
 
-            prior_options = {
-                k: v for k, v in self.fit_options.items() if k in ("task_prior_var", "variance_scale", "tasks")
-            }
             gp = fit_target_gp(
                 self.surrogate,
                 X,

@@ -150,6 +150,11 @@ class GraBNASConfig:
             over the ``q_candidates`` members the acquisition rates best (drawn with the
             optimizer's own generator), so that a search seed changes the run, in proportion to
             the posterior's uncertainty about which of them is best.
+        fit_start: the number of observations from which the target-adapted GP is fitted
+            (``adaptation="target"``); with fewer, from one on, the meta-learned hyperparameters
+            condition the prior (as ``adaptation="meta"``). 2 (default): fitted from two
+            observations on, so that MAP fits of five or more hyperparameters to two to four
+            points drive the first asks; larger values keep those asks on the meta-learned model.
         draw_start: the first ask at which ``global_draw="thompson"`` applies (earlier global steps
             take the acquisition's argmax).
         local_gate: on a local step, propose the decode only when the acquisition rates it above
@@ -195,6 +200,7 @@ class GraBNASConfig:
     target_scale: str = "meta"
     global_draw: str = "argmax"
     draw_start: int = 0
+    fit_start: int = 2
 
     def __post_init__(self) -> None:
         checks = {
@@ -234,6 +240,7 @@ class GraBNASConfig:
             "probe_start",
             "portfolio",
             "draw_start",
+            "fit_start",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -242,6 +249,8 @@ class GraBNASConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise GrabnasError(f"GraB-NAS {name} must be a number, got {value!r}")
+        if self.fit_start < 2:
+            raise GrabnasError(f"GraB-NAS fit_start must be >= 2, got {self.fit_start}")
         for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")

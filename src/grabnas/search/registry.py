@@ -394,6 +394,7 @@ def assemble_grabnas(
             extra_dims=extra_dims,
             mean_weight=config.mean_weight,
             onehot_kernel="hamming" if config.target_kernel == "hamming" else "ard",
+            fit_start=config.fit_start,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
