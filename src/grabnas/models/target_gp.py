@@ -269,8 +269,9 @@ def hamming_kernel(dims: list[int], groups: float, scale: float) -> ScaleKernel:
     kernel with a lengthscale per column has one per column, and with few observations fits them
     to noise). Priors: ``l ~ LogNormal(log sqrt(groups), 1)`` (two cells differing in every choice
     correlate ~e^-1), ``s_h ~ LogNormal(log scale, 1)`` like the latent target kernel's."""
-    base = RBFKernel(active_dims=dims, lengthscale_prior=LogNormalPrior(0.5 * math.log(max(groups, 1.0)), 1.0))
-    base.lengthscale = math.sqrt(max(groups, 1.0))
+    centre = math.sqrt(max(groups, 1.0))
+    base = RBFKernel(active_dims=dims, lengthscale_prior=LogNormalPrior(math.log(centre), 1.0))
+    base.lengthscale = centre
     out = ScaleKernel(
         base, outputscale_prior=LogNormalPrior(math.log(scale), 1.0), outputscale_constraint=GreaterThan(1e-6)
     )

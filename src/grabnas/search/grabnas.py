@@ -504,18 +504,22 @@ class GraBNAS(Optimizer):
         model, values = self._model()
         out: list[Architecture] = []
         for _ in range(n):
-            pending = self.history.pending + out
-            tried = self.history.tried | set(pending)
-            cand = np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
+            tried, cand = self._untried(self.history.pending + out)
             if not cand.size:
                 break
-            out.append(self._far_one(model, values, cand, pending))
+            out.append(self._far_one(model, values, cand, tried))
         return out
 
-    def _far_one(self, model, values: np.ndarray, cand: np.ndarray, pending: list[Architecture]) -> Architecture:
+    def _untried(self, pending: list[Architecture]) -> tuple[set[Architecture], np.ndarray]:
+        """``(tried, cand)``: the architectures tried or ``pending``, and the pool indices of the
+        others."""
+        tried = self.history.tried | set(pending)
+        return tried, np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
+
+    def _far_one(self, model, values: np.ndarray, cand: np.ndarray, tried: set[Architecture]) -> Architecture:
         """The single-point acquisition's best among the half of ``cand`` (untried pool indices)
-        whose nearest tried or pending architecture is farthest in the latent space."""
-        seen = self.latent(sorted(self.history.tried | set(pending), key=str))
+        whose nearest ``tried`` architecture (tried or pending) is farthest in the latent space."""
+        seen = self.latent(sorted(tried, key=str))
         z = self.z_pool[torch.as_tensor(cand)]
         if len(seen):
             nearest = torch.cdist(z, seen).min(dim=1).values
@@ -564,13 +568,12 @@ class GraBNAS(Optimizer):
         return out
 
     def _propose_one(self, model, values: np.ndarray, pending: list[Architecture]) -> Architecture | None:
-        tried = self.history.tried | set(pending)
-        cand = np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
+        tried, cand = self._untried(pending)
         if cand.size and (values.size == 0 or self.asks < self.config.n_init):
             return self._prior_top(cand)
         if cand.size and self._is_probe():
             if self.config.probe_kind == "far":
-                return self._far_one(model, values, cand, pending)
+                return self._far_one(model, values, cand, tried)
             return self.pool[int(cand[int(self.rng.integers(cand.size))])]
         z_pending = self.latent(pending) if pending else None
         acq = self._acquisition(model, values, z_pending)
