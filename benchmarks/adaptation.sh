@@ -48,6 +48,11 @@
 #              the Hamming kernel at 20 seeds on NAS-Bench-Graph, and its surrogate eval; far5 stops after csvloto, NB201 and the
 #              stress tasks (committed: NB201 cifar100 / imagenet16, cifar100 stress, csvloto, where it
 #              failed its rule)
+#   screens2   opt-in mean_weight=centred (the prior mean centred on the observations) on NB201 and
+#              NAS-Bench-Graph cora / proteins / arxiv, and probe_stall=5 (a probe once the best value
+#              has stalled for 5 observations) with probe_kind=random and gpbo on the csvloto protocol,
+#              NB201 and NAS-Bench-Graph cora / proteins / arxiv / citeseer / pubmed; 8 seeds (csvloto 10),
+#              paired reports
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -200,6 +205,19 @@ for part in "${PARTS[@]}"; do
             --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$P/sur-$b-hamming.json" > "$P/sur-$b-hamming.md"
         done
       done ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds or screens" >&2; exit 2 ;;
+    screens2)
+      P="$OUT/screens/centred" V="mean_weight=centred"
+      bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
+      bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,arxiv --optimizers "grabnas[$V]" --out "$P/nbg"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
+      for kind in random gpbo; do
+        P="$OUT/screens/stall-$kind" V="probe_stall=5,probe_kind=$kind"
+        bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+        bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,arxiv,citeseer,pubmed \
+          --optimizers "grabnas[$V]" --out "$P/nbg"
+        bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
+        .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
+      done ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens or screens2" >&2; exit 2 ;;
   esac
 done

@@ -355,3 +355,26 @@ def test_a_hamming_kernel_adds_to_the_latent_target_kernel():
     assert spearmanr(mu.numpy(), np.arange(5))[0] > 0.9
     with pytest.raises(GrabnasError, match="onehot_kernel 'rbf' is unknown; expected ard or hamming"):
         fit_target_gp(sur, torch.cat([X, onehot], -1), y, extra_dims=5, onehot_kernel="rbf")
+
+
+def test_a_centred_prior_mean_keeps_its_weight_on_observations_from_the_prior_top():
+    """A search observes the prior's top first, where the meta-learned mean is ~2-3 (task normal
+    scores) but the observations' own normal scores have mean 0: centring the mean on the
+    observations keeps its weight near 1 there, where an offset prior N(0, 1) drags it to ~0."""
+    sur = _surrogate()
+    X = _inputs(sur, 500, 3)
+    m = _prior_mean(sur, X)
+    top = torch.argsort(m, descending=True)[:4]
+    values = m[top] + 50  # the prior is right
+    centred = fit_target_gp(sur, X[top], values, seed=0, mean_weight="centred")
+    plain = fit_target_gp(sur, X[top], values, seed=0)
+    assert centred.mean_module.centre == pytest.approx(float(m[top].mean()), rel=1e-6)
+    assert plain.mean_module.centre == 0.0
+    assert float(m[top].mean()) > 2.0
+    assert centred.fitted_hyperparameters["mean_scale"] > 0.8
+    assert plain.fitted_hyperparameters["mean_scale"] < centred.fitted_hyperparameters["mean_scale"] - 0.3
+    with torch.no_grad():  # ranks unseen cells like the prior
+        mu = centred.posterior(X[:200]).mean.reshape(-1).numpy()
+    assert spearmanr(mu, m[:200].numpy())[0] > 0.9
+    with pytest.raises(GrabnasError, match="map, marginal or centred"):
+        fit_target_gp(sur, X[top], values, mean_weight="centered")

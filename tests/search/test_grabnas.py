@@ -374,6 +374,36 @@ def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
         build_optimizer("grabnas[probe_every=-1]", nb201_bench, "cifar10", seed=0)
 
 
+def test_stall_probes_fire_only_while_the_best_value_stalls(nb201_bench):
+    """``probe_stall=3``: an ask is a probe once the best value has not improved over the last 3
+    observations, at most once per 4 asks; a search whose every observation improves never
+    probes; ``probe_kind=gpbo`` builds GP-BO at its first probe only, so the asks before it are
+    the default's."""
+    from grabnas.search.registry import build_optimizer
+
+    def run(spec, values):
+        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=3)
+        asked = []
+        for v in values:
+            archs = opt.ask(1)
+            assert archs[0] not in asked
+            asked += archs
+            opt.tell(archs, [v])
+        return opt, asked
+
+    stalled = [100.0] + [float(i) for i in range(1, 11)]
+    opt, asked = run("grabnas[probe_stall=3,probe_start=2]", stalled)
+    assert opt.probe_asks == [4, 8]
+    assert run("grabnas[probe_stall=3,probe_start=2]", [float(i) for i in range(11)])[0].probe_asks == []
+    assert run("grabnas[probe_stall=3,probe_start=6]", stalled)[0].probe_asks == [6, 10]
+    gp, gp_asked = run("grabnas[probe_stall=3,probe_start=2,probe_kind=gpbo]", stalled[:5])
+    default = run("grabnas", stalled[:4])[1]
+    assert gp_asked[:4] == default and gp.probe_asks == [4] and gp._plain is not None
+    assert GraBNAS._stalled_for(np.array([1.0, 3.0, 3.0, 2.0])) == 2
+    with pytest.raises(GrabnasError, match="probe_stall must be >= 0"):
+        build_optimizer("grabnas[probe_stall=-1]", nb201_bench, "cifar10", seed=0)
+
+
 def test_fit_start_keeps_the_meta_learned_hyperparameters_until_that_many_observations(nb201_bench):
     """``fit_start=4``: with one to three observations the surrogate is the meta-learned GP
     conditioned on them (no target-adapted fit), from four on the target-adapted GP; the first

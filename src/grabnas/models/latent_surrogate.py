@@ -31,7 +31,7 @@ class MetaLatentSurrogate:
     each latent: inputs are then ``(..., latent_dim + extra_dims)``, the meta-learned parts read
     the latent and the target-adapted GP's own kernel reads the encoding (needs ``target``).
     ``mean_weight``: the target-adapted GP's prior-mean weight, fitted (``map``) or integrated out
-    (``marginal``).
+    (``marginal``) or fitted with the prior mean centred on the observations (``centred``).
     ``target_scale``: the centre of the target-adapted GP's target-kernel scale prior when above
     the meta-learned output scale (:class:`grabnas.models.target_gp.TargetAdaptedGP`).
     ``fit_start``: with ``target``, the first number of observations at which the target-adapted

@@ -29,10 +29,14 @@ version centred the target kernel's scale at 0.25 (a quarter of the targets' uni
 times NB201's meta-learned 0.026-0.038) and the noise at BoTorch's default: on NB201 imagenet16 its
 regret after 10 evaluations was 0.53 (5 seeds) against 0.09 with the meta-centred priors.
 
-With few observations the priors keep ``a ~ 1`` and the model ranks like the meta-learned one
-(transfer); as observations accumulate the marginal likelihood decides between following the
-prior mean and the target kernel (adaptation). At ``a = 1, s_t -> 0`` it is the meta model, at
-``a = 0, s_meta -> 0`` a plain GP on the latents.
+As observations accumulate the marginal likelihood decides between following the prior mean and
+the target kernel (adaptation). At ``a = 1, s_t -> 0`` it is the meta model, at ``a = 0, s_meta ->
+0`` a plain GP on the latents. What it does with few observations is measured, not designed: a
+search observes the prior's top first, where ``m`` is ~2-4 in the task's normal scores while the
+targets have mean 0, and with ``c ~ N(0, 1)`` the fit shrinks ``a`` instead (0.06-0.08 after two
+observations on NB201 imagenet16), so early on the model is the meta-learned *kernel* with a weak
+pull towards the prior mean. Centring ``m`` on the observations (``mean_weight="centred"``) keeps
+``a ~ 1`` and searches worse (docs/adaptation.md).
 
 Targets are the normal scores of the observed values (:func:`~grabnas.models.value_maps.rank_gauss`,
 a Gaussian copula; ``a`` and ``c`` absorb the units), so ``best_f`` is the largest of them and
@@ -112,24 +116,40 @@ def loo_terms(gp) -> tuple[Tensor, Tensor]:
         return K_inv @ r, torch.diagonal(K_inv)
 
 
+def _mean_centre(prior: DeepKernelGP, train_X: Tensor, meta_dims: int | None, mean_weight: str) -> float:
+    """The meta-learned prior mean's average over the ``(n, D)`` observed inputs with
+    ``mean_weight="centred"`` (0 otherwise): the observations' normal scores have mean 0, the prior
+    mean at the cells a search observes first (its top) is ~2-4 in the task's normal scores, and
+    an offset ``c ~ N(0, 1)`` that has to bridge that gap instead pulls the weight ``a`` to ~0."""
+    if mean_weight != "centred":
+        return 0.0
+    with torch.no_grad():
+        return float(prior.prior_mean(_meta_part(train_X.to(DTYPE), meta_dims)).mean())
+
+
 def _meta_part(x: Tensor, meta_dims: int | None) -> Tensor:
     """The meta model's input columns ``(..., meta_dims)`` of ``(..., D)`` inputs."""
     return x if meta_dims is None or x.shape[-1] == meta_dims else x[..., :meta_dims]
 
 
 class MetaPriorMean(Mean):
-    """``c + a * m(x)``: the meta-learned prior mean ``m`` of ``prior`` (frozen), with a fitted
-    scale ``a`` (prior ``N(1, 1)``) and offset ``c`` (prior ``N(0, 1)``). ``(..., n, D)`` inputs ->
-    ``(..., n)`` means; ``meta_dims``: the meta model reads the first ``meta_dims`` input columns
-    (``[d, z]``; None: all). ``marginal``: ``a = 1, c = 0`` fixed, for a model that integrates
-    them out with :class:`PriorMeanWeightKernel` instead of fitting them."""
+    """``c + a * (m(x) - centre)``: the meta-learned prior mean ``m`` of ``prior`` (frozen), with a
+    fitted scale ``a`` (prior ``N(1, 1)``) and offset ``c`` (prior ``N(0, 1)``). ``(..., n, D)``
+    inputs -> ``(..., n)`` means; ``meta_dims``: the meta model reads the first ``meta_dims`` input
+    columns (``[d, z]``; None: all). ``marginal``: ``a = 1, c = 0`` fixed, for a model that
+    integrates them out with :class:`PriorMeanWeightKernel` instead of fitting them. ``centre``: a
+    constant subtracted from ``m`` (0: none; :class:`TargetAdaptedGP` with ``mean_weight="centred"``
+    sets it to ``m``'s mean over the observations, whose normal scores have mean 0)."""
 
-    def __init__(self, prior: DeepKernelGP, meta_dims: int | None = None, marginal: bool = False) -> None:
+    def __init__(
+        self, prior: DeepKernelGP, meta_dims: int | None = None, marginal: bool = False, centre: float = 0.0
+    ) -> None:
         super().__init__()
         self._prior = _Frozen(prior)
         self._memo = _LastCall()
         self.meta_dims = meta_dims
         self.marginal = marginal
+        self.centre = float(centre)  # not a buffer: a warm start must not carry an old fit's centre
         self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE), requires_grad=not marginal))
         self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE), requires_grad=not marginal))
         if not marginal:
@@ -147,7 +167,7 @@ class MetaPriorMean(Mean):
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.meta_mean(x)
-        return m if self.marginal else self.offset + self.scale * m
+        return m if self.marginal else self.offset + self.scale * (m - self.centre)
 
 
 class PriorMeanWeightKernel(Kernel):
@@ -289,8 +309,10 @@ class TargetAdaptedGP(SingleTaskGP):
         target_dims: indices of the target kernel's inputs in ``X``: the latent ``z``, or a one-hot
             encoding of the architecture appended to ``[d, z]``.
         meta_dims: the meta-learned parts read ``X[..., :meta_dims]`` (``[d, z]``; None: all of X).
-        mean_weight: ``map`` (the prior mean's weight ``a`` and offset ``c`` fitted, default) or
-            ``marginal`` (integrated out: :class:`PriorMeanWeightKernel`).
+        mean_weight: ``map`` (the prior mean's weight ``a`` and offset ``c`` fitted, default),
+            ``marginal`` (integrated out: :class:`PriorMeanWeightKernel`) or ``centred`` (fitted, with
+            the prior mean centred on its average over the observations: ``c + a (m(x) - mean_i
+            m(x_i))``, so that ``c ~ N(0, 1)`` matches the observations' normal scores).
         targets: ``(n,)`` the model's targets when not the normal scores of ``values`` (e.g.
             the per-fidelity scores of :class:`MultiFidelityTargetGP`).
         prior_mean_kernel: add a kernel on the meta-learned prior mean (:class:`PriorMeanKernel`),
@@ -318,8 +340,8 @@ class TargetAdaptedGP(SingleTaskGP):
         target_scale: float | None = None,
         hamming_dims: list[int] | None = None,
     ) -> None:
-        if mean_weight not in ("map", "marginal"):
-            raise GrabnasError(f"mean_weight {mean_weight!r} is unknown; expected map or marginal")
+        if mean_weight not in ("map", "marginal", "centred"):
+            raise GrabnasError(f"mean_weight {mean_weight!r} is unknown; expected map, marginal or centred")
         values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
         if values.numel() < 2 or train_X.shape[0] != values.numel():
             raise GrabnasError(
@@ -386,7 +408,12 @@ class TargetAdaptedGP(SingleTaskGP):
             targets.unsqueeze(-1),
             likelihood=likelihood,
             covar_module=self._covar(prior, target_kernel, prior_mean_kernel, meta_dims, mean_weight),
-            mean_module=MetaPriorMean(prior, meta_dims, marginal=mean_weight == "marginal"),
+            mean_module=MetaPriorMean(
+                prior,
+                meta_dims,
+                marginal=mean_weight == "marginal",
+                centre=_mean_centre(prior, train_X, meta_dims, mean_weight),
+            ),
             outcome_transform=None,
         )
 

@@ -115,8 +115,16 @@ class GraBNASConfig:
             which the target-adapted GP can tell how far to trust the prior mean (observations
             chosen by the prior cluster at its top, where a wrong prior mean is not identified).
         probe_start: the first ask that may be a probe.
+        probe_stall: from ask ``probe_start`` on, an ask is also a probe when the best value found
+            has not improved over the last ``probe_stall`` observations and none of the asks
+            since ``probe_stall`` asks ago was a probe (0: never). A search that is still improving
+            never probes, and a stalled one probes at most once per ``probe_stall + 1`` asks: on a
+            task where the prior is right, the stall comes after the optimum, where a probe costs
+            no regret.
         probe_kind: what a probe (and the portfolio's ``far`` arm) proposes: ``random`` (a
-            uniformly random untried pool member) or ``far`` (the acquisition's best among the
+            uniformly random untried pool member), ``gpbo`` (GP-BO's proposal from a plain GP on
+            the one-hot encoding of all observations, :class:`grabnas.search.baselines.GPBO`:
+            the no-transfer method's next cell) or ``far`` (the acquisition's best among the
             untried pool members farthest from every tried architecture in the latent space: the
             half of them whose nearest tried neighbour is farthest). ``far`` still tests a
             region the search has not seen, but with the cell the model rates best there.
@@ -140,7 +148,9 @@ class GraBNASConfig:
         mean_weight: the target-adapted GP's weight ``a`` and offset ``c`` on the meta-learned prior
             mean: ``map`` (fitted, default) or ``marginal`` (integrated out, so an acquisition
             explores cells the prior ranks differently while the observations leave ``a`` open;
-            :class:`grabnas.models.target_gp.PriorMeanWeightKernel`).
+            :class:`grabnas.models.target_gp.PriorMeanWeightKernel`) or ``centred`` (fitted, with
+            the prior mean centred on its average over the observations, so that ``a`` stays near
+            1 while the data leave it open; an ablation: it searches worse, docs/adaptation.md).
         target_scale: the centre of the target-adapted GP's target-kernel scale prior: ``meta``
             (the meta-learned kernel's output scale, default) or ``corpus`` (the larger of that
             and the surrogate card's ``heldout_residual``, the share of a left-out dataset's
@@ -192,6 +202,7 @@ class GraBNASConfig:
     probe_every: int = 0
     probe_start: int = 10
     probe_kind: str = "random"
+    probe_stall: int = 0
     portfolio: int = 0
     portfolio_arm: str = "gpbo"
     portfolio_reward: str = "running"
@@ -212,12 +223,12 @@ class GraBNASConfig:
             "init": (self.init, ("thompson", "top")),
             "init_spread": (self.init_spread, ("corpus", "meta")),
             "target_kernel": (self.target_kernel, ("latent", "onehot", "hamming")),
-            "mean_weight": (self.mean_weight, ("map", "marginal")),
+            "mean_weight": (self.mean_weight, ("map", "marginal", "centred")),
             "target_scale": (self.target_scale, ("meta", "corpus")),
             "global_draw": (self.global_draw, ("argmax", "thompson")),
             "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
             "portfolio_arm": (self.portfolio_arm, ("gpbo", "random", "far")),
-            "probe_kind": (self.probe_kind, ("random", "far")),
+            "probe_kind": (self.probe_kind, ("random", "far", "gpbo")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -238,6 +249,7 @@ class GraBNASConfig:
             "guard",
             "probe_every",
             "probe_start",
+            "probe_stall",
             "portfolio",
             "draw_start",
             "fit_start",
@@ -262,6 +274,7 @@ class GraBNASConfig:
             "guard",
             "probe_every",
             "probe_start",
+            "probe_stall",
             "portfolio",
             "draw_start",
         ):
@@ -347,15 +360,14 @@ class GraBNAS(Optimizer):
         #: ``meta`` or ``plain``)
         self._arm_of: dict[Architecture, str] = {}
         self._plain = None
+        #: the asks (0-based) that were probes (``probe_every``, ``probe_stall``)
+        self.probe_asks: list[int] = []
         #: the no-harm guard is on (it compares the meta model with GP-BO's at every model ask)
         self._guarded = bool(self.config.guard) and self.config.adaptation == "target"
         # GP-BO's model is built for the guard and the GP-BO arm only (the random arm needs none,
         # so its first ``portfolio`` asks are the default's for the same seed)
         if self._guarded or (self.config.portfolio and self.config.portfolio_arm == "gpbo"):
-            from grabnas.search.baselines import GPBO
-
-            self._plain = GPBO(space, self.pool, seed=int(self.rng.integers(2**31)), n_init=1)
-            self._plain.history = self.history  # the same observations, pending and tried cells
+            self._gpbo()
 
     def settings(self) -> dict:
         """The :class:`GraBNASConfig` fields, the surrogate's adaptation options and a hash of
@@ -571,9 +583,14 @@ class GraBNAS(Optimizer):
         tried, cand = self._untried(pending)
         if cand.size and (values.size == 0 or self.asks < self.config.n_init):
             return self._prior_top(cand)
-        if cand.size and self._is_probe():
+        if cand.size and self._is_probe(values):
+            self.probe_asks.append(self.asks)
             if self.config.probe_kind == "far":
                 return self._far_one(model, values, cand, tried)
+            if self.config.probe_kind == "gpbo":
+                picks = [a for a in self._gpbo()._ask(1) if a not in tried]
+                if picks:
+                    return picks[0]
             return self.pool[int(cand[int(self.rng.integers(cand.size))])]
         z_pending = self.latent(pending) if pending else None
         acq = self._acquisition(model, values, z_pending)
@@ -656,9 +673,34 @@ class GraBNAS(Optimizer):
         within = float(cov.diagonal().mean() - cov.mean())
         return max(0.0, float(self._prior_scores.var()) * r / (1.0 - r) - within)
 
-    def _is_probe(self) -> bool:
+    def _is_probe(self, values: np.ndarray) -> bool:
+        """Whether this ask is a probe: ``values`` are the ``(n,)`` observed values in the order told."""
         c = self.config
-        return bool(c.probe_every) and self.asks >= c.probe_start and (self.asks - c.probe_start) % c.probe_every == 0
+        if self.asks < c.probe_start:
+            return False
+        if c.probe_every and (self.asks - c.probe_start) % c.probe_every == 0:
+            return True
+        return (
+            bool(c.probe_stall)
+            and self._stalled_for(values) >= c.probe_stall
+            and (not self.probe_asks or self.asks - self.probe_asks[-1] > c.probe_stall)
+        )
+
+    @staticmethod
+    def _stalled_for(values: np.ndarray) -> int:
+        """How many of the ``(n,)`` observations (in the order told) came after the first one
+        with the best value (0: the last one is the best)."""
+        return int(values.size - 1 - int(np.argmax(values))) if values.size else 0
+
+    def _gpbo(self):
+        """GP-BO on this search's observations (built at its first use, seeded from the optimizer's
+        generator)."""
+        if self._plain is None:
+            from grabnas.search.baselines import GPBO
+
+            self._plain = GPBO(self.space, self.pool, seed=int(self.rng.integers(2**31)), n_init=1)
+            self._plain.history = self.history  # the same observations, pending and tried cells
+        return self._plain
 
     def _is_local_step(self, values: np.ndarray) -> bool:
         c = self.config
