@@ -53,6 +53,10 @@
 #              has stalled for 5 observations) with probe_kind=random and gpbo on the csvloto protocol,
 #              NB201 and NAS-Bench-Graph cora / proteins / arxiv / citeseer / pubmed; 8 seeds (csvloto 10),
 #              paired reports
+#   integrate  opt-in integrate=16 (the target GP's hyperparameters integrated out over 16 importance-
+#              weighted Laplace samples): the surrogate eval on NB201 and NAS-Bench-Graph, then the
+#              search on NAS-Bench-Graph cora / proteins / arxiv / citeseer / pubmed and NB201 (8 seeds)
+#              and the csvloto protocol (10 seeds), paired report
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -218,6 +222,18 @@ for part in "${PARTS[@]}"; do
         bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
         .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
       done ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens or screens2" >&2; exit 2 ;;
+    integrate)
+      P="$OUT/screens/integrate" V="integrate=16"
+      mkdir -p "$P"
+      for b in nb201 nasbench-graph; do
+        .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --integrate 16 \
+          --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
+      done
+      bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,arxiv,citeseer,pubmed \
+        --optimizers "grabnas[$V]" --out "$P/nbg"
+      bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
+      bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md" ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2 or integrate" >&2; exit 2 ;;
   esac
 done

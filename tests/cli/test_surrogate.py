@@ -25,3 +25,10 @@ def test_target_scale_corpus_reads_the_card_else_the_corpus_without_the_target(n
         corpus.without_groups(["cifar100"])
     )
     assert _target_scale("corpus", SimpleNamespace(card={"heldout_residual": 0.25}), corpus, "cifar100") == 0.25
+
+
+def test_integrate_takes_zero_or_at_least_two_samples(capsys):
+    from grabnas.cli import main
+
+    assert main(["surrogate", "eval", "--benchmark", "nb201", "--checkpoint", "auto", "--integrate", "1"]) == 2
+    assert "--integrate must be 0 (the MAP fit) or at least 2 samples, got 1" in capsys.readouterr().err

@@ -157,6 +157,14 @@ def test_frozen_prior_memo_only_serves_equal_inputs_without_gradients():
     out.sum().backward()
     assert len(calls) == 4 and torch.equal(g.grad, torch.full_like(g, 2.0))
     assert not memo((b, True), lambda: f(b)).requires_grad  # stored detached
+    assert torch.equal(memo((a, False), lambda: f(a)), a * 2) and len(calls) == 4  # a few entries are kept
+    for k in range(4):  # four newer entries push the oldest out
+        memo((a + 10 + k, False), lambda k=k: f(a + 10 + k))
+    memo((b, False), lambda: f(b))
+    assert len(calls) == 9
+    import copy
+
+    assert copy.deepcopy(memo) is memo  # a copy of the GP shares the frozen prior's memo
 
 
 def test_loo_variance_ratio_matches_refits_without_each_point():

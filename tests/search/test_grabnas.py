@@ -404,6 +404,32 @@ def test_stall_probes_fire_only_while_the_best_value_stalls(nb201_bench):
         build_optimizer("grabnas[probe_stall=-1]", nb201_bench, "cifar10", seed=0)
 
 
+def test_integrate_searches_with_a_mixture_over_the_target_gps_hyperparameters(nb201_bench):
+    """``integrate=4``: from two observations on the surrogate is a mixture of four samples of
+    the target-adapted GP's scalar hyperparameters; the first two asks are the default's; a replay
+    proposes the same; one sample or the meta-learned adaptation are refused."""
+    from grabnas.models.hyper_mixture import HyperparameterMixture
+    from grabnas.search.registry import build_optimizer
+
+    def run(spec):
+        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=5)
+        asked = []
+        for _ in range(4):
+            archs = opt.ask(1)
+            asked += archs
+            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        return opt, asked
+
+    opt, asked = run("grabnas[integrate=4]")
+    assert isinstance(opt.surrogate._last_gp, HyperparameterMixture)
+    assert asked[:2] == run("grabnas")[1][:2]
+    assert run("grabnas[integrate=4]")[1] == asked
+    with pytest.raises(GrabnasError, match="integrate must be 0 .* or >= 2 samples, got 1"):
+        build_optimizer("grabnas[integrate=1]", nb201_bench, "cifar10", seed=0)
+    with pytest.raises(GrabnasError, match="integrate needs adaptation=target"):
+        build_optimizer("grabnas[integrate=4,adaptation=meta]", nb201_bench, "cifar10", seed=0)
+
+
 def test_fit_start_keeps_the_meta_learned_hyperparameters_until_that_many_observations(nb201_bench):
     """``fit_start=4``: with one to three observations the surrogate is the meta-learned GP
     conditioned on them (no target-adapted fit), from four on the target-adapted GP; the first

@@ -206,6 +206,13 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "(default) or on the share of a left-out dataset's variance the surrogate's meta-training datasets leave "
         "unexplained (corpus)",
     )
+    e.add_argument(
+        "--integrate",
+        type=int,
+        default=0,
+        help="target adaptation only: mix this many importance-weighted samples of the target-adapted GP's scalar "
+        "hyperparameters instead of its MAP fit (default 0: the MAP fit; at least 2 otherwise)",
+    )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
         "--save-dir", default=None, help="save each surrogate meta-trained here as surrogate-<benchmark>-no-<group>"
@@ -446,6 +453,8 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
         transfer_rank_scores,
     )
 
+    if args.integrate == 1 or args.integrate < 0:
+        raise GrabnasError(f"--integrate must be 0 (the MAP fit) or at least 2 samples, got {args.integrate}")
     corpus = _maybe_strip(load_corpus(args.benchmark, args.data), args.ignore_data)
     targets = list(args.task) if args.task else [t.name for t in corpus.tasks if t.fidelity is None]
     for name in targets:
@@ -501,6 +510,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
                 "calibrate": args.calibrate == "loo",
                 "target_kernel": args.target_kernel,
                 "target_scale": _target_scale(args.target_scale, sur, train_corpus, task.group),
+                "integrate": args.integrate,
                 "widen_prior_strength": args.widen,
                 "task_prior_var": args.task_prior_var,
                 "variance_scale": args.variance_scale,

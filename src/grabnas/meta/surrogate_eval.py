@@ -129,10 +129,12 @@ def evaluate_task(
     calibrate = bool(options.pop("calibrate", False))
     target_kernel = options.pop("target_kernel", "latent")
     target_scale = options.pop("target_scale", None)
+    integrate = int(options.pop("integrate", 0))
     if adaptation == "target":  # only the prior's options apply
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
         options["calibrate"] = calibrate
         options["target_scale"] = target_scale
+        options["integrate"] = integrate
     if target_kernel != "latent":  # the target kernel reads the one-hot encoding appended to z
         if onehot is None or adaptation != "target":
             raise GrabnasError(
@@ -168,7 +170,7 @@ def evaluate_task(
             with torch.no_grad() if no_grad else contextlib.nullcontext():
                 fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
             model = fitted.gp
-            reads_extra = target_kernel != "latent" and isinstance(model, TargetAdaptedGP)  # not the prior
+            reads_extra = target_kernel != "latent" and isinstance(getattr(model, "map_model", model), TargetAdaptedGP)
             mu, var = predict(model, X_extra if reads_extra else X, observation_noise=True)
             times.append(time.perf_counter() - t0)
             target = yt

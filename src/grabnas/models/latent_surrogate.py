@@ -53,6 +53,7 @@ class MetaLatentSurrogate:
         target_scale: float | None = None,
         onehot_kernel: str = "ard",
         fit_start: int = 2,
+        integrate: int = 0,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -64,6 +65,7 @@ class MetaLatentSurrogate:
         self.target_scale = target_scale
         self.onehot_kernel = onehot_kernel
         self.fit_start = int(fit_start)
+        self.integrate = int(integrate)
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
@@ -129,6 +131,7 @@ class MetaLatentSurrogate:
                 mean_weight=self.mean_weight,
                 target_scale=self.target_scale,
                 onehot_kernel=self.onehot_kernel,
+                integrate=self.integrate,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):

@@ -69,29 +69,36 @@ class _Frozen:
     def __init__(self, module: DeepKernelGP) -> None:
         self.module = module
 
+    def __deepcopy__(self, memo: dict) -> _Frozen:
+        return self  # a copy of the GP shares the frozen meta-learned modules
+
 
 class _LastCall:
-    """A one-entry memo of a frozen function of tensors: the hyperparameter fit evaluates the
-    meta-learned mean and covariance at the same training inputs at every L-BFGS step, and their
-    values cannot change (the prior is frozen). Inputs that need gradients (the latent ascent)
-    are never memoised; outputs are stored detached."""
+    """A memo of the last few calls of a frozen function of tensors: the hyperparameter fit
+    evaluates the meta-learned mean and covariance at the same training inputs at every L-BFGS
+    step, a prediction at the same pool inputs (``size`` entries: the training, cross and test
+    covariances of one prediction), and their values cannot change (the prior is frozen). Inputs
+    that need gradients (the latent ascent) are never memoised; outputs are stored detached. A copy
+    of the GP shares the memo (its meta-learned parts are the same frozen modules)."""
 
-    def __init__(self) -> None:
-        self._keys: tuple = ()
-        self._value: Tensor | None = None
+    def __init__(self, size: int = 4) -> None:
+        self.size = int(size)
+        self._entries: list[tuple[tuple, Tensor]] = []
+
+    def __deepcopy__(self, memo: dict) -> _LastCall:
+        return self
 
     def __call__(self, keys: tuple, compute):
         tensors = [k for k in keys if isinstance(k, Tensor)]
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return compute()
-        if (
-            self._value is not None
-            and len(keys) == len(self._keys)
-            and all(_same(a, b) for a, b in zip(keys, self._keys))
-        ):
-            return self._value
+        for i, (stored, value) in enumerate(self._entries):
+            if len(keys) == len(stored) and all(_same(a, b) for a, b in zip(keys, stored)):
+                self._entries.append(self._entries.pop(i))  # most recently used last
+                return value
         value = compute().detach()
-        self._keys, self._value = tuple(k.detach() if isinstance(k, Tensor) else k for k in keys), value
+        self._entries.append((tuple(k.detach() if isinstance(k, Tensor) else k for k in keys), value))
+        del self._entries[: -self.size]
         return value
 
 
@@ -787,6 +794,7 @@ def fit_target_gp(
     mean_weight: str = "map",
     target_scale: float | None = None,
     onehot_kernel: str = "ard",
+    integrate: int = 0,
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
     inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
@@ -799,7 +807,9 @@ def fit_target_gp(
     target kernel reads (the meta-learned parts read ``[d, z]``): ``onehot_kernel="ard"`` (one
     lengthscale per column, instead of the kernel on ``z``) or ``"hamming"`` (a Hamming kernel on
     ``o`` added to the kernel on ``z``: :func:`hamming_kernel`). ``mean_weight``,
-    ``target_scale``: see :class:`TargetAdaptedGP`."""
+    ``target_scale``: see :class:`TargetAdaptedGP`. ``integrate``: 0 (the MAP fit) or the number
+    of importance-weighted samples of the scalar hyperparameters' posterior the prediction mixes
+    (:func:`grabnas.models.hyper_mixture.integrate_hyperparameters`, seeded with ``seed``)."""
     prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if X is None or values is None or len(values) < 2:
         return prior
@@ -831,6 +841,10 @@ def fit_target_gp(
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     if calibrate:
         gp.calibrate_variance()
+    if integrate:
+        from grabnas.models.hyper_mixture import integrate_hyperparameters
+
+        return integrate_hyperparameters(gp, integrate, seed)
     return gp
 
 

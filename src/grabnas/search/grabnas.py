@@ -212,6 +212,7 @@ class GraBNASConfig:
     global_draw: str = "argmax"
     draw_start: int = 0
     fit_start: int = 2
+    integrate: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -253,6 +254,7 @@ class GraBNASConfig:
             "portfolio",
             "draw_start",
             "fit_start",
+            "integrate",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -261,6 +263,10 @@ class GraBNASConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise GrabnasError(f"GraB-NAS {name} must be a number, got {value!r}")
+        if self.integrate == 1 or self.integrate < 0:
+            raise GrabnasError(f"GraB-NAS integrate must be 0 (the MAP fit) or >= 2 samples, got {self.integrate}")
+        if self.integrate and self.adaptation != "target":
+            raise GrabnasError("GraB-NAS integrate needs adaptation=target")
         if self.fit_start < 2:
             raise GrabnasError(f"GraB-NAS fit_start must be >= 2, got {self.fit_start}")
         for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):

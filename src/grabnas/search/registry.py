@@ -395,6 +395,7 @@ def assemble_grabnas(
             mean_weight=config.mean_weight,
             onehot_kernel="hamming" if config.target_kernel == "hamming" else "ard",
             fit_start=config.fit_start,
+            integrate=config.integrate,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
