@@ -424,6 +424,8 @@ def test_integrate_searches_with_a_mixture_over_the_target_gps_hyperparameters(n
     assert isinstance(opt.surrogate._last_gp, HyperparameterMixture)
     assert asked[:2] == run("grabnas")[1][:2]
     assert run("grabnas[integrate=4]")[1] == asked
+    opt, asked = run("grabnas[integrate=4,target_kernel=hamming]")  # the mixture reads the one-hot columns
+    assert isinstance(opt.surrogate._last_gp, HyperparameterMixture) and len(set(asked)) == 4
     with pytest.raises(GrabnasError, match="integrate must be 0 .* or >= 2 samples, got 1"):
         build_optimizer("grabnas[integrate=1]", nb201_bench, "cifar10", seed=0)
     with pytest.raises(GrabnasError, match="integrate needs adaptation=target"):

@@ -155,10 +155,12 @@ class _TaskModel(Model):
         self.gp = gp
         self._latent = latent
         self._d = latent.d
-        #: the prior (fewer than 2 observations) reads [d, z] only
+        #: the prior (fewer than 2 observations) reads [d, z] only; a target-adapted GP, or a
+        #: mixture of them (``integrate=K``), reads the extra columns too
         from grabnas.models.target_gp import TargetAdaptedGP
 
-        self._meta_only = bool(latent.extra_dims) and not isinstance(gp, TargetAdaptedGP)
+        target = getattr(gp, "map_model", gp)
+        self._meta_only = bool(latent.extra_dims) and not isinstance(target, TargetAdaptedGP)
 
     @property
     def num_outputs(self) -> int:
