@@ -55,10 +55,10 @@
 #              paired reports
 #   integrate  opt-in integrate=16 (the target GP's hyperparameters integrated out over 16 importance-
 #              weighted Laplace samples): the surrogate eval on NB201 and NAS-Bench-Graph, then the
-#              search on NAS-Bench-Graph (9 datasets), NB201 and both stress tasks (8 seeds) and the
-#              csvloto protocol (10 seeds), paired report; then integrate=16,target_kernel=hamming: the
-#              surrogate eval, NB201, NAS-Bench-Graph cora / proteins / arxiv / citeseer / pubmed (8 seeds)
-#              and csvloto (10 seeds)
+#              search on NAS-Bench-Graph (9 datasets) and NB201 (8 seeds), both stress tasks (20 seeds)
+#              and the csvloto protocol (10 seeds), paired report; then integrate=16,target_kernel=hamming: the
+#              surrogate eval, NB201 imagenet16 (its transfer decides the rule) and NAS-Bench-Graph
+#              cora / proteins / arxiv / citeseer / pubmed (8 seeds)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -235,9 +235,9 @@ for part in "${PARTS[@]}"; do
       bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
       bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
-      bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
         --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
-      bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
         --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P/stress-in16"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
       P="$OUT/screens/integrate-hamming" V="integrate=16,target_kernel=hamming"
@@ -246,10 +246,9 @@ for part in "${PARTS[@]}"; do
         .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --integrate 16 \
           --target-kernel hamming --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
       done
-      bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
+      bench --seeds 8 --benchmark nb201 --tasks imagenet16 --optimizers "grabnas[$V]" --out "$P/nb201"
       bench --seeds 8 --benchmark nasbench-graph --tasks cora,proteins,arxiv,citeseer,pubmed \
         --optimizers "grabnas[$V]" --out "$P/nbg"
-      bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md" ;;
     *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2 or integrate" >&2; exit 2 ;;
   esac
