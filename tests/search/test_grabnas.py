@@ -41,6 +41,19 @@ def _objective(arch):
     return sum(op == "nor_conv_3x3" for op in arch.ops) - 0.5 * sum(op == "none" for op in arch.ops)
 
 
+def _search(bench, spec: str, seed: int, steps: int):
+    """``(optimizer, asked)`` after ``steps`` one-architecture asks of ``spec`` on NB201 cifar10."""
+    from grabnas.search.registry import build_optimizer
+
+    opt = build_optimizer(spec, bench, "cifar10", seed=seed)
+    asked = []
+    for _ in range(steps):
+        archs = opt.ask(1)
+        asked += archs
+        opt.tell(archs, [bench.value(a, "cifar10") for a in archs])
+    return opt, asked
+
+
 def test_initial_design_is_the_zero_shot_top(nb201_space, vae, small_pool):
     w = torch.randn(vae.latent_dim, generator=torch.Generator().manual_seed(0))
     opt = GraBNAS(nb201_space, FixedGP(w), vae, pool=small_pool, seed=0, n_init=3)
@@ -412,13 +425,7 @@ def test_integrate_searches_with_a_mixture_over_the_target_gps_hyperparameters(n
     from grabnas.search.registry import build_optimizer
 
     def run(spec):
-        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=5)
-        asked = []
-        for _ in range(4):
-            archs = opt.ask(1)
-            asked += archs
-            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
-        return opt, asked
+        return _search(nb201_bench, spec, seed=5, steps=4)
 
     opt, asked = run("grabnas[integrate=4]")
     assert isinstance(opt.surrogate._last_gp, HyperparameterMixture)
@@ -461,12 +468,7 @@ def test_far_probes_take_the_acquisitions_best_in_the_far_half_of_the_pool(nb201
     from grabnas.search.registry import build_optimizer
 
     spec = "grabnas[probe_every=2,probe_start=3,probe_kind=far,init=top]"
-    opt = build_optimizer(spec, nb201_bench, "cifar10", seed=1)
-    asked = []
-    for _ in range(3):
-        archs = opt.ask(1)
-        asked += archs
-        opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+    opt, asked = _search(nb201_bench, spec, seed=1, steps=3)
     model, values = opt._model()
     cand = np.array([i for i, a in enumerate(opt.pool) if a not in set(asked)])
     nearest = torch.cdist(opt.z_pool[cand], opt.latent(asked)).min(dim=1).values
@@ -509,16 +511,9 @@ def test_onehot_target_kernel_reads_the_encoding_and_ascent_moves_the_latent_onl
 def test_hamming_target_kernel_keeps_the_latent_kernel_and_adds_one_on_the_encoding(nb201_bench):
     """``target_kernel=hamming``: inputs carry the one-hot encoding as with ``onehot``, the fitted
     model has both target kernels, and a replay proposes the same."""
-    from grabnas.search.registry import build_optimizer
 
     def run():
-        opt = build_optimizer("grabnas[target_kernel=hamming]", nb201_bench, "cifar10", seed=3)
-        asked = []
-        for _ in range(5):
-            archs = opt.ask(1)
-            asked += archs
-            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
-        return opt, asked
+        return _search(nb201_bench, "grabnas[target_kernel=hamming]", seed=3, steps=5)
 
     opt, asked = run()
     assert opt.z_pool.shape[1] == opt.latent_dim + len(nb201_bench.space.encode_onehot(opt.pool[0]))

@@ -20,7 +20,7 @@ from grabnas.meta.features import task_targets
 from grabnas.models.latent_surrogate import MetaLatentSurrogate
 from grabnas.models.surrogate import MetaSurrogate
 from grabnas.models.surrogate_config import DTYPE
-from grabnas.models.target_gp import TargetAdaptedGP
+from grabnas.models.target_gp import is_target_adapted
 from grabnas.models.value_maps import gaussian_nll, predict
 from grabnas.seeding import child_seed
 
@@ -170,7 +170,7 @@ def evaluate_task(
             with torch.no_grad() if no_grad else contextlib.nullcontext():
                 fitted = task_model.fit(Z[obs], torch.as_tensor(y[obs], dtype=DTYPE))
             model = fitted.gp
-            reads_extra = target_kernel != "latent" and isinstance(getattr(model, "map_model", model), TargetAdaptedGP)
+            reads_extra = target_kernel != "latent" and is_target_adapted(model)
             mu, var = predict(model, X_extra if reads_extra else X, observation_noise=True)
             times.append(time.perf_counter() - t0)
             target = yt

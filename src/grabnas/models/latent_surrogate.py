@@ -157,10 +157,9 @@ class _TaskModel(Model):
         self._d = latent.d
         #: the prior (fewer than 2 observations) reads [d, z] only; a target-adapted GP, or a
         #: mixture of them (``integrate=K``), reads the extra columns too
-        from grabnas.models.target_gp import TargetAdaptedGP
+        from grabnas.models.target_gp import is_target_adapted
 
-        target = getattr(gp, "map_model", gp)
-        self._meta_only = bool(latent.extra_dims) and not isinstance(target, TargetAdaptedGP)
+        self._meta_only = bool(latent.extra_dims) and not is_target_adapted(gp)
 
     @property
     def num_outputs(self) -> int:

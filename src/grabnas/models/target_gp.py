@@ -777,6 +777,13 @@ def _as_observations(X, values) -> tuple[Tensor, Tensor]:
     return X, values
 
 
+def is_target_adapted(model) -> bool:
+    """Whether ``model`` is the target-adapted GP, fitted (:class:`TargetAdaptedGP`) or with its
+    hyperparameters integrated out (a :class:`~grabnas.models.hyper_mixture.HyperparameterMixture`
+    of them), rather than the zero-shot prior: only it reads the extra input columns."""
+    return isinstance(getattr(model, "map_model", model), TargetAdaptedGP)
+
+
 def fit_target_gp(
     surrogate,
     X: Tensor | None,
@@ -859,5 +866,6 @@ __all__ = [
     "fit_multifidelity_gp",
     "fit_target_gp",
     "hamming_kernel",
+    "is_target_adapted",
     "loo_terms",
 ]
