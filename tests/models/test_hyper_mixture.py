@@ -6,9 +6,8 @@ from grabnas.models.hyper_mixture import (
     HyperparameterMixture,
     integrate_hyperparameters,
     laplace_proposal,
-    log_joint,
-    scalar_hyperparameters,
 )
+from grabnas.models.scalar_form import ScalarForm, scalar_hyperparameters
 from grabnas.models.target_gp import fit_target_gp
 
 
@@ -35,37 +34,40 @@ def test_the_integrated_hyperparameters_are_the_scalars_not_the_lengthscales(fit
         "covar_module.kernels.0.raw_factor",
         "covar_module.kernels.1.raw_outputscale",
     ]
+    assert ScalarForm(gp).names == names
 
 
 def test_the_laplace_proposal_sits_at_the_raw_mode_and_leaves_the_fit_untouched(fitted):
     """Newton steps reach a point where the log joint's gradient vanishes; the MAP values are
-    restored; the covariance is symmetric positive definite."""
+    untouched; the covariance is symmetric positive definite."""
     _, _, gp = fitted(10)
     params = [p for _, p in scalar_hyperparameters(gp)]
     before = [p.detach().clone() for p in params]
-    theta, cov = laplace_proposal(gp)
+    form = ScalarForm(gp)
+    theta, cov = laplace_proposal(form)
     assert all(torch.equal(a, p.detach()) for a, p in zip(before, params))
-    with torch.no_grad():
-        for p, v in zip(params, theta):
-            p.copy_(v)
-    value = log_joint(gp)
-    grads = torch.autograd.grad(value, params)
-    assert max(abs(float(g)) for g in grads) < 1e-2
+    point = theta.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(form.log_joint(point.unsqueeze(0))[0], point)
+    assert float(grad.abs().max()) < 1e-2
     assert torch.allclose(cov, cov.T) and bool((torch.linalg.eigvalsh(cov) > 0).all())
 
 
 def test_the_mixture_moment_matches_its_components(fitted):
     """Mean = sum_k w_k mu_k; variance = sum_k w_k (var_k + mu_k^2) - mean^2 (>= the weighted
-    component variances); joint covariances the same on q > 1 points."""
+    component variances), where mu_k, var_k are the posteriors of GPyTorch models with the
+    components' hyperparameters; joint covariances the same on q > 1 points, with and without
+    observation noise."""
     _, X, gp = fitted(5)
     mix = integrate_hyperparameters(gp, 8, seed=1)
     assert isinstance(mix, HyperparameterMixture) and abs(float(mix.weights.sum()) - 1) < 1e-9
     x = X[:10]
+    w = mix.weights.unsqueeze(-1)
     with torch.no_grad():
+        parts = [mix.component(i) for i in range(mix.num_components)]
         post = mix.posterior(x.unsqueeze(1))
-        mus = torch.stack([c.posterior(x.unsqueeze(1)).mean.reshape(-1) for c in mix.components])
-        vs = torch.stack([c.posterior(x.unsqueeze(1)).variance.reshape(-1) for c in mix.components])
-        w = mix.weights.unsqueeze(-1)
+        assert post.mean.shape == (10, 1, 1)
+        mus = torch.stack([c.posterior(x.unsqueeze(1)).mean.reshape(-1) for c in parts])
+        vs = torch.stack([c.posterior(x.unsqueeze(1)).variance.reshape(-1) for c in parts])
         mean = (w * mus).sum(0)
         assert torch.allclose(post.mean.reshape(-1), mean)
         assert torch.allclose(post.variance.reshape(-1), (w * (vs + mus**2)).sum(0) - mean**2)
@@ -73,6 +75,57 @@ def test_the_mixture_moment_matches_its_components(fitted):
         joint = mix.posterior(x[:4])
         assert torch.allclose(joint.mean.reshape(-1), mean[:4])
         assert torch.allclose(joint.distribution.covariance_matrix.diagonal(), post.variance.reshape(-1)[:4])
+        noisy = mix.posterior(x[:4], observation_noise=True).distribution.covariance_matrix
+        covs = torch.stack([c.posterior(x[:4], observation_noise=True).distribution.covariance_matrix for c in parts])
+        mu4 = mus[:, :4]
+        expected = (w.unsqueeze(-1) * (covs + mu4.unsqueeze(-1) * mu4.unsqueeze(-2))).sum(0)
+        assert torch.allclose(noisy, expected - mean[:4].unsqueeze(-1) * mean[:4].unsqueeze(-2), atol=1e-9)
+
+
+def _reference_log_joint(gp) -> torch.Tensor:
+    """GPyTorch's marginal log likelihood plus every prior, plus the log-Jacobians of the
+    softplus-constrained scalars: what :meth:`ScalarForm.log_joint` computes in closed form."""
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    gp.train()
+    X, y = gp.train_inputs[0], gp.train_targets
+    value = ExactMarginalLogLikelihood(gp.likelihood, gp)(gp(X), y) * y.numel()
+    for name, p in scalar_hyperparameters(gp):
+        if name.rpartition(".")[2].startswith("raw_"):
+            value = value + torch.nn.functional.logsigmoid(p).sum()
+    gp.eval()
+    return value.detach()
+
+
+@pytest.mark.parametrize("options", [{}, {"mean_weight": "marginal"}, {"prior_mean_kernel": True}])
+def test_the_closed_form_log_joint_is_gpytorchs(make_surrogate, toy_data, options):
+    sur = make_surrogate()
+    X, y, _ = toy_data(sur, n_obs=7)
+    gp = fit_target_gp(sur, X, y, seed=0, **options)
+    form = ScalarForm(gp)
+    g = torch.Generator().manual_seed(0)
+    raws = form.raw_map + 0.7 * torch.randn(4, len(form.raw_map), generator=g, dtype=form.raw_map.dtype)
+    fast = form.log_joint(raws)
+    params = [p for _, p in scalar_hyperparameters(gp)]
+    slow = []
+    for raw in raws:
+        with torch.no_grad():
+            for p, v in zip(params, raw):
+                p.copy_(v)
+        slow.append(_reference_log_joint(gp))
+    with torch.no_grad():
+        for p, v in zip(params, form.raw_map):
+            p.copy_(v)
+    assert torch.allclose(fast.detach(), torch.stack(slow), atol=1e-8, rtol=1e-10)
+
+
+def test_a_gp_of_another_form_is_refused(make_surrogate, toy_data):
+    from botorch.models import SingleTaskGP
+
+    sur = make_surrogate()
+    X, y, _ = toy_data(sur, n_obs=5)
+    with pytest.raises(GrabnasError, match="needs a target-adapted GP with the mean c \\+ a \\* m"):
+        ScalarForm(SingleTaskGP(X, y.unsqueeze(-1)))
 
 
 def test_few_observations_widen_the_posterior_and_many_leave_the_map_fit(fitted):
@@ -101,9 +154,18 @@ def test_integration_is_seeded_reads_the_map_models_data_and_passes_gradients(fi
         integrate_hyperparameters(gp, 1, seed=0)
 
 
-def test_fit_target_gp_integrates_on_request(make_surrogate, toy_data):
+def test_the_latent_surrogate_integrates_on_request(make_surrogate):
+    """``MetaLatentSurrogate(integrate=K)`` mixes K samples around the same MAP fit (its warm start
+    is the MAP model's) and needs two observations, as the fit does."""
+    from grabnas.models.latent_surrogate import MetaLatentSurrogate
+
     sur = make_surrogate()
-    X, y, _ = toy_data(sur, n_obs=4)
-    mix = fit_target_gp(sur, X, y, seed=0, integrate=4)
-    assert isinstance(mix, HyperparameterMixture) and len(mix.components) <= 4
-    assert mix.fitted_hyperparameters == mix.map_model.fitted_hyperparameters
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    y = torch.sin(z[:, 0])
+    plain = MetaLatentSurrogate(sur, sur.task_embedding().detach(), adaptation="target", seed=2)
+    mixed = MetaLatentSurrogate(sur, sur.task_embedding().detach(), adaptation="target", seed=2, integrate=4)
+    assert not isinstance(mixed.fit(z[:1], y[:1]).gp, HyperparameterMixture)
+    mix, gp = mixed.fit(z, y).gp, plain.fit(z, y).gp
+    assert isinstance(mix, HyperparameterMixture) and mix.num_components <= 4
+    assert mix.fitted_hyperparameters == gp.fitted_hyperparameters

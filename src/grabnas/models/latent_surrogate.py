@@ -131,11 +131,14 @@ class MetaLatentSurrogate:
                 mean_weight=self.mean_weight,
                 target_scale=self.target_scale,
                 onehot_kernel=self.onehot_kernel,
-                integrate=self.integrate,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):
                 self._warm_start = gp.fit_state()
+                if self.integrate:
+                    from grabnas.models.hyper_mixture import integrate_hyperparameters
+
+                    gp = integrate_hyperparameters(gp, self.integrate, seed=self.seed * 1_000_003 + len(y))
         else:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp

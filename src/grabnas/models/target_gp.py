@@ -239,10 +239,14 @@ class MetaKernel(Kernel):
         self.initialize(raw_factor=self.raw_factor_constraint.inverse_transform(value))
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
+        return self.factor * self.unit(x1, x2, diag)
+
+    def unit(self, x1: Tensor, x2: Tensor, diag: bool = False) -> Tensor:
+        """The frozen meta-learned covariance without the factor, memoised (see :meth:`forward`)."""
         same = x2 is x1
         x1 = _meta_part(x1, self.meta_dims)
         x2 = x1 if same else _meta_part(x2, self.meta_dims)
-        return self.factor * self._memo((x1, x2, diag), lambda: self._meta_covariance(x1, x2, diag))
+        return self._memo((x1, x2, diag), lambda: self._meta_covariance(x1, x2, diag))
 
     def _meta_covariance(self, x1: Tensor, x2: Tensor, diag: bool) -> Tensor:
         """The frozen meta-learned covariance ``(..., n1, n2)`` (``(..., n)`` with ``diag``)."""
@@ -801,7 +805,6 @@ def fit_target_gp(
     mean_weight: str = "map",
     target_scale: float | None = None,
     onehot_kernel: str = "ard",
-    integrate: int = 0,
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
     inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
@@ -814,9 +817,9 @@ def fit_target_gp(
     target kernel reads (the meta-learned parts read ``[d, z]``): ``onehot_kernel="ard"`` (one
     lengthscale per column, instead of the kernel on ``z``) or ``"hamming"`` (a Hamming kernel on
     ``o`` added to the kernel on ``z``: :func:`hamming_kernel`). ``mean_weight``,
-    ``target_scale``: see :class:`TargetAdaptedGP`. ``integrate``: 0 (the MAP fit) or the number
-    of importance-weighted samples of the scalar hyperparameters' posterior the prediction mixes
-    (:func:`grabnas.models.hyper_mixture.integrate_hyperparameters`, seeded with ``seed``)."""
+    ``target_scale``: see :class:`TargetAdaptedGP`. To integrate the scalar hyperparameters out
+    instead of fitting them, pass the result to
+    :func:`grabnas.models.hyper_mixture.integrate_hyperparameters`."""
     prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if X is None or values is None or len(values) < 2:
         return prior
@@ -848,10 +851,6 @@ def fit_target_gp(
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
     if calibrate:
         gp.calibrate_variance()
-    if integrate:
-        from grabnas.models.hyper_mixture import integrate_hyperparameters
-
-        return integrate_hyperparameters(gp, integrate, seed)
     return gp
 
 
