@@ -32,3 +32,17 @@ def test_integrate_takes_zero_or_at_least_two_samples(capsys):
 
     assert main(["surrogate", "eval", "--benchmark", "nb201", "--checkpoint", "auto", "--integrate", "1"]) == 2
     assert "--integrate must be 0 (the MAP fit) or at least 2 samples, got 1" in capsys.readouterr().err
+    args = [
+        "surrogate",
+        "eval",
+        "--benchmark",
+        "nb201",
+        "--checkpoint",
+        "auto",
+        "--adaptation",
+        "meta",
+        "--integrate",
+        "4",
+    ]
+    assert main(args) == 2
+    assert "--integrate needs --adaptation target" in capsys.readouterr().err

@@ -97,10 +97,18 @@ def _reference_log_joint(gp) -> torch.Tensor:
     return value.detach()
 
 
-@pytest.mark.parametrize("options", [{}, {"mean_weight": "marginal"}, {"prior_mean_kernel": True}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"mean_weight": "marginal"}, {"prior_mean_kernel": True}, {"extra_dims": 6, "onehot_kernel": "hamming"}],
+)
 def test_the_closed_form_log_joint_is_gpytorchs(make_surrogate, toy_data, options):
+    """Every form of the target-adapted GP: the default, the prior mean's weight integrated out, a
+    kernel on the prior mean, a Hamming kernel on a one-hot encoding (three choices of two)."""
     sur = make_surrogate()
     X, y, _ = toy_data(sur, n_obs=7)
+    if options.get("extra_dims"):
+        choice = torch.arange(7 * 3).reshape(7, 3) % 2
+        X = torch.cat([X, torch.nn.functional.one_hot(choice, 2).reshape(7, 6).to(X.dtype)], -1)
     gp = fit_target_gp(sur, X, y, seed=0, **options)
     form = ScalarForm(gp)
     g = torch.Generator().manual_seed(0)

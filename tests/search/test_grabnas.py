@@ -419,7 +419,7 @@ def test_stall_probes_fire_only_while_the_best_value_stalls(nb201_bench):
 
 def test_integrate_searches_with_a_mixture_over_the_target_gps_hyperparameters(nb201_bench):
     """``integrate=4``: from two observations on the surrogate is a mixture of four samples of
-    the target-adapted GP's scalar hyperparameters; the first two asks are the default's; a replay
+    the target-adapted GP's scalar hyperparameters; the first two asks are the MAP fit's; a replay
     proposes the same; one sample or the meta-learned adaptation are refused."""
     from grabnas.models.hyper_mixture import HyperparameterMixture
     from grabnas.search.registry import build_optimizer
@@ -429,7 +429,9 @@ def test_integrate_searches_with_a_mixture_over_the_target_gps_hyperparameters(n
 
     opt, asked = run("grabnas[integrate=4]")
     assert isinstance(opt.surrogate._last_gp, HyperparameterMixture)
-    assert asked[:2] == run("grabnas")[1][:2]
+    map_opt, map_asked = run("grabnas[integrate=0]")
+    assert asked[:2] == map_asked[:2] and not isinstance(map_opt.surrogate._last_gp, HyperparameterMixture)
+    assert isinstance(run("grabnas")[0].surrogate._last_gp, HyperparameterMixture)  # the default integrates
     assert run("grabnas[integrate=4]")[1] == asked
     opt, asked = run("grabnas[integrate=4,target_kernel=hamming]")  # the mixture reads the one-hot columns
     assert isinstance(opt.surrogate._last_gp, HyperparameterMixture) and len(set(asked)) == 4
@@ -437,13 +439,14 @@ def test_integrate_searches_with_a_mixture_over_the_target_gps_hyperparameters(n
         build_optimizer("grabnas[integrate=1]", nb201_bench, "cifar10", seed=0)
     with pytest.raises(GrabnasError, match="integrate needs adaptation=target"):
         build_optimizer("grabnas[integrate=4,adaptation=meta]", nb201_bench, "cifar10", seed=0)
+    assert GraBNASConfig().integrate == 16 and GraBNASConfig(adaptation="meta").integrate == 0  # the defaults
 
 
 def test_fit_start_keeps_the_meta_learned_hyperparameters_until_that_many_observations(nb201_bench):
     """``fit_start=4``: with one to three observations the surrogate is the meta-learned GP
     conditioned on them (no target-adapted fit), from four on the target-adapted GP; the first
     ask is the default's (no observation yet), and ``fit_start`` below 2 is refused."""
-    from grabnas.models.target_gp import TargetAdaptedGP
+    from grabnas.models.target_gp import is_target_adapted
     from grabnas.search.registry import build_optimizer
 
     first = build_optimizer("grabnas", nb201_bench, "cifar10", seed=2).ask(1)
@@ -454,7 +457,7 @@ def test_fit_start_keeps_the_meta_learned_hyperparameters_until_that_many_observ
         assert i or archs == first
         opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
         opt._model()
-        kinds.append(isinstance(opt.surrogate._last_gp, TargetAdaptedGP))
+        kinds.append(is_target_adapted(opt.surrogate._last_gp))
     assert kinds == [False, False, False, True, True]  # after the 1st-3rd tell: meta; from the 4th: fitted
     assert opt.surrogate.adapted_hyperparameters
     with pytest.raises(GrabnasError, match="fit_start must be >= 2, got 1"):

@@ -209,9 +209,9 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--integrate",
         type=int,
-        default=0,
+        default=None,
         help="target adaptation only: mix this many importance-weighted samples of the target-adapted GP's scalar "
-        "hyperparameters instead of its MAP fit (default 0: the MAP fit; at least 2 otherwise)",
+        "hyperparameters instead of its MAP fit (default: 16, as the search; 0: the MAP fit; at least 2 otherwise)",
     )
     e.add_argument("--plain-gp", action="store_true", help="also fit a plain SingleTaskGP on one-hot encodings")
     e.add_argument(
@@ -453,8 +453,14 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
         transfer_rank_scores,
     )
 
+    if args.integrate is None:
+        from grabnas.search.grabnas import DEFAULT_INTEGRATE
+
+        args.integrate = DEFAULT_INTEGRATE if args.adaptation == "target" else 0
     if args.integrate == 1 or args.integrate < 0:
         raise GrabnasError(f"--integrate must be 0 (the MAP fit) or at least 2 samples, got {args.integrate}")
+    if args.integrate and args.adaptation != "target":
+        raise GrabnasError("--integrate needs --adaptation target (the meta-learned model has nothing to integrate)")
     corpus = _maybe_strip(load_corpus(args.benchmark, args.data), args.ignore_data)
     targets = list(args.task) if args.task else [t.name for t in corpus.tasks if t.fidelity is None]
     for name in targets:

@@ -64,6 +64,10 @@ class ArchitectureCodec(Protocol):
     def decode_archs(self, z: Tensor, mode: str = "greedy", k: int = 10, generator=None) -> list: ...
 
 
+#: samples of the target-adapted GP's scalar hyperparameters the default model mixes
+DEFAULT_INTEGRATE = 16
+
+
 @dataclass(frozen=True)
 class GraBNASConfig:
     """Settings of the GraB-NAS optimizer (all stored in a study's settings).
@@ -165,6 +169,12 @@ class GraBNASConfig:
             condition the prior (as ``adaptation="meta"``). 2 (default): fitted from two
             observations on, so that MAP fits of five or more hyperparameters to two to four
             points drive the first asks; larger values keep those asks on the meta-learned model.
+        integrate: how many importance-weighted samples of the target-adapted GP's scalar
+            hyperparameters (prior-mean weight and offset, kernel scales, noise) the model mixes
+            instead of their MAP fit (:func:`grabnas.models.hyper_mixture.integrate_hyperparameters`);
+            ``None`` (default): 16 with ``adaptation="target"``, 0 (no model to integrate) with
+            ``"meta"``; 0: the MAP fit (the default before it was measured better,
+            docs/adaptation.md).
         draw_start: the first ask at which ``global_draw="thompson"`` applies (earlier global steps
             take the acquisition's argmax).
         local_gate: on a local step, propose the decode only when the acquisition rates it above
@@ -212,7 +222,7 @@ class GraBNASConfig:
     global_draw: str = "argmax"
     draw_start: int = 0
     fit_start: int = 2
-    integrate: int = 0
+    integrate: int | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -239,6 +249,8 @@ class GraBNASConfig:
         for name in ("observation_noise", "local_gate", "prior_mean_kernel", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
+        if self.integrate is None:  # the default: integrated out wherever there is a target-adapted GP
+            object.__setattr__(self, "integrate", DEFAULT_INTEGRATE if self.adaptation == "target" else 0)
         for name in (
             "n_init",
             "t_bo",
