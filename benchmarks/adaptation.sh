@@ -54,7 +54,8 @@
 #              NB201 and NAS-Bench-Graph cora / proteins / arxiv / citeseer / pubmed; 8 seeds (csvloto 10),
 #              paired reports
 #   integrate20 integrate=16 (the default since 2026-12-06) at 20 seeds on NB201 and NAS-Bench-Graph (resumes the
-#              8-seed runs of "integrate"), the ground truths with nb201-all, the paired report
+#              8-seed runs of "integrate"), the ground truths with nb201-all, the paired report; then NB201
+#              with the surrogates of meta-training seeds 1 and 2 in CK, the default and the MAP fit
 #   integrate  opt-in integrate=16 (the target GP's hyperparameters integrated out over 16 importance-
 #              weighted Laplace samples): the surrogate eval on NB201 and NAS-Bench-Graph, then the
 #              search on NAS-Bench-Graph (9 datasets) and NB201 (8 seeds), both stress tasks (20 seeds)
@@ -261,7 +262,18 @@ for part in "${PARTS[@]}"; do
       bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" \
         bash benchmarks/ground_truth_bench.sh > /dev/null
-      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md" ;;
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
+      # over meta-training seeds 1 and 2 (CK: trained by SEEDS="1 2" OUT=$CK benchmarks/meta_seed_variance.sh),
+      # the default and the MAP fit with the same checkpoints, SEARCH_SEEDS each
+      for s in 1 2; do
+        for t in cifar10 cifar100 imagenet16; do
+          for v in "" ",integrate=0"; do
+            bench --benchmark nb201 --tasks "$t" --seeds "$SEARCH_SEEDS" \
+              --optimizers "grabnas[surrogate=$CK/$t-s$s/surrogate-nb201-no-{group}.pt$v]" \
+              --out "$P/metaseeds/$([ -n "$v" ] && echo map || echo default)-s$s-$t"
+          done
+        done
+      done ;;
     *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate or integrate20" >&2; exit 2 ;;
   esac
 done
