@@ -182,7 +182,7 @@ class ScalarForm:
         total = torch.zeros(raw.shape[0], dtype=DTYPE)
         for i, role in enumerate(self._roles):
             kind, j = role
-            value = {"scale": a, "offset": c, "noise": noise}.get(kind, s[:, j] if kind == "kernel" else None)
+            value = s[:, j] if kind == "kernel" else {"scale": a, "offset": c, "noise": noise}[kind]
             prior = self._prior_of(role)
             if prior is not None:
                 total = total + prior.log_prob(value.unsqueeze(-1)).reshape(raw.shape[0], -1).sum(-1)
