@@ -45,15 +45,14 @@ def scalar_hyperparameters(gp) -> list[tuple[str, torch.nn.Parameter]]:
 @dataclass
 class Conditioned:
     """``K`` settings of the scalars conditioned on the training data: ``a, c, noise`` ``(K,)``,
-    ``s`` ``(K, J)``, ``L`` ``(K, n, n)`` the Cholesky factors of ``sum_j s_j U_j + noise I`` and
-    ``alpha`` ``(K, n)`` their solves with the residuals ``y - c - a (m - centre)``, ``L_inv``
-    ``(K, n, n)`` the factors' inverses."""
+    ``s`` ``(K, J)``, ``alpha`` ``(K, n)`` the solves of ``sum_j s_j U_j + noise I`` with the
+    residuals ``y - c - a (m - centre)`` and ``L_inv`` ``(K, n, n)`` the inverses of its Cholesky
+    factors."""
 
     a: Tensor
     c: Tensor
     s: Tensor
     noise: Tensor
-    L: Tensor
     alpha: Tensor
     L_inv: Tensor
 
@@ -214,7 +213,7 @@ class ScalarForm:
         log_joint = log_lik + self._log_priors(raw, values) + self._constant
         log_joint = torch.where(bad, torch.full_like(log_joint, -math.inf), log_joint)
         L_inv = torch.linalg.solve_triangular(L, torch.eye(n, dtype=DTYPE).expand_as(L), upper=False)
-        return Conditioned(a=a, c=c, s=s, noise=noise, L=L, alpha=alpha, L_inv=L_inv), log_joint
+        return Conditioned(a=a, c=c, s=s, noise=noise, alpha=alpha, L_inv=L_inv), log_joint
 
     def log_joint(self, raw: Tensor) -> Tensor:
         """``(K,)`` log joint density of ``(K, p)`` raw scalars (see :meth:`condition`)."""
