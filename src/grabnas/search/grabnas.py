@@ -349,6 +349,9 @@ class GraBNAS(Optimizer):
         self.surrogate = surrogate
         self.codec = codec
         self._pool_index = {a: i for i, a in enumerate(self.pool)}
+        self._pool_positions: dict[Architecture, list[int]] = {}  # every position (a pool may repeat)
+        for i, a in enumerate(self.pool):
+            self._pool_positions.setdefault(a, []).append(i)
         #: the pool is every member of the space (gated local steps are then skipped)
         self._pool_is_space = len(self._pool_index) == len(space)
         if pool_latents is None:
@@ -544,7 +547,9 @@ class GraBNAS(Optimizer):
         """``(tried, cand)``: the architectures tried or ``pending``, and the pool indices of the
         others."""
         tried = self.history.tried | set(pending)
-        return tried, np.array([i for i, a in enumerate(self.pool) if a not in tried], dtype=np.int64)
+        free = np.ones(len(self.pool), dtype=bool)
+        free[[i for a in tried for i in self._pool_positions.get(a, ())]] = False
+        return tried, np.flatnonzero(free).astype(np.int64)
 
     def _far_one(self, model, values: np.ndarray, cand: np.ndarray, tried: set[Architecture]) -> Architecture:
         """The single-point acquisition's best among the half of ``cand`` (untried pool indices)
