@@ -86,3 +86,28 @@ def test_feature_map_cache_is_exact_and_never_stale():
         m4, _ = fmap(x)
     torch.testing.assert_close(m3, m4)
     assert not torch.allclose(m3, m0)
+
+
+def test_a_repeated_whole_batch_is_served_from_the_recent_batches_without_aliasing():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    cache = RowCache(recent_batches=2)
+    compute, calls = _counting(_f)
+    first = cache.lookup(x, compute, 0)
+    cache._lookup_rows = None  # an equal batch must not reach the row-by-row lookup at all
+    again = cache.lookup(x.clone(), compute, 0)
+    torch.testing.assert_close(again, _f(x))
+    assert calls == [40] and cache.hits == 40
+    # neither the caller's output nor its input rows are the memo's: changing them in place changes nothing
+    original = x.clone()
+    first.zero_()
+    again.zero_()
+    x += 1.0
+    del cache._lookup_rows  # back to the class's method
+    torch.testing.assert_close(cache.lookup(original, compute, 0), _f(original))
+    assert calls == [40]
+    torch.testing.assert_close(cache.lookup(x, compute, 0), _f(x))  # the changed rows are new rows
+    assert calls == [40, 40]
+    # a new weights version forgets the batches too
+    cache.lookup(x, compute, 1)
+    assert calls == [40, 40, 40]

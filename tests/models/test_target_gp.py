@@ -386,3 +386,28 @@ def test_a_centred_prior_mean_keeps_its_weight_on_observations_from_the_prior_to
     assert spearmanr(mu, m[:200].numpy())[0] > 0.9
     with pytest.raises(GrabnasError, match="map, marginal or centred"):
         fit_target_gp(sur, X[top], values, mean_weight="centered")
+
+
+def test_the_fit_objective_is_gpytorchs_and_its_tolerance_costs_nothing_measurable():
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from grabnas.models.target_gp import FIT_FTOL, _ListedPriorsMLL
+
+    sur = _surrogate()
+    X = _inputs(sur, 30, 11)
+    y = torch.sin(3 * X[:, -1]) + 0.1 * torch.randn(30, generator=torch.Generator().manual_seed(12), dtype=DTYPE)
+    gp = fit_target_gp(sur, X, y, seed=0)
+    gp.train()
+    out = gp(*gp.train_inputs)
+    listed = _ListedPriorsMLL(gp.likelihood, gp)(out, gp.train_targets)
+    assert torch.equal(listed, ExactMarginalLogLikelihood(gp.likelihood, gp)(out, gp.train_targets))
+
+    def loss(ftol: float) -> float:
+        model = TargetAdaptedGP(sur.prior(), X, y, target_dims=list(range(3, 7)))
+        model.fit(seed=0, maxiter=200, ftol=ftol)
+        model.train()
+        with torch.no_grad():
+            return -float(ExactMarginalLogLikelihood(model.likelihood, model)(model(*model.train_inputs), model.train_targets))
+
+    # the default tolerance stops within 1e-3 (per observation) of scipy's own, far tighter one
+    assert loss(FIT_FTOL) == pytest.approx(loss(2.2e-9), abs=1e-3)

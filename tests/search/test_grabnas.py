@@ -525,3 +525,17 @@ def test_hamming_target_kernel_keeps_the_latent_kernel_and_adds_one_on_the_encod
     assert run()[1] == asked
     with pytest.raises(GrabnasError, match="target_kernel=hamming needs adaptation=target"):
         GraBNASConfig(target_kernel="hamming", adaptation="meta")
+
+
+def test_untried_excludes_every_copy_of_a_tried_or_pending_architecture(nb201_space, vae, small_pool):
+    w = torch.randn(vae.latent_dim, generator=torch.Generator().manual_seed(0))
+    pool = small_pool[:50] + small_pool[:5]  # the first five twice
+    opt = GraBNAS(nb201_space, FixedGP(w), vae, pool=pool, seed=0, n_init=2)
+    asked = opt.ask(2)
+    opt.tell(asked[:1], [_objective(asked[0])])  # one told, one still pending
+    tried, cand = opt._untried(opt.history.pending + [small_pool[3]])
+    left = {pool[i] for i in cand}
+    assert tried == set(asked) | {small_pool[3]}
+    assert left == set(pool) - tried
+    assert len(cand) == len(pool) - sum(pool.count(a) for a in tried)
+    assert list(cand) == sorted(cand)
