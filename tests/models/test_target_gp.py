@@ -407,7 +407,9 @@ def test_the_fit_objective_is_gpytorchs_and_its_tolerance_costs_nothing_measurab
         model.fit(seed=0, maxiter=200, ftol=ftol)
         model.train()
         with torch.no_grad():
-            return -float(ExactMarginalLogLikelihood(model.likelihood, model)(model(*model.train_inputs), model.train_targets))
+            return -float(
+                ExactMarginalLogLikelihood(model.likelihood, model)(model(*model.train_inputs), model.train_targets)
+            )
 
     # the default tolerance stops within 1e-3 (per observation) of scipy's own, far tighter one
     assert loss(FIT_FTOL) == pytest.approx(loss(2.2e-9), abs=1e-3)
