@@ -62,6 +62,9 @@
 #              and the csvloto protocol (10 seeds), paired report; then integrate=16,target_kernel=hamming: the
 #              surrogate eval, NB201 imagenet16 (its transfer decides the rule) and NAS-Bench-Graph
 #              cora / proteins / arxiv / citeseer / pubmed (8 seeds)
+#   fitftol    the default after the MAP fit's tolerance became FIT_FTOL = 1e-6 (2026-12-07): NB201
+#              (20 seeds), NAS-Bench-Graph and both stress tasks (FTOL_SEEDS, 8 as committed), paired
+#              report against the committed runs of the same default with scipy's tolerance (screens/integrate)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -274,6 +277,18 @@ for part in "${PARTS[@]}"; do
           done
         done
       done ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate or integrate20" >&2; exit 2 ;;
+    fitftol)
+      P="$OUT/screens/fitftol"
+      mkdir -p "$P"
+      bench --seeds 20 --benchmark nb201 --optimizers grabnas --out "$P/nb201"
+      bench --seeds "${FTOL_SEEDS:-8}" --benchmark nasbench-graph --optimizers grabnas --out "$P/nbg"
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      bench --seeds "${FTOL_SEEDS:-8}" --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" \
+        --tasks imagenet16-top5rev --optimizers "grabnas[surrogate=nb201-no-imagenet16]" --out "$P/stress-in16"
+      bench --seeds "${FTOL_SEEDS:-8}" --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" \
+        --tasks cifar100-top20rev --optimizers "grabnas[surrogate=nb201-no-cifar100]" --out "$P/stress"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" \
+        --against benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20 or fitftol" >&2; exit 2 ;;
   esac
 done
