@@ -315,6 +315,10 @@ def hamming_kernel(dims: list[int], groups: float, scale: float) -> ScaleKernel:
 #: 2.2e-9, spent about two thirds of the fit's evaluations on the last 1e-4 of the per-observation
 #: loss: warm-started fits were within 1e-4 after ~10 of ~30 evaluations on NB201; docs/adaptation.md)
 FIT_FTOL = 1e-6
+#: scipy's own L-BFGS-B ``ftol``, kept by the multi-fidelity GP: ``FIT_FTOL`` was measured on the
+#: single-fidelity search only, and on NB201 imagenet16 it moved multi-fidelity GraB-NAS off the path
+#: that reached the optimum in 16 of 20 seeds (1 of 20 with it; docs/multifidelity.md)
+SCIPY_FTOL = 2.220446049250313e-09
 
 
 class _ListedPriorsMLL(ExactMarginalLogLikelihood):
@@ -796,7 +800,7 @@ def fit_multifidelity_gp(
         shared_residual=shared_residual,
         cross_factor=cross_factor,
     )
-    gp.fit(seed, maxiter=maxiter, warm_start=warm_start)
+    gp.fit(seed, maxiter=maxiter, warm_start=warm_start, ftol=SCIPY_FTOL)
     return gp
 
 
