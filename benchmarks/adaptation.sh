@@ -280,6 +280,10 @@ for part in "${PARTS[@]}"; do
     fitftol)
       P="$OUT/screens/fitftol"
       mkdir -p "$P"
+      for b in nb201 nasbench-graph; do
+        .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target \
+          --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
+      done
       bench --seeds 20 --benchmark nb201 --optimizers grabnas --out "$P/nb201"
       bench --seeds "${FTOL_SEEDS:-8}" --benchmark nasbench-graph --optimizers grabnas --out "$P/nbg"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
