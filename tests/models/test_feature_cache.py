@@ -111,3 +111,19 @@ def test_a_repeated_whole_batch_is_served_from_the_recent_batches_without_aliasi
     # a new weights version forgets the batches too
     cache.lookup(x, compute, 1)
     assert calls == [40, 40, 40]
+
+
+def test_recent_batches_stay_within_their_row_budget():
+    g = torch.Generator().manual_seed(3)
+    cache = RowCache(recent_batches=4, recent_rows=50)
+    compute, calls = _counting(_f)
+    big = torch.randn(60, 3, generator=g, dtype=torch.float64)
+    cache.lookup(big, compute, 0)
+    assert cache._recent == []  # larger than the budget: not kept whole (its rows are cached one by one)
+    parts = [torch.randn(20, 3, generator=g, dtype=torch.float64) for _ in range(3)]
+    for part in parts:
+        cache.lookup(part, compute, 0)
+    assert [len(r) for r, _ in cache._recent] == [20, 20]  # the oldest went first
+    torch.testing.assert_close(cache.lookup(big, compute, 0), _f(big))
+    torch.testing.assert_close(cache.lookup(parts[0], compute, 0), _f(parts[0]))
+    assert calls == [60, 20, 20, 20]  # every later lookup was served, whole or row by row

@@ -31,11 +31,18 @@ class RowCache:
     Args:
         max_rows: rows kept at most; when an addition would pass it the cache starts over.
         seed: seed of the random hash coefficients.
+        recent_batches: whole batches kept as they are, at most ...
+        recent_rows: ... holding this many rows in all (the oldest go first; a larger batch is
+            not kept), which bounds their copies' memory (300,000 rows of 24 inputs and 17
+            outputs: 98 MB).
     """
 
-    def __init__(self, max_rows: int = 2_000_000, seed: int = 0, recent_batches: int = 4) -> None:
+    def __init__(
+        self, max_rows: int = 2_000_000, seed: int = 0, recent_batches: int = 4, recent_rows: int = 300_000
+    ) -> None:
         self.max_rows = int(max_rows)
         self.recent_batches = int(recent_batches)
+        self.recent_rows = int(recent_rows)
         self._gen = torch.Generator().manual_seed(seed)
         self._coef: Tensor | None = None  # (D,) odd int64 coefficients
         self.version: object = None
@@ -74,8 +81,11 @@ class RowCache:
                 self.hits += len(rows)
                 return values.clone()
         out = self._lookup_rows(rows, compute)
-        self._recent.append((rows.clone(), out.clone()))
-        del self._recent[: -self.recent_batches]
+        if len(rows) <= self.recent_rows:
+            self._recent.append((rows.clone(), out.clone()))
+            del self._recent[: -self.recent_batches]
+            while sum(len(r) for r, _ in self._recent) > self.recent_rows:
+                self._recent.pop(0)
         return out
 
     def _lookup_rows(self, rows: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
