@@ -177,3 +177,22 @@ def test_the_latent_surrogate_integrates_on_request(make_surrogate):
     mix, gp = mixed.fit(z, y).gp, plain.fit(z, y).gp
     assert isinstance(mix, HyperparameterMixture) and mix.num_components <= 4
     assert mix.fitted_hyperparameters == gp.fitted_hyperparameters
+
+
+def test_a_draw_is_one_component_chosen_by_its_weight(fitted):
+    """``draw`` returns a one-component mixture that predicts as that component's GPyTorch model;
+    components come up about as often as their weights say, and a seeded generator repeats."""
+    _, X, gp = fitted(5)
+    mix = integrate_hyperparameters(gp, 8, seed=1)
+    g = torch.Generator().manual_seed(0)
+    draws = [mix.draw(g) for _ in range(400)]
+    assert all(d.num_components == 1 and float(d.weights[0]) == 1.0 for d in draws)
+    picks = [int(torch.nonzero((mix.thetas == d.thetas[0]).all(-1))[0]) for d in draws]
+    freq = torch.bincount(torch.tensor(picks), minlength=mix.num_components).double() / len(picks)
+    assert torch.allclose(freq, mix.weights, atol=0.08)
+    i = picks[0]
+    with torch.no_grad():
+        got, want = draws[0].posterior(X[:6].unsqueeze(1)), mix.component(i).posterior(X[:6].unsqueeze(1))
+    assert torch.allclose(got.mean, want.mean) and torch.allclose(got.variance, want.variance)
+    again = mix.draw(torch.Generator().manual_seed(0))
+    assert torch.equal(again.thetas, draws[0].thetas)

@@ -300,6 +300,8 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"global_draw": "sample"}, "global_draw 'sample' is unknown; expected one of argmax, thompson"),
         ({"draw_start": -1}, "draw_start must be >= 0, got -1"),
         ({"init_spread": "wide"}, "init_spread 'wide' is unknown; expected one of corpus, meta"),
+        ({"hyper_draw": True, "integrate": 0}, "hyper_draw needs integrate >= 2"),
+        ({"hyper_draw": "yes"}, "hyper_draw must be true or false, got 'yes'"),
     ],
 )
 def test_bad_settings(kw, fragment):

@@ -131,6 +131,13 @@ class HyperparameterMixture(Model):
         part.prediction_strategy = None
         return part
 
+    def draw(self, generator: torch.Generator) -> HyperparameterMixture:
+        """One component, drawn with probability equal to its weight, as a one-component mixture
+        (Thompson sampling over the hyperparameters: a search that acts on it varies with the
+        draw as much as the hyperparameters are uncertain)."""
+        i = int(torch.multinomial(self.weights, 1, generator=generator))
+        return HyperparameterMixture(self.map_model, self._parts["form"], self.thetas[i : i + 1], torch.ones(1))
+
     @property
     def effective_sample_size(self) -> float:
         """``1 / sum_k w_k^2``: how many equally weighted samples the mixture is worth."""

@@ -54,6 +54,7 @@ class MetaLatentSurrogate:
         onehot_kernel: str = "ard",
         fit_start: int = 2,
         integrate: int = 0,
+        hyper_draw: bool = False,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -66,6 +67,7 @@ class MetaLatentSurrogate:
         self.onehot_kernel = onehot_kernel
         self.fit_start = int(fit_start)
         self.integrate = int(integrate)
+        self.hyper_draw = bool(hyper_draw)
         self.surrogate = surrogate
         # the pool is scored every iteration: keep the feature map's outputs by row
         surrogate.feature_map.enable_cache()
@@ -139,6 +141,8 @@ class MetaLatentSurrogate:
                     from grabnas.models.hyper_mixture import integrate_hyperparameters
 
                     gp = integrate_hyperparameters(gp, self.integrate, seed=self.seed * 1_000_003 + len(y))
+                    if self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
+                        gp = gp.draw(torch.Generator().manual_seed((self.seed * 1_000_003 + len(y)) * 2 + 1))
         else:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp

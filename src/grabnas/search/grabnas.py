@@ -175,6 +175,9 @@ class GraBNASConfig:
             ``None`` (default): 16 with ``adaptation="target"``, 0 (no model to integrate) with
             ``"meta"``; 0: the MAP fit (the default before it was measured better,
             docs/adaptation.md).
+        hyper_draw: with ``integrate``, act at every ask on one of the mixture's components,
+            drawn by its weight, instead of on the mixture (Thompson sampling over the scalar
+            hyperparameters; opt-in, docs/adaptation.md).
         draw_start: the first ask at which ``global_draw="thompson"`` applies (earlier global steps
             take the acquisition's argmax).
         local_gate: on a local step, propose the decode only when the acquisition rates it above
@@ -223,6 +226,7 @@ class GraBNASConfig:
     draw_start: int = 0
     fit_start: int = 2
     integrate: int | None = None
+    hyper_draw: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -246,7 +250,7 @@ class GraBNASConfig:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
         if self.target_kernel != "latent" and self.adaptation != "target":
             raise GrabnasError(f"GraB-NAS target_kernel={self.target_kernel} needs adaptation=target")
-        for name in ("observation_noise", "local_gate", "prior_mean_kernel", "calibrate"):
+        for name in ("observation_noise", "local_gate", "prior_mean_kernel", "calibrate", "hyper_draw"):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
         if self.integrate is None:  # the default: integrated out wherever there is a target-adapted GP
@@ -279,6 +283,8 @@ class GraBNASConfig:
             raise GrabnasError(f"GraB-NAS integrate must be 0 (the MAP fit) or >= 2 samples, got {self.integrate}")
         if self.integrate and self.adaptation != "target":
             raise GrabnasError("GraB-NAS integrate needs adaptation=target")
+        if self.hyper_draw and not self.integrate:
+            raise GrabnasError("GraB-NAS hyper_draw needs integrate >= 2 (a mixture to draw from)")
         if self.fit_start < 2:
             raise GrabnasError(f"GraB-NAS fit_start must be >= 2, got {self.fit_start}")
         for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):

@@ -396,6 +396,7 @@ def assemble_grabnas(
             onehot_kernel="hamming" if config.target_kernel == "hamming" else "ard",
             fit_start=config.fit_start,
             integrate=config.integrate,
+            hyper_draw=config.hyper_draw,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
