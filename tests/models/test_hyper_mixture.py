@@ -196,3 +196,18 @@ def test_a_draw_is_one_component_chosen_by_its_weight(fitted):
     assert torch.allclose(got.mean, want.mean) and torch.allclose(got.variance, want.variance)
     again = mix.draw(torch.Generator().manual_seed(0))
     assert torch.equal(again.thetas, draws[0].thetas)
+
+
+def test_the_latent_surrogate_draws_one_component_for_any_search_seed(make_surrogate):
+    """``hyper_draw`` turns the fitted mixture into one drawn component; search seeds are 63-bit
+    (``grabnas.seeding.child_seed``), so the draw's seed must stay in range."""
+    from grabnas.models.latent_surrogate import MetaLatentSurrogate
+
+    sur = make_surrogate()
+    z = torch.randn(6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.sin(z[:, 0])
+    kw = dict(adaptation="target", seed=2**63 - 1, integrate=4, hyper_draw=True)
+    one = MetaLatentSurrogate(sur, sur.task_embedding().detach(), **kw).fit(z, y).gp
+    again = MetaLatentSurrogate(sur, sur.task_embedding().detach(), **kw).fit(z, y).gp
+    assert isinstance(one, HyperparameterMixture) and one.num_components == 1
+    assert torch.equal(one.thetas, again.thetas)

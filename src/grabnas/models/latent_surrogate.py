@@ -142,7 +142,7 @@ class MetaLatentSurrogate:
 
                     gp = integrate_hyperparameters(gp, self.integrate, seed=self.seed * 1_000_003 + len(y))
                     if self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
-                        gp = gp.draw(torch.Generator().manual_seed((self.seed * 1_000_003 + len(y)) * 2 + 1))
+                        gp = gp.draw(torch.Generator().manual_seed(((self.seed * 1_000_003 + len(y)) * 2 + 1) % 2**63))
         else:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
