@@ -65,6 +65,10 @@
 #   fitftol    the default after the MAP fit's tolerance became FIT_FTOL = 1e-6 (2026-12-07): NB201
 #              (20 seeds), NAS-Bench-Graph and both stress tasks (FTOL_SEEDS, 8 as committed), paired
 #              report against the committed runs of the same default with scipy's tolerance (screens/integrate)
+#   hyperdraw  opt-in hyper_draw=true (one component of the hyperparameter mixture drawn per ask): the
+#              csvloto protocol (10 seeds), NB201 (20), NAS-Bench-Graph and both stress tasks (8), paired
+#              report against the default's runs of "fitftol" (run that part first; the csvloto rows
+#              against the committed screens/integrate ones)
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -293,6 +297,19 @@ for part in "${PARTS[@]}"; do
         --tasks cifar100-top20rev --optimizers "grabnas[surrogate=nb201-no-cifar100]" --out "$P/stress"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" \
         --against benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20 or fitftol" >&2; exit 2 ;;
+    hyperdraw)
+      P="$OUT/screens/hyperdraw" V="hyper_draw=true"
+      mkdir -p "$P"
+      bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+      bench --seeds 20 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
+      bench --seeds 8 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+        --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P/stress-in16"
+      bench --seeds 8 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+        --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
+        benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol or hyperdraw" >&2; exit 2 ;;
   esac
 done

@@ -9,14 +9,15 @@ the optimum, the paired difference at ``at_late``, and issue 18's verdicts for e
 (no harm: regret at ``at_late`` at most the better of GP-BO's and REA's plus one standard error of
 the difference; transfer kept: regret at ``at_early`` at most transfer-rank's, same tolerance).
 
-Usage: python benchmarks/portfolio_report.py --runs RUNS [--against DIR] [--out FILE]
+Usage: python benchmarks/portfolio_report.py --runs RUNS [--against DIR ...] [--out FILE]
 (RUNS holds ``portfolio20-{nb201,stress,stress-in16,nbg,groundtruth}`` as
 ``benchmarks/adaptation.sh portfolio20`` writes them, or is a committed copy such as
 benchmarks/results/adaptation/portfolio/random-alone, optionally with ``csvloto`` (issue 18's
 protocol on the ground truths, default and baselines in benchmarks/results/adaptation/csv-loto);
 a section whose runs are missing is left out. The default's runs and the baselines are the
-committed ones in benchmarks/results; ``--against DIR`` takes the default's runs from DIR instead,
-laid out as RUNS, e.g. a committed screen of a variant that has since become the default.)
+committed ones in benchmarks/results; ``--against DIR [DIR ...]`` takes the default's runs from the
+first DIR that has them instead, laid out as RUNS, e.g. a committed screen of a variant that has
+since become the default.)
 """
 
 from __future__ import annotations
@@ -123,10 +124,24 @@ def _runs(*folders: Path) -> dict[tuple[str, str], dict[int, np.ndarray]]:
     return out
 
 
+def _first_runs(folders: list[Path], names: tuple[str, ...]) -> dict:
+    """The runs ``names`` of the first of ``folders`` that has any of them (empty if none has)."""
+    for folder in folders:
+        runs = _runs(*(_run(folder, name) for name in names))
+        if runs:
+            return runs
+    return {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", required=True)
-    ap.add_argument("--against", default=None, help="the default's runs, laid out as --runs (default: committed)")
+    ap.add_argument(
+        "--against",
+        nargs="+",
+        default=None,
+        help="the default's runs, laid out as --runs; per section the first folder that has them (default: committed)",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     runs = Path(args.runs)
@@ -149,11 +164,10 @@ def main() -> None:
          ["digits~train20", "digits~noise0.5", "digits~4px"], _runs(_run(runs, "csvloto")), loto, loto, 10, 50),
     ]  # fmt: skip
     if args.against:
-        against = Path(args.against)
         folders = [("nb201",), ("nbg",), ("stress-in16", "stress"), ("groundtruth",), ("csvloto",)]
         sections = [
-            (title, tasks, new, _runs(*(_run(against, f) for f in names)), base, early, late)
-            for (title, tasks, new, _, base, early, late), names in zip(sections, folders)
+            (title, tasks, new, _first_runs([Path(a) for a in args.against], names) or old, base, early, late)
+            for (title, tasks, new, old, base, early, late), names in zip(sections, folders)
         ]
     parts = [section(*s) for s in sections if s[2]]
     text = "\n".join(parts)
