@@ -121,11 +121,12 @@ class MetaLatentSurrogate:
         elif self.adaptation == "target":
             from grabnas.models.target_gp import fit_target_gp
 
+            seed = self.seed * 1_000_003 + len(y)  # one per fit: the fit, its samples and its draw
             gp = fit_target_gp(
                 self.surrogate,
                 X,
                 y if len(y) else None,
-                seed=self.seed * 1_000_003 + len(y),
+                seed=seed,
                 warm_start=self._warm_start,
                 prior_mean_kernel=self.prior_mean_kernel,
                 calibrate=self.calibrate,
@@ -140,9 +141,9 @@ class MetaLatentSurrogate:
                 if self.integrate:
                     from grabnas.models.hyper_mixture import integrate_hyperparameters
 
-                    gp = integrate_hyperparameters(gp, self.integrate, seed=self.seed * 1_000_003 + len(y))
+                    gp = integrate_hyperparameters(gp, self.integrate, seed=seed)
                     if self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
-                        gp = gp.draw(torch.Generator().manual_seed(((self.seed * 1_000_003 + len(y)) * 2 + 1) % 2**63))
+                        gp = gp.draw(torch.Generator().manual_seed((seed * 2 + 1) % 2**63))
         else:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
