@@ -13,7 +13,10 @@ from grabnas.study import Study
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
-ARGS = ["--dataset", "digits[0,1,2]@3", "--optimizer", "random", "--epochs", "2", "--channels", "4"]
+# 8 epochs: ~0.5 s per training after the workers' start (~6 s), so the first finished trial leaves
+# ~2.5 s of a 12-trial budget to signal into (at 2 epochs the last five finished within 0.4 s of
+# the first, and a signal sometimes came after the search had ended)
+ARGS = ["--dataset", "digits[0,1,2]@3", "--optimizer", "random", "--epochs", "8", "--channels", "4"]
 ARGS += ["--cells", "1", "--workers", "2", "--threads", "1", "--no-progress"]
 
 
@@ -64,11 +67,12 @@ def _wait_for_done(db, n: int, proc: subprocess.Popen, seconds: float = 240) -> 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_signal_leaves_no_worker_and_the_rerun_completes(tmp_path, sig):
-    budget = 6
+    budget = 12
     proc = _start(tmp_path, budget)
     _wait_for_done(tmp_path / "s.db", 1, proc)
     workers = _children(proc.pid)
     assert len(workers) >= 2  # the pool's processes (and its resource tracker)
+    assert proc.poll() is None, "the search ended before the signal; its trials are too fast for this test"
     os.kill(proc.pid, sig)
     proc.wait(timeout=60)
     if sig == signal.SIGTERM:
