@@ -93,6 +93,22 @@ def regret_at(run: dict, c: float) -> float:
     return float(run["optimum"] - best) if np.isfinite(best) else float("nan")
 
 
+def ratio_interval(costs: dict, base: dict, draws: int = 4000, level: float = 0.9) -> tuple[float, float] | None:
+    """Bootstrap interval of ``median(costs) / median(base)`` over the seeds both have (seed -> cost,
+    inf where the optimum was not reached), resampling seeds with replacement and keeping each seed's
+    pair together; None when fewer than 5 seeds are shared or a median is not finite."""
+    seeds = sorted(set(costs) & set(base))
+    if len(seeds) < 5:
+        return None
+    a, b = np.array([costs[s] for s in seeds]), np.array([base[s] for s in seeds])
+    idx = np.random.default_rng(0).integers(0, len(seeds), size=(draws, len(seeds)))
+    num, den = np.median(a[idx], axis=1), np.median(b[idx], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(np.isfinite(num) & np.isfinite(den), num / den, np.inf)
+    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2])
+    return (float(lo), float(hi)) if np.isfinite(lo) else None
+
+
 def summarise(out: Path, tasks, optimizers, max_cost: float) -> None:
     runs = []
     for f in sorted((out / "runs").glob("*/*/*.json.gz")):
@@ -103,7 +119,8 @@ def summarise(out: Path, tasks, optimizers, max_cost: float) -> None:
         "Cost unit: one 200-epoch training of the dataset's mean cell (training time = FLOPs x epochs).",
         "Cost to optimum: cumulative cost when the 200-epoch optimum has been evaluated at 200 epochs;",
         f"median over seeds [25th-75th percentile], '> {max_cost:g}' where a run stopped at --max-cost first.",
-        "Ratio: median cost to optimum over single-fidelity GraB-NAS's (grabnas) on the same seeds.",
+        "Ratio: median cost to optimum over single-fidelity GraB-NAS's (grabnas) on the same seeds; in brackets",
+        "its 90 % bootstrap interval (4,000 resamples of the seeds, each seed's pair kept together).",
         "Regret@c: 200-epoch optimum minus the best 200-epoch value evaluated within cost c, mean over the",
         "seeds that had a 200-epoch evaluation by then ('-': none had).",
         "",
@@ -119,8 +136,12 @@ def summarise(out: Path, tasks, optimizers, max_cost: float) -> None:
             + " | s/iter |",
             "|---|---|---|---|---|---|---|" + "---|" * len(COST_MARKS) + "---|",
         ]
-        sf = [r["reached_cost"] for r in runs if r["task"] == task and r["optimizer"] == "grabnas"]
-        base = float(np.median([c if c is not None else np.inf for c in sf])) if sf else None
+        by_seed = {
+            r["seed"]: (r["reached_cost"] if r["reached_cost"] is not None else np.inf)
+            for r in runs
+            if r["task"] == task and r["optimizer"] == "grabnas"
+        }
+        base = float(np.median(list(by_seed.values()))) if by_seed else None
         for spec in optimizers:
             rs = [r for r in runs if r["task"] == task and r["optimizer"] == spec]
             if not rs:
@@ -130,6 +151,9 @@ def summarise(out: Path, tasks, optimizers, max_cost: float) -> None:
             q1, q3 = np.percentile(costs, [25, 75]) if np.isfinite(costs).any() else (np.inf, np.inf)
             fmt = lambda x: f"{x:.2f}" if np.isfinite(x) else f"> {max_cost:g}"  # noqa: E731
             ratio = f"{med / base:.2f}" if base and np.isfinite(med) and np.isfinite(base) else "-"
+            interval = ratio_interval({r["seed"]: c for r, c in zip(rs, costs)}, by_seed) if spec != "grabnas" else None
+            if ratio != "-" and interval is not None:
+                ratio += f" [{interval[0]:.2f}-{interval[1]:.2f}]"
             regrets = []
             for c in COST_MARKS:
                 v = np.array([regret_at(r, c) for r in rs])
