@@ -69,6 +69,9 @@
 #              csvloto protocol (10 seeds), NB201 (20), NAS-Bench-Graph and both stress tasks (8), paired
 #              report against the default's runs of "fitftol" (run that part first; the csvloto rows
 #              against the committed screens/integrate ones)
+#   arm        portfolio=10,portfolio_arm=random on top of the integrated default (2026-12-07): ground
+#              truths (10 seeds, 25 trainings), csvloto (5), both stress tasks (5), NAS-Bench-Graph (5),
+#              NB201 imagenet16 (10) and cifar10 / cifar100 (5), paired report against "fitftol"'s runs
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -310,6 +313,21 @@ for part in "${PARTS[@]}"; do
         --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
         benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol or hyperdraw" >&2; exit 2 ;;
+    arm)
+      P="$OUT/screens/arm" V="portfolio=10,portfolio_arm=random"
+      mkdir -p "$P"
+      OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
+      bench --seeds 5 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      bench --seeds 5 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
+        --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
+      bench --seeds 5 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
+        --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P/stress-in16"
+      bench --seeds 5 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
+      bench --seeds 10 --benchmark nb201 --tasks imagenet16 --optimizers "grabnas[$V]" --out "$P/nb201-in16"
+      bench --seeds 5 --benchmark nb201 --tasks cifar10,cifar100 --optimizers "grabnas[$V]" --out "$P/nb201"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
+        benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol, hyperdraw or arm" >&2; exit 2 ;;
   esac
 done

@@ -153,7 +153,8 @@ def main() -> None:
     # (title, tasks, the variant's runs, the default's, the baselines', early and late budgets)
     sections = [
         ("NAS-Bench-201 (shipped checkpoints)", ["cifar10", "cifar100", "imagenet16"],
-         _runs(_run(runs, "nb201")), _runs(adapt / "nb201"), _runs(RESULTS / "nb201-grabnas"), 10, 50),
+         _runs(_run(runs, "nb201"), _run(runs, "nb201-in16")), _runs(adapt / "nb201"), _runs(RESULTS / "nb201-grabnas"),
+         10, 50),
         ("NAS-Bench-Graph (shipped checkpoints)", NBG,
          _runs(_run(runs, "nbg")), _runs(adapt / "nbgraph"), _runs(RESULTS / "nbgraph"), 10, 50),
         ("Misleading-prior stress tasks", ["imagenet16-top5rev", "cifar100-top20rev"],
