@@ -36,6 +36,8 @@ def test_meta_train_learns_a_transferable_mean(space, vae, latents, toy):
     assert set(zero) >= {"spearman", "kendall", "spearman_top", "kendall_top", "nll", "coverage90"}
     assert zero["spearman"] > 0.5 and 0.0 <= zero["coverage90"] <= 1.0
     assert out["shots"]["5"]["seeds"] == 2 and np.isfinite(out["shots"]["5"]["nll"])
+    draws = out["shots"]["5"]["spearman_top_draws"]  # one value per draw, their mean the reported one
+    assert len(draws) == 2 and np.mean(draws) == pytest.approx(out["shots"]["5"]["spearman_top"])
     assert "spearman_top" in out["transfer_rank"]  # random subsets barely overlap: no value check
 
 

@@ -200,8 +200,11 @@ def _standardize_pred(
 
 
 def _mean_rows(rows: list[dict]) -> dict:
+    """Each metric's mean over the draws, their number, and the top-10 % Spearman of every draw
+    (``spearman_top_draws``: its spread is what a gain over the zero-shot value is judged by)."""
     keys = rows[0].keys()
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in keys} | {"seeds": len(rows)}
+    out = {k: float(np.nanmean([r[k] for r in rows])) for k in keys} | {"seeds": len(rows)}
+    return out | {"spearman_top_draws": [float(r["spearman_top"]) for r in rows]}
 
 
 __all__ = ["Z90", "evaluate_task", "plain_gp_predictions", "transfer_rank_scores"]
