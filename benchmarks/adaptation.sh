@@ -72,6 +72,8 @@
 #   arm        portfolio=10,portfolio_arm=random on top of the integrated default (2026-12-07): ground
 #              truths (10 seeds, 25 trainings), csvloto (5), both stress tasks (5), NAS-Bench-Graph (5),
 #              NB201 imagenet16 (10) and cifar10 / cifar100 (5), paired report against "fitftol"'s runs
+#   learning10 the default's surrogate eval with 10 draws (per-draw values stored) on NB201 and NAS-Bench-Graph,
+#              then benchmarks/learning_gain.py: the learning gain with its draw SE and the coverage count
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -328,6 +330,14 @@ for part in "${PARTS[@]}"; do
       bench --seeds 5 --benchmark nb201 --tasks cifar10,cifar100 --optimizers "grabnas[$V]" --out "$P/nb201"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
         benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol, hyperdraw or arm" >&2; exit 2 ;;
+    learning10)
+      P="$OUT/learning10"
+      mkdir -p "$P"
+      for b in nb201 nasbench-graph; do
+        .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target \
+          --shots 0,5,10,20,50 --seeds 10 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
+      done
+      .venv/bin/python benchmarks/learning_gain.py "$P/sur-nb201.json" "$P/sur-nasbench-graph.json" | tee "$P/gain.md" ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol, hyperdraw, arm or learning10" >&2; exit 2 ;;
   esac
 done
