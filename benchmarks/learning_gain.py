@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def gains(reports: list[dict], shots: int) -> tuple[list[tuple[str, float, float
             if at is None:
                 continue
             zero = task["shots"]["0"]["spearman_top"]
-            draws = at.get("spearman_top_draws")
+            draws = [d for d in at.get("spearman_top_draws") or [] if math.isfinite(d)]
             se = float(np.std(draws, ddof=1) / math.sqrt(len(draws))) if draws and len(draws) > 1 else None
             rows.append((task["task"], at["spearman_top"] - zero, se))
     mean = float(np.mean([g for _, g, _ in rows]))
@@ -48,7 +49,7 @@ def main() -> None:
     ap.add_argument("reports", nargs="+")
     ap.add_argument("--shots", type=int, default=20)
     args = ap.parse_args()
-    reports = [json.loads(open(p).read()) for p in args.reports]
+    reports = [json.loads(Path(p).read_text()) for p in args.reports]
     rows, mean, se = gains(reports, args.shots)
     print(f"| task | top-10 % Spearman gain at {args.shots} observations (± draw SE) |")
     print("|---|---|")

@@ -96,7 +96,8 @@ def regret_at(run: dict, c: float) -> float:
 def ratio_interval(costs: dict, base: dict, draws: int = 4000, level: float = 0.9) -> tuple[float, float] | None:
     """Bootstrap interval of ``median(costs) / median(base)`` over the seeds both have (seed -> cost,
     inf where the optimum was not reached), resampling seeds with replacement and keeping each seed's
-    pair together; None when fewer than 5 seeds are shared or a median is not finite."""
+    pair together (a resample with an infinite median, an optimum most of its seeds missed, counts as
+    an infinite ratio); None when fewer than 5 seeds are shared or the lower bound is infinite."""
     seeds = sorted(set(costs) & set(base))
     if len(seeds) < 5:
         return None

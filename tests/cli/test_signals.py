@@ -49,14 +49,15 @@ def _alive(pids: list[int]) -> list[int]:
 def _start(tmp_path, budget: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "grabnas.cli", "search", *ARGS, "--budget", str(budget)]
     cmd += ["--study", str(tmp_path / "s.db"), "--out", str(tmp_path / "r")]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
-
-
-def _interruptible() -> None:
-    """In the child before exec: SIGINT back to its default, as in a terminal. A test run started in
-    the background of a non-interactive shell (``pytest &``, some CI runners) ignores SIGINT, a child
-    inherits that, and Python then installs no KeyboardInterrupt handler: Ctrl-C would be ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # SIGINT caught here becomes SIGINT's default in the child (exec resets caught signals), as in a
+    # terminal. A test run started in the background of a non-interactive shell (`pytest &`, some CI
+    # runners) ignores SIGINT, an ignored signal stays ignored across exec, and Python then installs
+    # no KeyboardInterrupt handler: the child would never see Ctrl-C.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _wait_for_done(db, n: int, proc: subprocess.Popen, seconds: float = 240) -> None:
