@@ -91,6 +91,12 @@ stress_both() {  # SEEDS OPTIONS PREFIX: GraB-NAS[OPTIONS] on both stress tasks 
   bench --seeds "$1" --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
     --optimizers "grabnas[surrogate=nb201-no-imagenet16,$2]" --out "$3-stress-in16"
 }
+sur_eval() {  # DRAWS DIR: the default's surrogate eval on NB201 and NAS-Bench-Graph -> DIR/sur-{benchmark}.{json,md}
+  for b in nb201 nasbench-graph; do
+    .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target \
+      --shots 0,5,10,20,50 --seeds "$1" --no-progress --out "$2/sur-$b.json" > "$2/sur-$b.md"
+  done
+}
 for part in "${PARTS[@]}"; do
   case "$part" in
     nb201)
@@ -289,10 +295,7 @@ for part in "${PARTS[@]}"; do
     fitftol)
       P="$OUT/screens/fitftol"
       mkdir -p "$P"
-      for b in nb201 nasbench-graph; do
-        .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target \
-          --shots 0,5,10,20,50 --seeds 3 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
-      done
+      sur_eval 3 "$P"
       bench --seeds 20 --benchmark nb201 --optimizers grabnas --out "$P/nb201"
       bench --seeds "${FTOL_SEEDS:-8}" --benchmark nasbench-graph --optimizers grabnas --out "$P/nbg"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
@@ -333,10 +336,7 @@ for part in "${PARTS[@]}"; do
     learning10)
       P="$OUT/learning10"
       mkdir -p "$P"
-      for b in nb201 nasbench-graph; do
-        .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target \
-          --shots 0,5,10,20,50 --seeds 10 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
-      done
+      sur_eval 10 "$P"
       .venv/bin/python benchmarks/learning_gain.py "$P/sur-nb201.json" "$P/sur-nasbench-graph.json" | tee "$P/gain.md" ;;
     *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol, hyperdraw, arm or learning10" >&2; exit 2 ;;
   esac
