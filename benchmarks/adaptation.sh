@@ -63,7 +63,7 @@
 #              surrogate eval, NB201 imagenet16 (its transfer decides the rule) and NAS-Bench-Graph
 #              cora / proteins / arxiv / citeseer / pubmed (8 seeds)
 #   fitftol    the default after the MAP fit's tolerance became FIT_FTOL = 1e-6 (2026-12-07): NB201
-#              (20 seeds), NAS-Bench-Graph and both stress tasks (FTOL_SEEDS, 8 as committed), paired
+#              (20 seeds), NAS-Bench-Graph and both stress tasks (FTOL_SEEDS: 8 for the rule, 20 as committed), paired
 #              report against the committed runs of the same default with scipy's tolerance (screens/integrate)
 #   hyperdraw  opt-in hyper_draw=true (one component of the hyperparameter mixture drawn per ask): the
 #              csvloto protocol (10 seeds), NB201 (20), NAS-Bench-Graph and both stress tasks (8), paired
