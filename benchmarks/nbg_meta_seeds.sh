@@ -8,7 +8,7 @@
 # shipped one (4,000 steps), writes its surrogate report (zero-shot and 20 random observations,
 # SHOT_DRAWS draws), then runs SEARCH_SEEDS default GraB-NAS searches (50 evaluations) with it through
 # `grabnas[surrogate=DIR/surrogate-nasbench-graph-no-{group}.pt]`. Finally
-# benchmarks/meta_seed_report.py tabulates regret@10 / @50 per dataset and meta-training seed against
+# benchmarks/nbg_meta_seed_report.py (OUT/report.md) tabulates regret@10 / @50 per dataset and meta-training seed against
 # GP-BO, REA and transfer-rank (issue 18's no-harm and transfer-kept tests). About 5 min per
 # checkpoint on one core plus 1-2 min per search; every step resumes when rerun.
 set -euo pipefail
@@ -36,3 +36,4 @@ one() {  # task seed
 export -f one
 export PY OUT SEARCH_SEEDS SHOT_DRAWS
 for s in $SEEDS; do for t in $TASKS; do echo "$t $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'
+"$PY" benchmarks/nbg_meta_seed_report.py --runs "$OUT" --out "$OUT/report.md"
