@@ -85,11 +85,11 @@ NBG_SEEDS=${NBG_SEEDS:-20}
 PARTS=("$@")
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(nb201 stress nbgraph metaseeds surrogate probes)
 bench() { .venv/bin/grabnas bench --budget 50 --jobs "$JOBS" --no-progress "$@"; }
-stress_both() {  # SEEDS OPTIONS PREFIX: GraB-NAS[OPTIONS] on both stress tasks -> PREFIX-stress, PREFIX-stress-in16
+stress_both() {  # SEEDS OPTIONS PREFIX: GraB-NAS[OPTIONS] on both stress tasks -> PREFIXstress, PREFIXstress-in16
   bench --seeds "$1" --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
-    --optimizers "grabnas[surrogate=nb201-no-cifar100,$2]" --out "$3-stress"
+    --optimizers "grabnas[surrogate=nb201-no-cifar100,$2]" --out "${3}stress"
   bench --seeds "$1" --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
-    --optimizers "grabnas[surrogate=nb201-no-imagenet16,$2]" --out "$3-stress-in16"
+    --optimizers "grabnas[surrogate=nb201-no-imagenet16,$2]" --out "${3}stress-in16"
 }
 sur_eval() {  # DRAWS DIR: the default's surrogate eval on NB201 and NAS-Bench-Graph -> DIR/sur-{benchmark}.{json,md}
   for b in nb201 nasbench-graph; do
@@ -183,7 +183,7 @@ for part in "${PARTS[@]}"; do
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
       V="portfolio=10,portfolio_arm=random"
       bench --seeds 20 --benchmark nb201 --tasks cifar10,cifar100,imagenet16 --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nb201"
-      stress_both 20 "$V" "$OUT/portfolio20"
+      stress_both 20 "$V" "$OUT/portfolio20-"
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$OUT/portfolio20-groundtruth" JOBS="$JOBS" \
         bash benchmarks/ground_truth_bench.sh > /dev/null
       bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$OUT/portfolio20-nbg"
@@ -256,10 +256,7 @@ for part in "${PARTS[@]}"; do
       bench --seeds 8 --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
       bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
-      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
-        --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
-      bench --seeds 20 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
-        --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P/stress-in16"
+      stress_both 20 "$V" "$P/"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --out "$P/report.md"
       P="$OUT/screens/integrate-hamming" V="integrate=16,target_kernel=hamming"
       mkdir -p "$P"
@@ -324,10 +321,7 @@ for part in "${PARTS[@]}"; do
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
       bench --seeds 5 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
-      bench --seeds 5 --benchmark "csv:$OUT/stress-tables/stress-cifar100-top20.csv" --tasks cifar100-top20rev \
-        --optimizers "grabnas[surrogate=nb201-no-cifar100,$V]" --out "$P/stress"
-      bench --seeds 5 --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
-        --optimizers "grabnas[surrogate=nb201-no-imagenet16,$V]" --out "$P/stress-in16"
+      stress_both 5 "$V" "$P/"
       bench --seeds 5 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       bench --seeds 10 --benchmark nb201 --tasks imagenet16 --optimizers "grabnas[$V]" --out "$P/nb201-in16"
       bench --seeds 5 --benchmark nb201 --tasks cifar10,cifar100 --optimizers "grabnas[$V]" --out "$P/nb201"
