@@ -11,6 +11,9 @@
 # benchmarks/nbg_meta_seed_report.py (OUT/report.md) tabulates regret@10 / @50 per dataset and meta-training seed against
 # GP-BO, REA and transfer-rank (issue 18's no-harm and transfer-kept tests). About 5 min per
 # checkpoint on one core plus 1-2 min per search; every step resumes when rerun.
+#
+# TRAIN_OPTS adds meta-training options, e.g. the per-task offsets the shipped NB201 surrogates have
+# (and so the task term): OUT=runs/nbg-offsets SEEDS=0 TRAIN_OPTS=--task-offsets bash benchmarks/nbg_meta_seeds.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -19,6 +22,7 @@ JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-"1 2"}
 SEARCH_SEEDS=${SEARCH_SEEDS:-10}
 SHOT_DRAWS=${SHOT_DRAWS:-3}
+TRAIN_OPTS=${TRAIN_OPTS:-}
 TASKS=${TASKS:-"cora citeseer pubmed cs physics photo computers arxiv proteins"}
 mkdir -p "$OUT"
 
@@ -27,13 +31,13 @@ one() {  # task seed
   if [ ! -f "$dir.json" ]; then
     "$PY" -m grabnas.cli surrogate eval --benchmark nasbench-graph --task "$t" --checkpoint train \
       --save-dir "$dir" --steps 4000 --shots 0,20 --seeds "$SHOT_DRAWS" --seed "$s" --threads 1 \
-      --no-progress --out "$dir.json" > "$dir.md"
+      $TRAIN_OPTS --no-progress --out "$dir.json" > "$dir.md"
   fi
   "$PY" -m grabnas.cli bench --benchmark nasbench-graph --tasks "$t" --seeds "$SEARCH_SEEDS" --budget 50 \
     --optimizers "grabnas[surrogate=$dir/surrogate-nasbench-graph-no-{group}.pt]" --out "$dir-search" --jobs 1 \
     --no-progress > "$dir-search.log"
 }
 export -f one
-export PY OUT SEARCH_SEEDS SHOT_DRAWS
+export PY OUT SEARCH_SEEDS SHOT_DRAWS TRAIN_OPTS
 for s in $SEEDS; do for t in $TASKS; do echo "$t $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'
 "$PY" benchmarks/nbg_meta_seed_report.py --runs "$OUT" --out "$OUT/report.md"
