@@ -5,10 +5,10 @@ evaluations, mean ± standard error over search seeds; **no harm** (regret@50 at
 GP-BO's and REA's plus one standard error of the difference) and **transfer kept** (regret@10 at
 most transfer-rank's, same tolerance), as benchmarks/portfolio_report.py decides them; and the
 surrogate's top-10 % Spearman zero-shot and after 20 random observations. Seed 0 is the shipped
-checkpoint (its searches from ``--shipped``, its surrogate report from ``--shipped-report``); seeds
-1.. come from ``--runs``, as benchmarks/nbg_meta_seeds.sh writes them (``TASK-sS.json`` and
-``TASK-sS-search/results.csv``) or as committed (``TASK-sS-search.csv.gz``). Baselines: the
-committed benchmarks/results/nbgraph runs.
+checkpoint (its searches from ``--shipped``, its surrogate report from ``--shipped-report``; the
+row "0 (shipped)"); the seeds of ``--runs`` (seed 0 too, for a checkpoint meta-trained otherwise)
+come as benchmarks/nbg_meta_seeds.sh writes them (``TASK-sS.json`` and ``TASK-sS-search/results.csv``)
+or as committed (``TASK-sS-search.csv.gz``). Baselines: the committed benchmarks/results/nbgraph runs.
 
 Usage: python benchmarks/nbg_meta_seed_report.py --runs runs/nbg-meta-seeds
     [--shipped DIR] [--shipped-report FILE] [--out FILE]
@@ -62,9 +62,9 @@ def main() -> None:
         "| no harm | transfer kept | top-10 % Spearman zero-shot / 20 obs |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    count: dict[int, list[int]] = {}
+    count: dict[str, list[int]] = {}
     for task in NBG:
-        rows = [(0, _pick(shipped, task, "grabnas"), shipped_report.get(task))]
+        rows = [("0 (shipped)", _pick(shipped, task, "grabnas"), shipped_report.get(task))]
         for report in sorted(runs_dir.glob(f"{task}-s*.json"), key=lambda f: int(f.stem.rsplit("-s", 1)[1])):
             seed = int(report.stem.rsplit("-s", 1)[1])
             found = [
@@ -76,7 +76,7 @@ def main() -> None:
                 if f.is_file()
             ]
             searched = _pick(_by_seed(found[0]), task, "grabnas") if found else None
-            rows.append((seed, searched, json.loads(report.read_text())["tasks"][0]))
+            rows.append((str(seed), searched, json.loads(report.read_text())["tasks"][0]))
         for seed, searched, report in rows:
             learn = f"{_top(report, '0'):.3f} / {_top(report, '20'):.3f}" if report else "-"
             if not searched:
@@ -92,7 +92,7 @@ def main() -> None:
             )
     summary = [
         f"meta-training seed {s}: no harm on {c[1]} of {c[0]} datasets, transfer kept on {c[2]} of {c[0]}"
-        for s, c in sorted(count.items())
+        for s, c in count.items()
     ]
     text = "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in summary) + "\n"
     print(text, end="")
