@@ -72,6 +72,10 @@
 #   arm        portfolio=10,portfolio_arm=random on top of the integrated default (2026-12-07): ground
 #              truths (10 seeds, 25 trainings), csvloto (5), both stress tasks (5), NAS-Bench-Graph (5),
 #              NB201 imagenet16 (10) and cifar10 / cifar100 (5), paired report against "fitftol"'s runs
+#   warmup     opt-in warmup_random=corpus (of the warm-up's first t_bo asks, floor(r * t_bo) random, r the
+#              corpus's held-out residual; 2026-12-07): NAS-Bench-Graph (20 seeds), the csvloto protocol (10) and the
+#              ground truths with nb201-all (10); NB201 and the stress tasks get no probe (r < 0.1 or unknown), so
+#              they are not rerun; paired report against "fitftol"'s runs
 #   learning10 the default's surrogate eval with 10 draws (per-draw values stored) on NB201 and NAS-Bench-Graph,
 #              then benchmarks/learning_gain.py: the learning gain with its draw SE and the coverage count
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
@@ -325,6 +329,14 @@ for part in "${PARTS[@]}"; do
       bench --seeds 5 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       bench --seeds 10 --benchmark nb201 --tasks imagenet16 --optimizers "grabnas[$V]" --out "$P/nb201-in16"
       bench --seeds 5 --benchmark nb201 --tasks cifar10,cifar100 --optimizers "grabnas[$V]" --out "$P/nb201"
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
+        benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+    warmup)
+      P="$OUT/screens/warmup" V="warmup_random=corpus"
+      mkdir -p "$P"
+      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
+      bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+      OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
         benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
     learning10)

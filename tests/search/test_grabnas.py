@@ -389,6 +389,62 @@ def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
         build_optimizer("grabnas[probe_every=-1]", nb201_bench, "cifar10", seed=0)
 
 
+@pytest.mark.parametrize(
+    "residual, t_bo, expected",
+    [
+        (0.76, 10, [2, 3, 4, 6, 7, 8, 9]),  # NAS-Bench-Graph's share: 7 of the warm-up's 10 asks
+        (0.5, 10, [2, 4, 6, 8, 9]),
+        (1.0, 10, list(range(1, 10))),  # ask 0 stays the prior's
+        (0.085, 10, []),  # NB201's share: floor(0.85) = 0
+        (None, 10, []),  # unknown: none
+        (0.9, 1, []),  # no warm-up
+    ],
+)
+def test_warmup_probes_take_the_corpus_share_of_the_warmup(nb201_bench, residual, t_bo, expected):
+    from grabnas.search.registry import build_optimizer
+
+    opt = build_optimizer(f"grabnas[warmup_random=corpus,t_bo={t_bo}]", nb201_bench, "cifar10", seed=0)
+    opt.heldout_residual = residual
+    positions = []
+    for i in range(t_bo + 3):
+        opt.asks = i
+        if opt._is_warmup_probe():
+            positions.append(i)
+    assert positions == expected
+    assert opt.warmup_probe_count() == len(expected)
+
+
+def test_warmup_probes_are_random_asks_of_a_search_and_replay(nb201_bench):
+    """With the corpus share set to 0.75 and ``t_bo=5``, asks 2-4 are random untried pool members
+    (another seed draws others; a rerun the same), asks 0-1 are the default's; NB201's own share
+    (0.04-0.09) leaves the default's search unchanged."""
+    from grabnas.search.registry import build_optimizer
+
+    def run(spec, seed, residual=0.75):
+        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
+        if residual is not None:
+            opt.heldout_residual = residual
+        asked = []
+        for _ in range(6):
+            archs = opt.ask(1)
+            assert len(archs) == 1 and archs[0] not in asked
+            asked += archs
+            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        return opt, asked
+
+    spec = "grabnas[warmup_random=corpus,t_bo=5,init=top]"
+    opt, a = run(spec, 1)
+    assert opt.probe_asks == [2, 3, 4]
+    assert a == run(spec, 1)[1]
+    assert a[2:5] != run(spec, 2)[1][2:5]
+    assert a[:2] == run("grabnas[t_bo=5,init=top]", 1)[1][:2]
+    shipped, b = run("grabnas[warmup_random=corpus,t_bo=5,init=top]", 1, residual=None)
+    assert shipped.heldout_residual < 0.1 and shipped.probe_asks == []
+    assert b == run("grabnas[t_bo=5,init=top]", 1, residual=None)[1]
+    with pytest.raises(GrabnasError, match="warmup_random 'always' is unknown"):
+        build_optimizer("grabnas[warmup_random=always]", nb201_bench, "cifar10", seed=0)
+
+
 def test_stall_probes_fire_only_while_the_best_value_stalls(nb201_bench):
     """``probe_stall=3``: an ask is a probe once the best value has not improved over the last 3
     observations, at most once per 4 asks; a search whose every observation improves never
