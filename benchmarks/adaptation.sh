@@ -76,6 +76,8 @@
 #              corpus's held-out residual; 2026-12-07): NAS-Bench-Graph (20 seeds), the csvloto protocol (10) and the
 #              ground truths with nb201-all (10); NB201 and the stress tasks get no probe (r < 0.1 or unknown), so
 #              they are not rerun; paired report against "fitftol"'s runs
+#   warmup10   the same share in the block after the warm-up (warmup_start=10: asks 10-18; the first 10 stay
+#              the default's): NAS-Bench-Graph (20 seeds) and the csvloto protocol (10)
 #   learning10 the default's surrogate eval with 10 draws (per-draw values stored) on NB201 and NAS-Bench-Graph,
 #              then benchmarks/learning_gain.py: the learning gain with its draw SE and the coverage count
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
@@ -337,6 +339,13 @@ for part in "${PARTS[@]}"; do
       bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
+      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
+        benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+    warmup10)
+      P="$OUT/screens/warmup10" V="warmup_random=corpus,warmup_start=10"
+      mkdir -p "$P"
+      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
+      bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
       .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
         benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
     learning10)

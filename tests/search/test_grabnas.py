@@ -390,23 +390,25 @@ def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
 
 
 @pytest.mark.parametrize(
-    "residual, t_bo, expected",
+    "residual, t_bo, start, expected",
     [
-        (0.76, 10, [2, 3, 4, 6, 7, 8, 9]),  # NAS-Bench-Graph's share: 7 of the warm-up's 10 asks
-        (0.5, 10, [2, 4, 6, 8, 9]),
-        (1.0, 10, list(range(1, 10))),  # ask 0 stays the prior's
-        (0.085, 10, []),  # NB201's share: floor(0.85) = 0
-        (None, 10, []),  # unknown: none
-        (0.9, 1, []),  # no warm-up
+        (0.76, 10, 1, [2, 3, 4, 6, 7, 8, 9]),  # NAS-Bench-Graph's share: 7 of the warm-up's 10 asks
+        (0.5, 10, 1, [2, 4, 6, 8, 9]),
+        (1.0, 10, 1, list(range(1, 10))),  # ask 0 stays the prior's
+        (0.76, 10, 10, [11, 12, 13, 15, 16, 17, 18]),  # the block after the warm-up
+        (0.085, 10, 1, []),  # NB201's share: floor(0.85) = 0
+        (None, 10, 1, []),  # unknown: none
+        (0.9, 1, 1, []),  # no warm-up
     ],
 )
-def test_warmup_probes_take_the_corpus_share_of_the_warmup(nb201_bench, residual, t_bo, expected):
+def test_warmup_probes_take_the_corpus_share_of_the_warmup(nb201_bench, residual, t_bo, start, expected):
     from grabnas.search.registry import build_optimizer
 
-    opt = build_optimizer(f"grabnas[warmup_random=corpus,t_bo={t_bo}]", nb201_bench, "cifar10", seed=0)
+    spec = f"grabnas[warmup_random=corpus,t_bo={t_bo},warmup_start={start}]"
+    opt = build_optimizer(spec, nb201_bench, "cifar10", seed=0)
     opt.heldout_residual = residual
     positions = []
-    for i in range(t_bo + 3):
+    for i in range(2 * t_bo + 3):
         opt.asks = i
         if opt._is_warmup_probe():
             positions.append(i)
@@ -443,6 +445,8 @@ def test_warmup_probes_are_random_asks_of_a_search_and_replay(nb201_bench):
     assert b == run("grabnas[t_bo=5,init=top]", 1, residual=None)[1]
     with pytest.raises(GrabnasError, match="warmup_random 'always' is unknown"):
         build_optimizer("grabnas[warmup_random=always]", nb201_bench, "cifar10", seed=0)
+    with pytest.raises(GrabnasError, match="warmup_start must be >= 1"):
+        build_optimizer("grabnas[warmup_start=0]", nb201_bench, "cifar10", seed=0)
 
 
 def test_stall_probes_fire_only_while_the_best_value_stalls(nb201_bench):

@@ -133,6 +133,8 @@ class GraBNASConfig:
             0.04-0.09: none; NAS-Bench-Graph 0.71-0.79: 7 of 10), so a prior wrong about the
             target is identified from observations it did not pick. ``none`` (default): no
             warm-up probes.
+        warmup_start: the first ask of that block of ``t_bo - 1`` asks (default 1, the warm-up
+            itself; ``t_bo``: the block right after the warm-up, whose asks stay the model's).
         probe_kind: what a probe (and the portfolio's ``far`` arm) proposes: ``random`` (a
             uniformly random untried pool member), ``gpbo`` (GP-BO's proposal from a plain GP on
             the one-hot encoding of all observations, :class:`grabnas.search.baselines.GPBO`:
@@ -225,6 +227,7 @@ class GraBNASConfig:
     probe_kind: str = "random"
     probe_stall: int = 0
     warmup_random: str = "none"
+    warmup_start: int = 1
     portfolio: int = 0
     portfolio_arm: str = "gpbo"
     portfolio_reward: str = "running"
@@ -277,6 +280,7 @@ class GraBNASConfig:
             "probe_every",
             "probe_start",
             "probe_stall",
+            "warmup_start",
             "portfolio",
             "draw_start",
             "fit_start",
@@ -297,7 +301,7 @@ class GraBNASConfig:
             raise GrabnasError("GraB-NAS hyper_draw needs integrate >= 2 (a mixture to draw from)")
         if self.fit_start < 2:
             raise GrabnasError(f"GraB-NAS fit_start must be >= 2, got {self.fit_start}")
-        for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates"):
+        for name in ("n_init", "local_every", "num_decodes", "q_candidates", "init_candidates", "warmup_start"):
             if getattr(self, name) < 1:
                 raise GrabnasError(f"GraB-NAS {name} must be >= 1, got {getattr(self, name)}")
         for name in (
@@ -735,10 +739,11 @@ class GraBNAS(Optimizer):
         return min(int(math.floor(min(max(r, 0.0), 1.0) * self.config.t_bo)), self.config.t_bo - 1)
 
     def _is_warmup_probe(self) -> bool:
-        """Whether this ask is one of the warm-up's probes: ask ``i`` of ``1 .. t_bo - 1`` is one when
-        ``floor(i k / (t_bo - 1))`` steps up there (``k`` of them, spread evenly, the last at
-        ``t_bo - 1``)."""
-        k, i, span = self.warmup_probe_count(), self.asks, self.config.t_bo - 1
+        """Whether this ask is one of the warm-up's probes: the ``i``-th ask (``1 .. t_bo - 1``) of the
+        block from ``warmup_start`` is one when ``floor(i k / (t_bo - 1))`` steps up there (``k`` of
+        them, spread evenly, the last at the block's end)."""
+        k, span = self.warmup_probe_count(), self.config.t_bo - 1
+        i = self.asks - self.config.warmup_start + 1
         if k == 0 or not 1 <= i <= span:
             return False
         return (i * k) // span > ((i - 1) * k) // span
