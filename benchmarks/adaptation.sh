@@ -97,6 +97,15 @@ stress_both() {  # SEEDS OPTIONS PREFIX: GraB-NAS[OPTIONS] on both stress tasks 
   bench --seeds "$1" --benchmark "csv:$OUT/stress-tables/stress-imagenet16-top5.csv" --tasks imagenet16-top5rev \
     --optimizers "grabnas[surrogate=nb201-no-imagenet16,$2]" --out "${3}stress-in16"
 }
+nbg_csvloto() {  # DIR OPTIONS: GraB-NAS[OPTIONS] on NAS-Bench-Graph (20 seeds) and the csvloto protocol (10) -> DIR/nbg, DIR/csvloto
+  mkdir -p "$1"
+  bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$2]" --out "$1/nbg"
+  bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$2]" --out "$1/csvloto"
+}
+report_against_fitftol() {  # DIR: DIR/report.md, paired with the default's runs of "fitftol" (this OUT's, else committed)
+  .venv/bin/python benchmarks/portfolio_report.py --runs "$1" --against "$OUT/screens/fitftol" \
+    benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$1/report.md"
+}
 sur_eval() {  # DRAWS DIR: the default's surrogate eval on NB201 and NAS-Bench-Graph -> DIR/sur-{benchmark}.{json,md}
   for b in nb201 nasbench-graph; do
     .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target \
@@ -331,23 +340,16 @@ for part in "${PARTS[@]}"; do
       bench --seeds 5 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       bench --seeds 10 --benchmark nb201 --tasks imagenet16 --optimizers "grabnas[$V]" --out "$P/nb201-in16"
       bench --seeds 5 --benchmark nb201 --tasks cifar10,cifar100 --optimizers "grabnas[$V]" --out "$P/nb201"
-      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
-        benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+      report_against_fitftol "$P" ;;
     warmup)
       P="$OUT/screens/warmup" V="warmup_random=corpus"
-      mkdir -p "$P"
-      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
-      bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+      nbg_csvloto "$P" "$V"
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
-      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
-        benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+      report_against_fitftol "$P" ;;
     warmup10)
-      P="$OUT/screens/warmup10" V="warmup_random=corpus,warmup_start=10"
-      mkdir -p "$P"
-      bench --seeds 20 --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
-      bench --seeds 10 --benchmark csv:groundtruth-images --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
-      .venv/bin/python benchmarks/portfolio_report.py --runs "$P" --against "$OUT/screens/fitftol" \
-        benchmarks/results/adaptation/screens/fitftol benchmarks/results/adaptation/screens/integrate --out "$P/report.md" ;;
+      P="$OUT/screens/warmup10"
+      nbg_csvloto "$P" "warmup_random=corpus,warmup_start=10"
+      report_against_fitftol "$P" ;;
     learning10)
       P="$OUT/learning10"
       mkdir -p "$P"

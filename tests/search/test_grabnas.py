@@ -364,6 +364,23 @@ def test_corpus_spread_widens_a_start_whose_prior_is_too_sure_of_its_ranking(nb2
     assert start(2, 0.9, init_spread="corpus")[1] == draws[2]
 
 
+def _asked_on_cifar10(bench, spec: str, seed: int, n: int, residual: float | None = None):
+    """``(optimizer, asked)``: ``n`` single asks of ``spec`` on NB201 cifar10, each told its table
+    value (``residual``: the corpus share the optimizer is given; None: its surrogate card's)."""
+    from grabnas.search.registry import build_optimizer
+
+    opt = build_optimizer(spec, bench, "cifar10", seed=seed)
+    if residual is not None:
+        opt.heldout_residual = residual
+    asked = []
+    for _ in range(n):
+        archs = opt.ask(1)
+        assert len(archs) == 1 and archs[0] not in asked
+        asked += archs
+        opt.tell(archs, [bench.value(a, "cifar10") for a in archs])
+    return opt, asked
+
+
 def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
     """With ``probe_every=2, probe_start=3`` asks 3, 5, 7 are drawn at random from the untried
     pool: another search seed draws others, the asks before the first probe are the model's, and
@@ -371,14 +388,7 @@ def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
     from grabnas.search.registry import build_optimizer
 
     def run(spec, seed):
-        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
-        asked = []
-        for _ in range(8):
-            archs = opt.ask(1)
-            assert len(archs) == 1 and archs[0] not in asked
-            asked += archs
-            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
-        return asked
+        return _asked_on_cifar10(nb201_bench, spec, seed, 8)[1]
 
     spec = "grabnas[probe_every=2,probe_start=3,init=top]"
     a, b = run(spec, 1), run(spec, 2)
@@ -423,16 +433,7 @@ def test_warmup_probes_are_random_asks_of_a_search_and_replay(nb201_bench):
     from grabnas.search.registry import build_optimizer
 
     def run(spec, seed, residual=0.75):
-        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
-        if residual is not None:
-            opt.heldout_residual = residual
-        asked = []
-        for _ in range(6):
-            archs = opt.ask(1)
-            assert len(archs) == 1 and archs[0] not in asked
-            asked += archs
-            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
-        return opt, asked
+        return _asked_on_cifar10(nb201_bench, spec, seed, 6, residual)
 
     spec = "grabnas[warmup_random=corpus,t_bo=5,init=top]"
     opt, a = run(spec, 1)
