@@ -14,6 +14,7 @@
 #
 # TRAIN_OPTS adds meta-training options, e.g. the per-task offsets the shipped NB201 surrogates have
 # (and so the task term): OUT=runs/nbg-offsets SEEDS=0 TRAIN_OPTS=--task-offsets bash benchmarks/nbg_meta_seeds.sh
+# SEARCH_OPTS adds GraB-NAS options to the searches, e.g. SEARCH_OPTS=warmup_random=corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -23,6 +24,7 @@ SEEDS=${SEEDS:-"1 2"}
 SEARCH_SEEDS=${SEARCH_SEEDS:-10}
 SHOT_DRAWS=${SHOT_DRAWS:-3}
 TRAIN_OPTS=${TRAIN_OPTS:-}
+SEARCH_OPTS=${SEARCH_OPTS:+,$SEARCH_OPTS}
 TASKS=${TASKS:-"cora citeseer pubmed cs physics photo computers arxiv proteins"}
 mkdir -p "$OUT"
 
@@ -34,10 +36,10 @@ one() {  # task seed
       $TRAIN_OPTS --no-progress --out "$dir.json" > "$dir.md"
   fi
   "$PY" -m grabnas.cli bench --benchmark nasbench-graph --tasks "$t" --seeds "$SEARCH_SEEDS" --budget 50 \
-    --optimizers "grabnas[surrogate=$dir/surrogate-nasbench-graph-no-{group}.pt]" --out "$dir-search" --jobs 1 \
+    --optimizers "grabnas[surrogate=$dir/surrogate-nasbench-graph-no-{group}.pt$SEARCH_OPTS]" --out "$dir-search" --jobs 1 \
     --no-progress > "$dir-search.log"
 }
 export -f one
-export PY OUT SEARCH_SEEDS SHOT_DRAWS TRAIN_OPTS
+export PY OUT SEARCH_SEEDS SHOT_DRAWS TRAIN_OPTS SEARCH_OPTS
 for s in $SEEDS; do for t in $TASKS; do echo "$t $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'
 "$PY" benchmarks/nbg_meta_seed_report.py --runs "$OUT" --out "$OUT/report.md"
