@@ -86,8 +86,8 @@ def main() -> None:
         position = {int(i): k for k, i in enumerate(task.index)}
         others = [t for t in main_tasks if t.group != task.group]
         residuals = np.full((len(others), len(task.index)), np.nan)
+        offsets = sur.task_offset_embeddings()
         for j, t in enumerate(others):
-            offsets = sur.task_offset_embeddings()
             d = offsets.get(t.name)
             if d is None:  # no per-task offset: the task's embedding from its data (or "no data")
                 d = sur.task_embedding(target_features(sur, t, None), None)

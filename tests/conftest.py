@@ -34,6 +34,28 @@ def nb201_bench():
     return load_nb201()
 
 
+@pytest.fixture
+def cifar10_asks(nb201_bench):
+    """``run(spec, seed, n, residual=None) -> (optimizer, asked)``: ``n`` single asks of the optimizer
+    ``spec`` on NB201 cifar10, each told its table value; every ask a new architecture (``residual``:
+    the corpus share a GraB-NAS optimizer is given; None: its surrogate card's)."""
+    from grabnas.search.registry import build_optimizer
+
+    def run(spec: str, seed: int, n: int, residual: float | None = None):
+        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
+        if residual is not None:
+            opt.heldout_residual = residual
+        asked = []
+        for _ in range(n):
+            archs = opt.ask(1)
+            assert len(archs) == 1 and archs[0] not in asked
+            asked += archs
+            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        return opt, asked
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def nb201_space():
     from grabnas.spaces import get_space

@@ -364,31 +364,14 @@ def test_corpus_spread_widens_a_start_whose_prior_is_too_sure_of_its_ranking(nb2
     assert start(2, 0.9, init_spread="corpus")[1] == draws[2]
 
 
-def _asked_on_cifar10(bench, spec: str, seed: int, n: int, residual: float | None = None):
-    """``(optimizer, asked)``: ``n`` single asks of ``spec`` on NB201 cifar10, each told its table
-    value (``residual``: the corpus share the optimizer is given; None: its surrogate card's)."""
-    from grabnas.search.registry import build_optimizer
-
-    opt = build_optimizer(spec, bench, "cifar10", seed=seed)
-    if residual is not None:
-        opt.heldout_residual = residual
-    asked = []
-    for _ in range(n):
-        archs = opt.ask(1)
-        assert len(archs) == 1 and archs[0] not in asked
-        asked += archs
-        opt.tell(archs, [bench.value(a, "cifar10") for a in archs])
-    return opt, asked
-
-
-def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench):
+def test_probes_are_random_untried_pool_members_at_their_asks(nb201_bench, cifar10_asks):
     """With ``probe_every=2, probe_start=3`` asks 3, 5, 7 are drawn at random from the untried
     pool: another search seed draws others, the asks before the first probe are the model's, and
     a replay proposes the same."""
     from grabnas.search.registry import build_optimizer
 
     def run(spec, seed):
-        return _asked_on_cifar10(nb201_bench, spec, seed, 8)[1]
+        return cifar10_asks(spec, seed, 8)[1]
 
     spec = "grabnas[probe_every=2,probe_start=3,init=top]"
     a, b = run(spec, 1), run(spec, 2)
@@ -426,14 +409,14 @@ def test_warmup_probes_take_the_corpus_share_of_the_warmup(nb201_bench, residual
     assert opt.warmup_probe_count() == len(expected)
 
 
-def test_warmup_probes_are_random_asks_of_a_search_and_replay(nb201_bench):
+def test_warmup_probes_are_random_asks_of_a_search_and_replay(nb201_bench, cifar10_asks):
     """With the corpus share set to 0.75 and ``t_bo=5``, asks 2-4 are random untried pool members
     (another seed draws others; a rerun the same), asks 0-1 are the default's; NB201's own share
     (0.04-0.09) leaves the default's search unchanged."""
     from grabnas.search.registry import build_optimizer
 
     def run(spec, seed, residual=0.75):
-        return _asked_on_cifar10(nb201_bench, spec, seed, 6, residual)
+        return cifar10_asks(spec, seed, 6, residual)
 
     spec = "grabnas[warmup_random=corpus,t_bo=5,init=top]"
     opt, a = run(spec, 1)

@@ -57,20 +57,13 @@ def test_thompson_arm_is_reproducible_and_logs_its_record():
 @pytest.mark.parametrize(
     "reward,arm", [("running", "gpbo"), ("pooled", "gpbo"), ("running", "random"), ("running", "far")]
 )
-def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench, reward, arm):
+def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench, cifar10_asks, reward, arm):
     """From ask ``portfolio`` on each ask is logged with the arm it followed; a plain ask is GP-BO's
     proposal on the shared observations; a replay (a resumed study) proposes the same."""
     from grabnas.search.registry import build_optimizer
 
     def run(spec, seed=5, asks=10):
-        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
-        asked = []
-        for _ in range(asks):
-            archs = opt.ask(1)
-            assert len(archs) == 1 and archs[0] not in asked
-            asked += archs
-            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
-        return opt, asked
+        return cifar10_asks(spec, seed, asks)
 
     spec = f"grabnas[portfolio=4,portfolio_reward={reward},portfolio_arm={arm}]"
     opt, asked = run(spec)
