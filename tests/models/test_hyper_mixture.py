@@ -211,3 +211,111 @@ def test_the_latent_surrogate_draws_one_component_for_any_search_seed(make_surro
     again = MetaLatentSurrogate(sur, sur.task_embedding().detach(), **kw).fit(z, y).gp
     assert isinstance(one, HyperparameterMixture) and one.num_components == 1
     assert torch.equal(one.thetas, again.thetas)
+
+
+@pytest.fixture
+def multifidelity_gp():
+    """``(surrogate, inputs_at(z, f), fitted MultiFidelityTargetGP)``: 12 cells at the low fidelity,
+    4 of them at the target one too."""
+    from grabnas.models.surrogate import MetaSurrogate
+    from grabnas.models.surrogate_config import DTYPE, SurrogateConfig
+    from grabnas.models.target_gp import fit_multifidelity_gp
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, fidelities=("12ep",)))
+    z = torch.randn(20, 4, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    with torch.no_grad():
+        d = torch.stack([sur.task_embedding(None, "12ep"), sur.task_embedding()])
+
+    def inputs_at(zz, f):
+        f = torch.as_tensor(f).expand(zz.shape[0])
+        return torch.cat([d[f], zz, f.unsqueeze(-1).to(DTYPE)], -1)
+
+    fid = torch.tensor([0] * 12 + [1] * 4)
+    X = torch.cat([inputs_at(z[:12], 0), inputs_at(z[:4], 1)])
+    y = torch.cat([60 + 3 * torch.sin(z[:12, 0]), 90 + torch.sin(z[:4, 0]) + z[:4, 1]])
+    return sur, inputs_at, z, fit_multifidelity_gp(sur, X, y, fid, 2, seed=0)
+
+
+def test_the_multifidelity_form_is_gpytorchs(multifidelity_gp):
+    """The closed-form log joint of the multi-fidelity GP's scalars (noise, per-fidelity offsets
+    and scales, meta factor, cross-fidelity rho, target scale) equals GPyTorch's marginal
+    likelihood plus priors (plus the softplus log-Jacobians) at random settings, and its
+    posterior at the MAP values is GPyTorch's at both fidelities."""
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from grabnas.models.scalar_form import MultiFidelityScalarForm, scalar_form
+
+    _, inputs_at, z, gp = multifidelity_gp
+    form = scalar_form(gp)
+    assert isinstance(form, MultiFidelityScalarForm) and len(form.raw_map) == 8  # noise, 2 + 2 mean, 3 kernel
+
+    def reference() -> torch.Tensor:
+        gp.train()
+        X, y = gp.train_inputs[0], gp.train_targets
+        value = ExactMarginalLogLikelihood(gp.likelihood, gp)(gp(X), y) * y.numel()
+        for name, p in form.parameters_of(gp):
+            if name.endswith(("raw_noise", "raw_factor", "raw_outputscale")):
+                value = value + torch.nn.functional.logsigmoid(p).sum()
+        gp.eval()
+        return value.detach()
+
+    g = torch.Generator().manual_seed(0)
+    raws = form.raw_map + 0.5 * torch.randn(3, len(form.raw_map), generator=g, dtype=form.raw_map.dtype)
+    slow = []
+    for raw in raws:
+        form.assign(gp, raw)
+        slow.append(reference())
+    form.assign(gp, form.raw_map)
+    assert torch.allclose(form.log_joint(raws).detach(), torch.stack(slow), atol=1e-8, rtol=1e-10)
+    Xq = torch.cat([inputs_at(z[12:18], 1), inputs_at(z[12:15], 0)])
+    parts, _ = form.condition(form.raw_map.unsqueeze(0))
+    mean, var = form.predict(parts, Xq, False)
+    gp.prediction_strategy = None
+    with torch.no_grad():
+        post = gp.posterior(Xq)
+    assert torch.allclose(mean[0].detach(), post.mean.reshape(-1), atol=1e-10)
+    assert torch.allclose(var[0].detach(), post.variance.reshape(-1), atol=1e-10)
+
+
+def test_a_multifidelity_mixture_widens_the_target_fidelity_and_keeps_its_incumbent(multifidelity_gp):
+    """With four target-fidelity observations the integrated model's target-fidelity variance
+    is wider than the MAP fit's; the incumbent is the MAP model's best target-fidelity value."""
+    _, inputs_at, z, gp = multifidelity_gp
+    mix = integrate_hyperparameters(gp, 16, seed=1)
+    x = inputs_at(z[12:20], 1).unsqueeze(1)
+    with torch.no_grad():
+        assert float(mix.posterior(x).variance.mean()) > 1.2 * float(gp.posterior(x).variance.mean())
+    assert torch.equal(mix.best_f, gp.best_f)
+
+
+def test_the_multifidelity_latent_surrogate_integrates_on_request(multifidelity_gp):
+    """``integrate=K`` mixes K samples around the MAP fit; its searches' seeds then differ
+    (the samples are drawn from the search seed); a bad count is refused in one line."""
+    from grabnas.models.latent_surrogate import MultiFidelityLatentSurrogate
+
+    sur, _, z, _ = multifidelity_gp
+    with torch.no_grad():
+        emb = [sur.task_embedding(None, "12ep"), sur.task_embedding()]
+    fid = torch.tensor([0] * 12 + [1] * 4)
+    zz = torch.cat([z[:12], z[:4]])
+    y = torch.cat([60 + 3 * torch.sin(z[:12, 0]), 90 + torch.sin(z[:4, 0])])
+    models = [MultiFidelityLatentSurrogate(sur, emb, seed=s, integrate=8).fit(zz, fid, y) for s in (0, 0, 1)]
+    assert all(isinstance(m.gp, HyperparameterMixture) for m in models)
+    assert torch.equal(models[0].gp.weights, models[1].gp.weights)
+    assert not torch.equal(models[0].gp.thetas, models[2].gp.thetas)
+    with torch.no_grad():
+        assert models[0].posterior(z[12:14].unsqueeze(1)).mean.shape == (2, 1, 1)
+    with pytest.raises(GrabnasError, match="integrate must be 0 \\(the MAP fit\\) or >= 2 samples, got 1"):
+        MultiFidelityLatentSurrogate(sur, emb, integrate=1)
+
+
+def test_a_multifidelity_gp_of_another_form_is_refused(multifidelity_gp):
+    from grabnas.models.scalar_form import MultiFidelityScalarForm
+    from grabnas.models.target_gp import fit_multifidelity_gp
+
+    sur, _, _, gp = multifidelity_gp
+    X, fid = gp.train_inputs[0], gp.fidelity
+    shared = fit_multifidelity_gp(sur, X, torch.arange(len(fid), dtype=X.dtype), fid, 2, shared_residual=True)
+    with pytest.raises(GrabnasError, match="needs its default form"):
+        MultiFidelityScalarForm(shared)

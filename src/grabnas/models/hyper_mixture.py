@@ -35,7 +35,7 @@ from botorch.models.model import Model
 from torch import Tensor
 
 from grabnas.errors import GrabnasError
-from grabnas.models.scalar_form import ScalarForm, scalar_hyperparameters
+from grabnas.models.scalar_form import ScalarForm, scalar_form, scalar_hyperparameters
 from grabnas.models.surrogate_config import DTYPE
 
 #: joint covariances up to this many points (Thompson draws, q-batch acquisitions); marginals above
@@ -125,9 +125,7 @@ class HyperparameterMixture(Model):
         """A copy of the MAP model with the ``i``-th component's hyperparameters (a GPyTorch
         model of its own: for inspection and tests; predictions never build one)."""
         part = copy.deepcopy(self.map_model)
-        with torch.no_grad():
-            for (_, p), v in zip(scalar_hyperparameters(part), self.thetas[i]):
-                p.copy_(v.reshape(p.shape))
+        self._parts["form"].assign(part, self.thetas[i])
         part.prediction_strategy = None
         return part
 
@@ -190,13 +188,13 @@ class HyperparameterMixture(Model):
 def integrate_hyperparameters(
     gp, num_samples: int, seed: int, inflate: float = 2.0, max_sd: float = 2.0
 ) -> HyperparameterMixture:
-    """``gp`` (a MAP-fitted :class:`~grabnas.models.target_gp.TargetAdaptedGP`) with its scalar
-    hyperparameters integrated out by ``num_samples`` importance-weighted draws from its Laplace
+    """``gp`` (a MAP-fitted :class:`~grabnas.models.target_gp.TargetAdaptedGP`, or a
+    :class:`~grabnas.models.target_gp.MultiFidelityTargetGP`) with its scalar hyperparameters integrated out by ``num_samples`` importance-weighted draws from its Laplace
     proposal (covariance times ``inflate``), drawn from a generator seeded with ``seed`` (no global
     RNG). See the module docstring."""
     if num_samples < 2:
         raise GrabnasError(f"integrating the hyperparameters needs at least 2 samples, got {num_samples}")
-    form = ScalarForm(gp)
+    form = scalar_form(gp)
     theta_mode, cov = laplace_proposal(form, max_sd=max_sd)
     proposal = torch.distributions.MultivariateNormal(theta_mode, covariance_matrix=inflate * cov)
     gen = torch.Generator().manual_seed(int(seed) % 2**63)

@@ -243,13 +243,18 @@ class MultiFidelityLatentSurrogate:
         with torch.no_grad():
             self.embeddings = [torch.as_tensor(d).detach().to(torch.float64) for d in embeddings]
         self.seed = int(seed)
-        known = ("task_prior_var", "variance_scale", "shared_residual", "cross_factor")
+        known = ("task_prior_var", "variance_scale", "shared_residual", "cross_factor", "integrate")
         unknown = sorted(set(fit_options) - set(known))
         if unknown:
             raise GrabnasError(
                 f"unknown multi-fidelity surrogate option {unknown[0]!r}; expected one of {', '.join(known)}"
             )
         self.fit_options = dict(fit_options)
+        integrate = self.fit_options.pop("integrate", 0)
+        if isinstance(integrate, bool) or not isinstance(integrate, int) or integrate == 1 or integrate < 0:
+            raise GrabnasError(f"multi-fidelity integrate must be 0 (the MAP fit) or >= 2 samples, got {integrate!r}")
+        #: importance-weighted samples of the scalar hyperparameters (0: the MAP fit)
+        self.integrate = integrate
         self._warm_start: dict | None = None
         self._last_gp = None
 
@@ -273,18 +278,23 @@ class MultiFidelityLatentSurrogate:
 
         n = len(y)
         X = self.inputs(z, fidelity) if n else None
+        seed = self.seed * 1_000_003 + n
         gp = fit_multifidelity_gp(
             self.surrogate,
             X,
             y if n else None,
             fidelity if n else None,
             self.num_fidelities,
-            seed=self.seed * 1_000_003 + n,
+            seed=seed,
             warm_start=self._warm_start,
             **self.fit_options,
         )
         if hasattr(gp, "fit_state"):
             self._warm_start = gp.fit_state()
+            if self.integrate:
+                from grabnas.models.hyper_mixture import integrate_hyperparameters
+
+                gp = integrate_hyperparameters(gp, self.integrate, seed=seed)
         self._last_gp = gp
         return _FidelityModel(gp, self, self.num_fidelities - 1)
 
@@ -301,7 +311,7 @@ class _FidelityModel(Model):
         self.gp = gp
         self._latent = latent
         self.fidelity = int(fidelity)
-        self._prior_only = not isinstance(gp, MultiFidelityTargetGP)
+        self._prior_only = not isinstance(getattr(gp, "map_model", gp), MultiFidelityTargetGP)
 
     def at(self, fidelity: int) -> _FidelityModel:
         return _FidelityModel(self.gp, self._latent, fidelity)

@@ -419,9 +419,17 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         return {
             **super().settings(),
             **self.config.to_dict(),
-            "surrogate_options": dict(self.surrogate.fit_options),
+            "surrogate_options": self._surrogate_options(),
             "surrogate_weights": self.surrogate.fingerprint(),
         }
+
+    def _surrogate_options(self) -> dict:
+        """The surrogate's fit options as the study records them (``integrate`` only when on, so
+        a study written before the option resumes)."""
+        options = dict(self.surrogate.fit_options)
+        if getattr(self.surrogate, "integrate", 0):
+            options["integrate"] = self.surrogate.integrate
+        return options
 
     # -- the model ------------------------------------------------------------------------------
     def _model(self):
