@@ -14,7 +14,10 @@ that each evaluate every kernel again. :mod:`grabnas.models.hyper_mixture` integ
 out with it; the numbers are the GPyTorch model's (tested against it).
 
 Scalars are given in the raw (unconstrained) coordinates GPyTorch optimises, one column per
-:func:`scalar_hyperparameters` entry, in that order.
+:func:`scalar_hyperparameters` entry, in that order. The mean is written as a basis times
+coefficients (``[1, m(x) - centre]`` times ``(c, a)``), so :class:`MultiFidelityScalarForm` can
+give the multi-fidelity GP (one offset and scale per fidelity, a cross-fidelity factor) the same
+closed form; :func:`scalar_form` picks the class.
 """
 
 from __future__ import annotations
