@@ -217,9 +217,9 @@ def test_the_latent_surrogate_draws_one_component_for_any_search_seed(make_surro
 def multifidelity_gp():
     """``(surrogate, inputs_at(z, f), fitted MultiFidelityTargetGP)``: 12 cells at the low fidelity,
     4 of them at the target one too."""
+    from grabnas.models.multifidelity_gp import fit_multifidelity_gp
     from grabnas.models.surrogate import MetaSurrogate
     from grabnas.models.surrogate_config import DTYPE, SurrogateConfig
-    from grabnas.models.target_gp import fit_multifidelity_gp
 
     torch.manual_seed(0)
     sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, fidelities=("12ep",)))
@@ -311,8 +311,8 @@ def test_the_multifidelity_latent_surrogate_integrates_on_request(multifidelity_
 
 
 def test_a_multifidelity_gp_of_another_form_is_refused(multifidelity_gp):
+    from grabnas.models.multifidelity_gp import fit_multifidelity_gp
     from grabnas.models.scalar_form import MultiFidelityScalarForm
-    from grabnas.models.target_gp import fit_multifidelity_gp
 
     sur, _, _, gp = multifidelity_gp
     X, fid = gp.train_inputs[0], gp.fidelity

@@ -189,7 +189,7 @@ def integrate_hyperparameters(
     gp, num_samples: int, seed: int, inflate: float = 2.0, max_sd: float = 2.0
 ) -> HyperparameterMixture:
     """``gp`` (a MAP-fitted :class:`~grabnas.models.target_gp.TargetAdaptedGP`, or a
-    :class:`~grabnas.models.target_gp.MultiFidelityTargetGP`) with its scalar hyperparameters
+    :class:`~grabnas.models.multifidelity_gp.MultiFidelityTargetGP`) with its scalar hyperparameters
     integrated out by ``num_samples`` importance-weighted draws from its Laplace proposal
     (covariance times ``inflate``), drawn from a generator seeded with ``seed`` (no global RNG).
     See the module docstring."""

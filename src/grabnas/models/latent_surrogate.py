@@ -231,7 +231,7 @@ class MultiFidelityLatentSurrogate:
     ``surrogate.task_embedding()``): the surrogate's learned fidelity offsets. :meth:`fit` returns a
     BoTorch model of the *target* fidelity whose inputs are latents ``(..., q, latent_dim)``;
     :meth:`at` gives the same model at another fidelity. Each fit is the target-adapted GP of all
-    fidelities (:func:`grabnas.models.target_gp.fit_multifidelity_gp`), warm-started from the
+    fidelities (:func:`grabnas.models.multifidelity_gp.fit_multifidelity_gp`), warm-started from the
     previous one and seeded from ``seed`` and the number of observations (a replay refits the same).
     """
 
@@ -274,7 +274,7 @@ class MultiFidelityLatentSurrogate:
         return torch.cat([d, z, f.unsqueeze(-1).to(torch.float64)], -1)
 
     def fit(self, z: Tensor, fidelity: Tensor, y: Tensor) -> _FidelityModel:
-        from grabnas.models.target_gp import fit_multifidelity_gp
+        from grabnas.models.multifidelity_gp import fit_multifidelity_gp
 
         n = len(y)
         X = self.inputs(z, fidelity) if n else None
@@ -306,7 +306,7 @@ class _FidelityModel(Model):
 
     def __init__(self, gp, latent: MultiFidelityLatentSurrogate, fidelity: int) -> None:
         super().__init__()
-        from grabnas.models.target_gp import MultiFidelityTargetGP
+        from grabnas.models.multifidelity_gp import MultiFidelityTargetGP
 
         self.gp = gp
         self._latent = latent

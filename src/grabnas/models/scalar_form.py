@@ -320,7 +320,7 @@ class ScalarForm:
 
 
 class MultiFidelityScalarForm(ScalarForm):
-    """A fitted :class:`~grabnas.models.target_gp.MultiFidelityTargetGP` (its default form: the
+    """A fitted :class:`~grabnas.models.multifidelity_gp.MultiFidelityTargetGP` (its default form: the
     cross-fidelity factor on the meta-learned covariance, the target kernel within a fidelity) as
     a function of its scalars::
 
@@ -338,12 +338,12 @@ class MultiFidelityScalarForm(ScalarForm):
     def __init__(self, gp) -> None:
         from gpytorch.kernels import ProductKernel, ScaleKernel
 
-        from grabnas.models.target_gp import (
+        from grabnas.models.multifidelity_gp import (
             CrossFidelityFactor,
-            MetaKernel,
             MultiFidelityPriorMean,
             SameFidelityKernel,
         )
+        from grabnas.models.target_gp import MetaKernel
 
         kernels = list(getattr(gp.covar_module, "kernels", []))
         parts = [list(getattr(k, "kernels", [])) for k in kernels]
@@ -453,7 +453,7 @@ class MultiFidelityScalarForm(ScalarForm):
 
 def scalar_form(gp) -> ScalarForm:
     """The scalar form of a fitted target-adapted GP, single- or multi-fidelity."""
-    from grabnas.models.target_gp import MultiFidelityTargetGP
+    from grabnas.models.multifidelity_gp import MultiFidelityTargetGP
 
     return MultiFidelityScalarForm(gp) if isinstance(gp, MultiFidelityTargetGP) else ScalarForm(gp)
 
