@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from grabnas.cli.args import csv_list
+
 COST_MARKS = (2.5, 5.0, 10.0, 25.0, 50.0)
 
 
@@ -213,7 +215,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/multifidelity")
     p.add_argument("--summary-only", action="store_true")
     args = p.parse_args()
-    tasks, optimizers = args.tasks.split(","), args.optimizers.split(",")
+    tasks, optimizers = args.tasks.split(","), list(csv_list(args.optimizers))  # grabnas-mf[a=1,b=2] stays whole
     out = Path(args.out)
     if not args.summary_only:
         from grabnas.benchmarks import load_benchmark

@@ -168,3 +168,45 @@ def test_optuna_tpe_hyperband_evaluates_the_target_only_after_the_low_fidelity(n
             assert t.arch in opt.history.values(0)
         opt.tell([t], [value(t)])
     assert opt.history.values(0)
+
+
+def test_augmented_ei_screens_each_cell_once_then_promotes(nb201_space, pool, one_torch_thread):
+    """``bar=aei``: every ask after the first two is the (cell, fidelity) of largest augmented EI;
+    nothing is evaluated twice, a screened cell's low-fidelity posterior variance drops below an
+    unscreened one's (so it is never screened again), correlations between the two fidelities are
+    at most 1, and once the screens run out (60 cells) the asks are promotions."""
+    opt, value = _tiny_grabnas_mf(nb201_space, pool, bar="aei"), _values(pool)
+    seen: set = set()
+    for _ in range(64):
+        (t,) = opt.ask(1)
+        assert (t.arch, t.fidelity) not in seen
+        seen.add((t.arch, t.fidelity))
+        opt.tell([t], [value(t)])
+        if len(seen) == 10:
+            model = opt._model()  # fitted with gradients, then read without
+            cand = opt._candidates(opt.history.tried(1))
+            with torch.no_grad():
+                _, var_T, cov, var_L = opt._joint(model, opt.z_pool[torch.as_tensor(cand)])
+            screened = np.array([pool[int(i)] in opt.history.values(0) for i in cand])
+            assert screened.any() and (~screened).any()
+            assert float(var_L[torch.as_tensor(screened)].max()) < float(var_L[torch.as_tensor(~screened)].min())
+            assert bool((cov.abs() <= (var_L * var_T).sqrt() + 1e-9).all())
+    assert opt.decisions[0] == "init" and set(opt.decisions[1:]) <= {"screen", "promote"}
+    assert opt.decisions[-4:] == ["promote"] * 4 and len(opt.history.values(0)) <= len(pool)
+
+
+def test_grabnas_mf_integrates_its_hyperparameters_on_request(nb201_space, pool, one_torch_thread):
+    """``adapt_integrate=K``: the joint GP's scalars integrated out, recorded in the study's
+    settings (absent when off, so older studies resume), and seeds give different runs."""
+    from grabnas.models.hyper_mixture import HyperparameterMixture
+
+    value = _values(pool)
+    runs = []
+    for seed in (0, 1):
+        opt = _tiny_grabnas_mf(nb201_space, pool, seed=seed, adapt_integrate=4)
+        _drive(opt, value, 8)
+        runs.append([(t.arch, t.fidelity) for t, _ in opt.history.observations])
+    assert isinstance(opt.surrogate._last_gp, HyperparameterMixture)
+    assert opt.settings()["surrogate_options"] == {"integrate": 4}
+    assert "integrate" not in _tiny_grabnas_mf(nb201_space, pool).settings()["surrogate_options"]
+    assert runs[0] != runs[1]

@@ -317,7 +317,9 @@ class MultiFidelityConfig:
         bar: with ``screen``, which screened candidates may be evaluated at the target fidelity:
             ``asha`` (default) those whose low-fidelity value is in the top ``1/eta`` of the
             low-fidelity results so far (successive halving's bar; a candidate below it keeps its
-            place and is promoted once the bar admits it), ``none`` any.
+            place and is promoted once the bar admits it), ``none`` any, ``model`` the top
+            ``1/eta`` by the model's predicted target-fidelity value, or ``aei``: no bar, the
+            fidelity chosen by augmented expected improvement (:meth:`MultiFidelityGraBNAS._aei_pick`).
         init: ``thompson`` (the first proposal: the argmax of one draw from the zero-shot prior
             over its ``init_candidates`` best members, as GraB-NAS's initial design) or ``top``.
         init_candidates: members the initial draw is over.
@@ -344,8 +346,8 @@ class MultiFidelityConfig:
     def __post_init__(self) -> None:
         if self.rule not in ("screen", "asha"):
             raise GrabnasError(f"grabnas-mf rule {self.rule!r} is unknown; expected screen or asha")
-        if self.bar not in ("asha", "model", "none"):
-            raise GrabnasError(f"grabnas-mf bar {self.bar!r} is unknown; expected asha, model or none")
+        if self.bar not in ("asha", "model", "none", "aei"):
+            raise GrabnasError(f"grabnas-mf bar {self.bar!r} is unknown; expected asha, model, none or aei")
         if self.init not in ("thompson", "top"):
             raise GrabnasError(f"grabnas-mf init {self.init!r} is unknown; expected thompson or top")
         if not isinstance(self.guard, bool):
@@ -522,6 +524,8 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         if self.config.guard and self._fidelities_disagree():
             self.decisions.append("direct")
             return self.trial(self.pool[int(cand[int(np.argmax(scores))])], target)
+        if self.config.bar == "aei" and n_obs >= 2:
+            return self._aei_pick(model, cand, low)
         passed = None
         if self.config.bar == "asha":
             passed = self._passed_bar()
@@ -536,6 +540,58 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
                 self.decisions.append("promote")
                 return self.trial(arch, target)
         return None
+
+    def _aei_pick(self, model, cand: np.ndarray, low: set) -> FidelityTrial:
+        """Augmented expected improvement (Huang, Allen, Notz and Miller 2006, "Sequential kriging
+        optimization using multiple-fidelity evaluations"): among the untried-at-target ``cand``,
+        the (cell, fidelity) maximising ``EI_T(x) * corr(f_m(x), f_T(x)) * (1 - sd_noise /
+        sqrt(var_m(x) + noise)) * epochs_T / epochs_m``, where ``EI_T`` is the expected improvement
+        of the target-fidelity value over the effective best (the largest ``mean_T - sd_T`` of the
+        cells observed so far), the correlation and variances come from the joint posterior of the
+        cell at both fidelities, and ``m`` is the lowest fidelity (cells not yet screened) or the
+        target. A screened cell's low-fidelity variance is about the noise, so screening it again
+        is worth nothing and its only move is a promotion; the epochs ratio is the cost ratio
+        (FLOPs cancel). Scores in logs."""
+        import torch
+
+        target = self.fidelities.target
+        z = self.z_pool[torch.as_tensor(cand)]
+        observed = sorted({self._index[t.arch] for t, v in self.history.observations if v is not None})
+        with torch.no_grad():
+            mean_T, var_T, cov, var_L = self._joint(model, z)
+            om, ov, _, _ = self._joint(model, self.z_pool[torch.as_tensor(observed)])
+        best = float((om - ov.sqrt()).max())
+        sd_T = var_T.clamp_min(1e-12).sqrt()
+        u = (mean_T - best) / sd_T
+        normal = torch.distributions.Normal(0.0, 1.0)
+        ei = sd_T * (normal.log_prob(u).exp() + u * normal.cdf(u))
+        log_ei = torch.log(ei.clamp_min(1e-300))
+        noise = float(getattr(model.gp, "map_model", model.gp).likelihood.noise)
+        log_gain_T = torch.log((1 - math.sqrt(noise) / (var_T + noise).sqrt()).clamp_min(1e-300))
+        corr = (cov / (var_L.clamp_min(1e-12) * var_T.clamp_min(1e-12)).sqrt()).clamp_min(1e-300)
+        log_gain_L = torch.log((1 - math.sqrt(noise) / (var_L + noise).sqrt()).clamp_min(1e-300))
+        log_ratio = math.log(self.fidelities.epochs[target] / self.fidelities.epochs[0])
+        promote = (log_ei + log_gain_T).numpy()
+        screen = (log_ei + torch.log(corr) + log_gain_L + log_ratio).numpy()
+        screen[[self.pool[int(i)] in low for i in cand]] = -np.inf
+        i_p, i_s = int(np.argmax(promote)), int(np.argmax(screen))
+        if screen[i_s] > promote[i_p]:
+            self.decisions.append("screen")
+            return self.trial(self.pool[int(cand[i_s])], 0)
+        self.decisions.append("promote")
+        return self.trial(self.pool[int(cand[i_p])], target)
+
+    def _joint(self, model, z):
+        """``(mean_T, var_T, cov_LT, var_L)``, each ``(N,)``: the joint posterior of ``N`` cells'
+        values (noiseless) at the target and the lowest fidelity."""
+        import torch
+
+        both = torch.stack([z, z], -2)  # (N, 2, latent_dim): [lowest, target]
+        X = self.surrogate.inputs(both, torch.tensor([0, self.fidelities.target]).expand(both.shape[:-1]))
+        post = model.gp.posterior(X)
+        mean = post.mean.squeeze(-1)
+        cov = post.distribution.covariance_matrix
+        return mean[:, 1], cov[:, 1, 1], cov[:, 0, 1], cov[:, 0, 0]
 
     def _fidelities_disagree(self) -> bool:
         """``guard``: >= 3 cells observed at the lowest and the target fidelity, and the last fit's
