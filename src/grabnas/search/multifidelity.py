@@ -527,7 +527,7 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         if self.config.bar == "aei" and n_obs >= 2:
             return self._aei_pick(model, cand, low)
         passed = None
-        if self.config.bar == "asha":
+        if self.config.bar in ("asha", "aei"):  # aei before its model has two observations: the ASHA bar
             passed = self._passed_bar()
         elif self.config.bar == "model":
             passed = self._passed_bar(lambda archs: self._predicted(model, archs))
