@@ -53,7 +53,12 @@ def split_coverage(sur, Z, task, n: int, draws: int, seed: int = 0) -> dict:
         mu, sd = mu.detach().numpy(), var.clamp_min(1e-12).sqrt().detach().numpy()
         covered = np.abs(target - mu) <= Z90 * sd
         lo, hi = y[obs].min(), y[obs].max()
-        for key, mask in (("all", y == y), ("below", y < lo), ("inside", (y >= lo) & (y <= hi)), ("above", y > hi)):
+        for key, mask in (
+            ("all", np.ones(len(y), dtype=bool)),
+            ("below", y < lo),
+            ("inside", (y >= lo) & (y <= hi)),
+            ("above", y > hi),
+        ):
             hits[key].append((covered[mask].sum(), mask.sum()))
         hits["population"].append(((np.abs(population - mu) <= Z90 * sd).sum(), len(y)))
     out = {}

@@ -429,7 +429,7 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         """The surrogate's fit options as the study records them (``integrate`` only when on, so
         a study written before the option resumes)."""
         options = dict(self.surrogate.fit_options)
-        if getattr(self.surrogate, "integrate", 0):
+        if self.surrogate.integrate:
             options["integrate"] = self.surrogate.integrate
         return options
 
@@ -516,16 +516,17 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         cand = self._candidates(busy | self.history.tried(target))
         if cand.size == 0:
             return None
+        low = set().union(*(self.history.tried(k) for k in range(target)))
+        direct = self.config.guard and self._fidelities_disagree()
+        if self.config.bar == "aei" and n_obs >= 2 and not direct:  # its own scores, not the pool's LogEI
+            return self._aei_pick(model, cand, low)
         acq = self._acquisition(model)
         scores = self._score(acq, self.z_pool[cand]).numpy()
         if self.config.per_cost and self.costs is not None and type(acq).__name__ == "LogExpectedImprovement":
             scores = scores - np.log(self.costs[cand])
-        low = set().union(*(self.history.tried(k) for k in range(target)))
-        if self.config.guard and self._fidelities_disagree():
+        if direct:
             self.decisions.append("direct")
             return self.trial(self.pool[int(cand[int(np.argmax(scores))])], target)
-        if self.config.bar == "aei" and n_obs >= 2:
-            return self._aei_pick(model, cand, low)
         passed = None
         if self.config.bar in ("asha", "aei"):  # aei before its model has two observations: the ASHA bar
             passed = self._passed_bar()
@@ -555,12 +556,12 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         import torch
 
         target = self.fidelities.target
-        z = self.z_pool[torch.as_tensor(cand)]
         observed = sorted({self._index[t.arch] for t, v in self.history.observations if v is not None})
-        with torch.no_grad():
-            mean_T, var_T, cov, var_L = self._joint(model, z)
-            om, ov, _, _ = self._joint(model, self.z_pool[torch.as_tensor(observed)])
-        best = float((om - ov.sqrt()).max())
+        with torch.no_grad():  # one joint posterior for the candidates and the observed cells
+            mean_T, var_T, cov, var_L = self._joint(model, self.z_pool[torch.as_tensor([*cand, *observed])])
+        k = len(cand)
+        best = float((mean_T[k:] - var_T[k:].sqrt()).max())
+        mean_T, var_T, cov, var_L = mean_T[:k], var_T[:k], cov[:k], var_L[:k]
         sd_T = var_T.clamp_min(1e-12).sqrt()
         u = (mean_T - best) / sd_T
         normal = torch.distributions.Normal(0.0, 1.0)
