@@ -39,3 +39,35 @@ def test_the_multifidelity_gp_reads_the_fidelity():
     only_low = fit_multifidelity_gp(sur, inputs[:20], y[:20], fid[:20], 2, seed=0)
     assert only_low.best_f is None
     assert not isinstance(fit_multifidelity_gp(sur, inputs[:1], y[:1], fid[:1], 2), MultiFidelityTargetGP)
+
+
+def test_the_target_kernel_across_fidelities_is_off_shared_or_fitted():
+    """The target kernel's covariance between a cell's two fidelities is 0 by default, its whole
+    within-fidelity covariance with ``shared_residual`` and a fitted fraction ``rho_t`` of it
+    with ``residual_rho``; asking for both is refused in one line."""
+    import pytest
+
+    from grabnas.errors import GrabnasError
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, fidelities=("12ep",)))
+    z = torch.randn(12, 4, generator=torch.Generator().manual_seed(5), dtype=DTYPE)
+    with torch.no_grad():
+        d = torch.stack([sur.task_embedding(None, "12ep"), sur.task_embedding()])
+    fid = torch.tensor([0] * 12 + [1] * 6)
+    zz = torch.cat([z, z[:6]])
+    inputs = torch.cat([d[fid], zz, fid.unsqueeze(-1).to(DTYPE)], -1)
+    y = torch.cat([50 + 10 * z[:, 0], 90 + 2 * z[:6, 0] - z[:6, 1]])
+    pair = torch.cat([inputs[:1], inputs[12:13]])  # cell 0 at both fidelities
+    rhos = {}
+    for name, options in {"off": {}, "shared": {"shared_residual": True}, "fitted": {"residual_rho": True}}.items():
+        gp = fit_multifidelity_gp(sur, inputs, y, fid, 2, seed=0, **options)
+        target = gp.covar_module.kernels[1]
+        with torch.no_grad():
+            k = target(pair).to_dense()
+        rhos[name] = float(k[0, 1] / k[0, 0])
+        assert rhos[name] == pytest.approx(gp.fitted_hyperparameters["residual_rho"], abs=1e-9)
+    assert rhos["off"] == 0.0 and rhos["shared"] == pytest.approx(1.0)
+    assert 0.0 < rhos["fitted"] < 1.0
+    with pytest.raises(GrabnasError, match="shared_residual and residual_rho both set; expected at most one"):
+        fit_multifidelity_gp(sur, inputs, y, fid, 2, shared_residual=True, residual_rho=True)

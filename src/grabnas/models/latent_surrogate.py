@@ -243,7 +243,7 @@ class MultiFidelityLatentSurrogate:
         with torch.no_grad():
             self.embeddings = [torch.as_tensor(d).detach().to(torch.float64) for d in embeddings]
         self.seed = int(seed)
-        known = ("task_prior_var", "variance_scale", "shared_residual", "cross_factor", "integrate")
+        known = ("task_prior_var", "variance_scale", "shared_residual", "cross_factor", "residual_rho", "integrate")
         unknown = sorted(set(fit_options) - set(known))
         if unknown:
             raise GrabnasError(

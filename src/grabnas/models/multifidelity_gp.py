@@ -60,7 +60,9 @@ class CrossFidelityFactor(Kernel):
     """``1`` within a fidelity and ``rho`` across two (the fidelity index in the inputs' last
     column); ``rho = sigmoid(r)``, ``r ~ N(0, 1.5^2)`` (a priori rho's median is 0.5). Times the
     meta-learned covariance, it lets the target's paired observations (one cell at two
-    fidelities) say how far the meta-learned relation between fidelities holds for the target."""
+    fidelities) say how far the meta-learned relation between fidelities holds for the target;
+    times the target kernel (``residual_rho``), how far the target's own residuals carry from one
+    fidelity to the other."""
 
     has_lengthscale = False
 
@@ -105,8 +107,9 @@ class MultiFidelityTargetGP(TargetAdaptedGP):
     surrogate's learned fidelity offset added to ``d``, :meth:`MetaSurrogate.task_embedding`), the
     latent ``z`` and the fidelity index ``f`` (the last column). The meta-learned mean and kernel
     read ``[d_f, z]``, so they carry the correlation between fidelities that meta-training learned
-    from NB201's 12- and 200-epoch tasks; the target kernel reads ``z`` alone (what the target's
-    fidelities share beyond the prior); the mean has one offset per fidelity
+    from NB201's 12- and 200-epoch tasks; the target kernel reads ``z`` alone, within a fidelity
+    (the default), shared by all fidelities (``shared_residual``) or across them times a fitted
+    correlation (``residual_rho``: an intrinsic coregionalisation); the mean has one offset per fidelity
     (:class:`MultiFidelityPriorMean`). Targets are the normal scores of each fidelity's values
     among that fidelity's observations (a 12-epoch accuracy is not on the 200-epoch scale), and
     :attr:`best_f` is the best target of the target fidelity (None before it has one)."""
@@ -122,7 +125,13 @@ class MultiFidelityTargetGP(TargetAdaptedGP):
         target_dims: list[int],
         shared_residual: bool = False,
         cross_factor: bool = True,
+        residual_rho: bool = False,
     ) -> None:
+        if shared_residual and residual_rho:
+            raise GrabnasError(
+                "shared_residual and residual_rho both set; expected at most one (the target kernel shared "
+                "by all fidelities, or across them times a fitted correlation)"
+            )
         values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
         fidelity = torch.as_tensor(fidelity).reshape(-1).long()
         targets = torch.zeros_like(values)
@@ -132,6 +141,7 @@ class MultiFidelityTargetGP(TargetAdaptedGP):
         self._num_fidelities = int(num_fidelities)
         self._shared_residual = bool(shared_residual)
         self._cross_factor = bool(cross_factor)
+        self._residual_rho = bool(residual_rho)
         super().__init__(prior, train_X, values, target_dims=target_dims, meta_dims=meta_dims, targets=targets)
         self.fidelity = fidelity
         self.target_fidelity = int(num_fidelities) - 1
@@ -142,7 +152,13 @@ class MultiFidelityTargetGP(TargetAdaptedGP):
     ) -> None:
         meta = MetaKernel(prior, meta_dims)
         covar = (meta * CrossFidelityFactor()) if self._cross_factor else meta
-        covar = covar + (target_kernel if self._shared_residual else target_kernel * SameFidelityKernel())
+        if self._shared_residual:
+            residual = target_kernel
+        elif self._residual_rho:
+            residual = target_kernel * CrossFidelityFactor()
+        else:
+            residual = target_kernel * SameFidelityKernel()
+        covar = covar + residual
         SingleTaskGP.__init__(
             self,
             train_X.detach().to(DTYPE),
@@ -163,12 +179,18 @@ class MultiFidelityTargetGP(TargetAdaptedGP):
     @property
     def fitted_hyperparameters(self) -> dict[str, float]:
         meta, target = self.covar_module.kernels[:2]
-        target = target if hasattr(target, "outputscale") else target.kernels[0]
+        across = None if hasattr(target, "outputscale") else target.kernels[1]
+        target = target if across is None else target.kernels[0]
         cross = meta.kernels[1] if not isinstance(meta, MetaKernel) else None
         meta = meta if isinstance(meta, MetaKernel) else meta.kernels[0]
         with torch.no_grad():
+            if across is None:
+                residual_rho = 1.0  # shared by all fidelities
+            else:
+                residual_rho = float(across.rho) if isinstance(across, CrossFidelityFactor) else 0.0
             out = {
                 "cross_fidelity_rho": float(cross.rho) if cross is not None else 1.0,
+                "residual_rho": residual_rho,
                 "meta_factor": float(meta.factor),
                 "target_scale": float(target.outputscale),
                 "noise": float(self.likelihood.noise),
@@ -194,6 +216,7 @@ def fit_multifidelity_gp(
     variance_scale: float | None = None,
     shared_residual: bool = False,
     cross_factor: bool = True,
+    residual_rho: bool = False,
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on observations at several
     fidelities: ``(n, input_dim + 1)`` inputs ``[d_f, z, f]``, ``(n,)`` raw values and ``(n,)``
@@ -218,6 +241,7 @@ def fit_multifidelity_gp(
         target_dims=list(range(cfg.task_dim, cfg.input_dim)),
         shared_residual=shared_residual,
         cross_factor=cross_factor,
+        residual_rho=residual_rho,
     )
     gp.fit(seed, maxiter=maxiter, warm_start=warm_start, ftol=SCIPY_FTOL)
     return gp
