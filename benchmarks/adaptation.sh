@@ -78,6 +78,10 @@
 #              they are not rerun; paired report against "fitftol"'s runs
 #   warmup10   the same share in the block after the warm-up (warmup_start=10: asks 10-18; the first 10 stay
 #              the default's): NAS-Bench-Graph (20 seeds) and the csvloto protocol (10)
+#   pibo       opt-in piBO (prior_decay=5, mean_weight=none; 2026-12-07): the acquisition times the zero-shot belief
+#              pi(x) ** (5 / n) on a target-adapted GP without the prior mean; NB201, the stress tasks and
+#              NAS-Bench-Graph (SEEDS, default 20), the ground truths with nb201-all (10); paired report against
+#              "fitftol"'s runs. PIBO="..." for other options
 #   learning10 the default's surrogate eval with 10 draws (per-draw values stored) on NB201 and NAS-Bench-Graph,
 #              then benchmarks/learning_gain.py: the learning gain with its draw SE and the coverage count
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
@@ -350,11 +354,20 @@ for part in "${PARTS[@]}"; do
       P="$OUT/screens/warmup10"
       nbg_csvloto "$P" "warmup_random=corpus,warmup_start=10"
       report_against_fitftol "$P" ;;
+    pibo)
+      V="${PIBO:-prior_decay=5,mean_weight=none}" P="$OUT/screens/pibo"
+      mkdir -p "$P"
+      bench --seeds "${SEEDS:-20}" --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
+      .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
+      stress_both "${SEEDS:-20}" "$V" "$P/"
+      OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
+      bench --seeds "${SEEDS:-20}" --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
+      report_against_fitftol "$P" ;;
     learning10)
       P="$OUT/learning10"
       mkdir -p "$P"
       sur_eval 10 "$P"
       .venv/bin/python benchmarks/learning_gain.py "$P/sur-nb201.json" "$P/sur-nasbench-graph.json" | tee "$P/gain.md" ;;
-    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol, hyperdraw, arm or learning10" >&2; exit 2 ;;
+    *) echo "unknown part $part; expected nb201, metaseeds, stress, nbgraph, surrogate, probes, kernels, portfolio, portfolio20, csvloto, draws, csvmetaseeds, screens, screens2, integrate, integrate20, fitftol, hyperdraw, arm, pibo or learning10" >&2; exit 2 ;;
   esac
 done

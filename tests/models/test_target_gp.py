@@ -346,7 +346,7 @@ def test_a_centred_prior_mean_keeps_its_weight_on_observations_from_the_prior_to
     with torch.no_grad():  # ranks unseen cells like the prior
         mu = centred.posterior(X[:200]).mean.reshape(-1).numpy()
     assert spearmanr(mu, m[:200].numpy())[0] > 0.9
-    with pytest.raises(GrabnasError, match="map, marginal or centred"):
+    with pytest.raises(GrabnasError, match="map, marginal, centred or none"):
         fit_target_gp(sur, X[top], values, mean_weight="centered")
 
 

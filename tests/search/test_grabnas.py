@@ -302,6 +302,9 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"init_spread": "wide"}, "init_spread 'wide' is unknown; expected one of corpus, meta"),
         ({"hyper_draw": True, "integrate": 0}, "hyper_draw needs integrate >= 2"),
         ({"hyper_draw": "yes"}, "hyper_draw must be true or false, got 'yes'"),
+        ({"prior_decay": -1}, "prior_decay must be >= 0, got -1"),
+        ({"prior_decay": "strong"}, "prior_decay must be a number, got 'strong'"),
+        ({"mean_weight": "half"}, "mean_weight 'half' is unknown; expected one of map, marginal, centred, none"),
     ],
 )
 def test_bad_settings(kw, fragment):
@@ -585,3 +588,42 @@ def test_untried_excludes_every_copy_of_a_tried_or_pending_architecture(nb201_sp
     assert left == set(pool) - tried
     assert len(cand) == len(pool) - sum(pool.count(a) for a in tried)
     assert list(cand) == sorted(cand)
+
+
+def test_prior_decay_weights_global_steps_by_the_zero_shot_belief(nb201_bench):
+    """``prior_decay`` (piBO): the belief is log Phi((mu_0 - max mu_0) / sigma_0) of the zero-shot
+    prior (log 0.5 at the pool member it rates best, below elsewhere; the same for a latent given
+    explicitly); with a huge ``beta`` every global step takes an untried member of the highest
+    belief, and ``prior_decay=0`` is the default search ask for ask."""
+    import math
+
+    opt, asked = _search(nb201_bench, "grabnas[prior_decay=1e12,mean_weight=none,integrate=0]", seed=3, steps=5)
+    belief = opt._log_prior_belief()
+    assert belief.shape == (len(opt.pool),)
+    assert float(belief.max()) == pytest.approx(math.log(0.5), abs=1e-9)
+    assert int(belief.argmax()) == int(opt._prior_scores.argmax())
+    some = torch.as_tensor([3, 700, 9000])
+    assert torch.allclose(opt._log_prior_belief(opt.z_pool[some]), belief[some], atol=1e-9)
+    rank = {a: float(b) for a, b in zip(opt.pool, belief)}
+    for i in range(1, 5):  # asks 1-4 are global steps, each the best untried by belief
+        untried = [rank[a] for a in opt.pool if a not in asked[:i]]
+        assert rank[asked[i]] == pytest.approx(max(untried), abs=1e-9)
+    assert (
+        _search(nb201_bench, "grabnas[prior_decay=0]", seed=3, steps=4)[1]
+        == _search(nb201_bench, "grabnas", seed=3, steps=4)[1]
+    )
+
+
+def test_mean_weight_none_keeps_a_constant_mean_and_the_meta_covariance(nb201_bench):
+    """``mean_weight=none``: the target-adapted GP's prior-mean weight stays 0 through its fits (no
+    prior on it to redraw it from), its offset is fitted, and its mean is that constant."""
+    from grabnas.models.target_gp import MetaKernel
+
+    opt, _ = _search(nb201_bench, "grabnas[mean_weight=none,integrate=0]", seed=1, steps=5)
+    gp = opt.surrogate._last_gp
+    mean = gp.mean_module
+    assert float(mean.scale) == 0.0 and not mean.scale.requires_grad
+    assert [name for name, *_ in gp.named_priors() if name.startswith("mean_module")] == ["mean_module.offset_prior"]
+    with torch.no_grad():
+        assert torch.allclose(mean(opt.surrogate.inputs(opt.z_pool[:50])), mean.offset.expand(50))
+    assert any(isinstance(k, MetaKernel) for k in gp.covar_module.kernels)

@@ -147,10 +147,17 @@ class MetaPriorMean(Mean):
     columns (``[d, z]``; None: all). ``marginal``: ``a = 1, c = 0`` fixed, for a model that
     integrates them out with :class:`PriorMeanWeightKernel` instead of fitting them. ``centre``: a
     constant subtracted from ``m`` (0: none; :class:`TargetAdaptedGP` with ``mean_weight="centred"``
-    sets it to ``m``'s mean over the observations, whose normal scores have mean 0)."""
+    sets it to ``m``'s mean over the observations, whose normal scores have mean 0). ``unweighted``:
+    ``a = 0`` fixed, ``c`` fitted: the mean ignores ``m`` (``mean_weight="none"``: the prior's
+    preferences then reach a search only through its acquisition, as in piBO)."""
 
     def __init__(
-        self, prior: DeepKernelGP, meta_dims: int | None = None, marginal: bool = False, centre: float = 0.0
+        self,
+        prior: DeepKernelGP,
+        meta_dims: int | None = None,
+        marginal: bool = False,
+        centre: float = 0.0,
+        unweighted: bool = False,
     ) -> None:
         super().__init__()
         self._prior = _Frozen(prior)
@@ -158,12 +165,15 @@ class MetaPriorMean(Mean):
         self.meta_dims = meta_dims
         self.marginal = marginal
         self.centre = float(centre)  # not a buffer: a warm start must not carry an old fit's centre
-        self.register_parameter("scale", torch.nn.Parameter(torch.ones((), dtype=DTYPE), requires_grad=not marginal))
+        fit_scale = not (marginal or unweighted)
+        scale = torch.zeros((), dtype=DTYPE) if unweighted else torch.ones((), dtype=DTYPE)
+        self.register_parameter("scale", torch.nn.Parameter(scale, requires_grad=fit_scale))
         self.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=DTYPE), requires_grad=not marginal))
-        if not marginal:
+        if fit_scale:  # a fixed scale has no prior (a fit's retries would redraw it from one)
             self.register_prior(
                 "scale_prior", NormalPrior(torch.tensor(1.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "scale"
             )
+        if not marginal:
             self.register_prior(
                 "offset_prior", NormalPrior(torch.tensor(0.0, dtype=DTYPE), torch.tensor(1.0, dtype=DTYPE)), "offset"
             )
@@ -353,9 +363,10 @@ class TargetAdaptedGP(SingleTaskGP):
             encoding of the architecture appended to ``[d, z]``.
         meta_dims: the meta-learned parts read ``X[..., :meta_dims]`` (``[d, z]``; None: all of X).
         mean_weight: ``map`` (the prior mean's weight ``a`` and offset ``c`` fitted, default),
-            ``marginal`` (integrated out: :class:`PriorMeanWeightKernel`) or ``centred`` (fitted, with
+            ``marginal`` (integrated out: :class:`PriorMeanWeightKernel`), ``centred`` (fitted, with
             the prior mean centred on its average over the observations: ``c + a (m(x) - mean_i
-            m(x_i))``, so that ``c ~ N(0, 1)`` matches the observations' normal scores).
+            m(x_i))``, so that ``c ~ N(0, 1)`` matches the observations' normal scores) or ``none``
+            (``a = 0``: a constant mean ``c``; the meta-learned covariance stays).
         targets: ``(n,)`` the model's targets when not the normal scores of ``values`` (e.g.
             the per-fidelity scores of :class:`MultiFidelityTargetGP`).
         prior_mean_kernel: add a kernel on the meta-learned prior mean (:class:`PriorMeanKernel`),
@@ -383,8 +394,8 @@ class TargetAdaptedGP(SingleTaskGP):
         target_scale: float | None = None,
         hamming_dims: list[int] | None = None,
     ) -> None:
-        if mean_weight not in ("map", "marginal", "centred"):
-            raise GrabnasError(f"mean_weight {mean_weight!r} is unknown; expected map, marginal or centred")
+        if mean_weight not in ("map", "marginal", "centred", "none"):
+            raise GrabnasError(f"mean_weight {mean_weight!r} is unknown; expected map, marginal, centred or none")
         values = torch.as_tensor(values, dtype=DTYPE).reshape(-1)
         if values.numel() < 2 or train_X.shape[0] != values.numel():
             raise GrabnasError(
@@ -456,6 +467,7 @@ class TargetAdaptedGP(SingleTaskGP):
                 meta_dims,
                 marginal=mean_weight == "marginal",
                 centre=_mean_centre(prior, train_X, meta_dims, mean_weight),
+                unweighted=mean_weight == "none",
             ),
             outcome_transform=None,
         )

@@ -188,6 +188,13 @@ class GraBNASConfig:
         hyper_draw: with ``integrate``, act at every ask on one of the mixture's components,
             drawn by its weight, instead of on the mixture (Thompson sampling over the scalar
             hyperparameters; opt-in, docs/adaptation.md).
+        prior_decay: ``beta`` of piBO (Hvarfner et al., ICLR 2022; 0: off): a global step ranks
+            the candidates by their acquisition value times ``pi(x) ** (beta / n)`` (``n`` successful
+            observations), where ``pi(x)`` is the zero-shot prior's probability that ``x`` beats the
+            pool member it rates best (``Phi((mu_0(x) - max mu_0) / sigma_0(x))``). The prior's
+            preferences steer the first asks and fade as observations accumulate, so the search
+            tends to the model's own acquisition; with ``mean_weight="none"`` that model keeps the
+            meta-learned covariance but not its mean (opt-in, docs/adaptation.md).
         draw_start: the first ask at which ``global_draw="thompson"`` applies (earlier global steps
             take the acquisition's argmax).
         local_gate: on a local step, propose the decode only when the acquisition rates it above
@@ -239,6 +246,7 @@ class GraBNASConfig:
     fit_start: int = 2
     integrate: int | None = None
     hyper_draw: bool = False
+    prior_decay: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -250,7 +258,7 @@ class GraBNASConfig:
             "init": (self.init, ("thompson", "top")),
             "init_spread": (self.init_spread, ("corpus", "meta")),
             "target_kernel": (self.target_kernel, ("latent", "onehot", "hamming")),
-            "mean_weight": (self.mean_weight, ("map", "marginal", "centred")),
+            "mean_weight": (self.mean_weight, ("map", "marginal", "centred", "none")),
             "target_scale": (self.target_scale, ("meta", "corpus")),
             "global_draw": (self.global_draw, ("argmax", "thompson")),
             "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
@@ -289,7 +297,7 @@ class GraBNASConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise GrabnasError(f"GraB-NAS {name} must be an integer, got {value!r}")
-        for name in ("eta", "ucb_beta"):
+        for name in ("eta", "ucb_beta", "prior_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise GrabnasError(f"GraB-NAS {name} must be a number, got {value!r}")
@@ -309,6 +317,7 @@ class GraBNASConfig:
             "ascent_steps",
             "eta",
             "ucb_beta",
+            "prior_decay",
             "guard",
             "probe_every",
             "probe_start",
@@ -389,6 +398,9 @@ class GraBNAS(Optimizer):
         self.asks = 0
         #: ``(len(pool),)`` zero-shot prior means of the pool (computed at the first initial-design ask)
         self._prior_scores: Tensor | None = None
+        #: ``prior_decay``'s log zero-shot belief over the pool and the prior's best mean there
+        self._log_belief: Tensor | None = None
+        self._belief_top: float | None = None
         #: per local step: (decodes tried, valid decodes, proposal left the pool)
         self.local_log: list[dict] = []
         #: per ask that hit a numerical failure of the GP: what failed and what was done instead
@@ -654,12 +666,19 @@ class GraBNAS(Optimizer):
             top = torch.topk(single, min(self.config.q_candidates, len(cand))).indices
             cand = cand[top.numpy()]
             scores = self._score(acq, self.z_pool[cand])
+        decay = self.config.prior_decay / values.size if self.config.prior_decay and values.size else 0.0
+        if decay:
+            scores = scores + decay * self._log_prior_belief()[torch.as_tensor(cand)]
         best = int(torch.argmax(scores))
         if self.config.global_draw == "thompson" and self.asks >= self.config.draw_start and cand.size > 1:
             top = torch.topk(scores, min(self.config.q_candidates, cand.size)).indices
             best = int(top[self._draw_argmax(model, cand[top.numpy()])])
-        if local is not None and float(self._score(acq, self.latent([local]))[0]) > float(scores[best]):
-            return local  # gated local step: the decode beats every global candidate
+        if local is not None:
+            local_score = float(self._score(acq, self.latent([local]))[0])
+            if decay:
+                local_score += decay * float(self._log_prior_belief(self.latent([local]))[0])
+            if local_score > float(scores[best]):
+                return local  # gated local step: the decode beats every global candidate
         return self.pool[int(cand[best])]
 
     def _draw_argmax(self, model, cand: np.ndarray, extra_noise: bool = False) -> int:
@@ -682,6 +701,33 @@ class GraBNAS(Optimizer):
                     noise = torch.randn(draw.shape[0], dtype=draw.dtype, generator=self._torch_gen)
                     draw = draw + math.sqrt(extra) * noise
         return int(torch.argmax(draw))
+
+    def _log_prior_belief(self, z: Tensor | None = None) -> Tensor:
+        """``log pi(x)`` of ``prior_decay``: the log zero-shot probability that a cell beats the
+        pool member with the highest prior mean, ``log Phi((mu_0 - max_pool mu_0) / sigma_0)``,
+        for the ``(k, latent_dim)`` latents ``z`` (None: the whole pool, ``(len(pool),)``, computed
+        once)."""
+        if z is None and self._log_belief is not None:
+            return self._log_belief
+        prior = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
+        if self._belief_top is None:
+            self._belief_top = float(self._zero_shot_marginals(prior, self.z_pool)[0].max())
+        mean, sd = self._zero_shot_marginals(prior, self.z_pool if z is None else z)
+        out = torch.special.log_ndtr((mean - self._belief_top) / sd)
+        if z is None:
+            self._log_belief = out
+        return out
+
+    @staticmethod
+    def _zero_shot_marginals(prior, z: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+        """``(k,)`` means and standard deviations of ``prior`` at the ``(k, latent_dim)`` latents."""
+        means, sds = [], []
+        with torch.no_grad():
+            for i in range(0, len(z), chunk):
+                post = prior.posterior(z[i : i + chunk].unsqueeze(1))
+                means.append(post.mean.reshape(-1))
+                sds.append(post.variance.reshape(-1).clamp_min(1e-12).sqrt())
+        return torch.cat(means), torch.cat(sds)
 
     def _prior_top(self, cand: np.ndarray) -> Architecture:
         """The initial design's pick among ``cand`` (untried pool indices): the highest zero-shot
