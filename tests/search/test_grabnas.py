@@ -608,6 +608,9 @@ def test_prior_decay_weights_global_steps_by_the_zero_shot_belief(nb201_bench):
     for i in range(1, 5):  # asks 1-4 are global steps, each the best untried by belief
         untried = [rank[a] for a in opt.pool if a not in asked[:i]]
         assert rank[asked[i]] == pytest.approx(max(untried), abs=1e-9)
+    batch = opt.ask(2)  # the second pick is pending-aware (prefiltered, then joint): weighted the same
+    best_two = sorted((rank[a] for a in opt.pool if a not in asked), reverse=True)[:2]
+    assert sorted((rank[a] for a in batch), reverse=True) == pytest.approx(best_two, abs=1e-9)
     assert (
         _search(nb201_bench, "grabnas[prior_decay=0]", seed=3, steps=4)[1]
         == _search(nb201_bench, "grabnas", seed=3, steps=4)[1]

@@ -658,17 +658,20 @@ class GraBNAS(Optimizer):
             return local
         if cand.size == 0:
             return local
+        # piBO's weight on the prior's belief (prior_decay; 0: none), in every ranking of the pool below
+        decay = self.config.prior_decay / values.size if self.config.prior_decay and values.size else 0.0
+
+        def weighted(scores: Tensor, rows: np.ndarray) -> Tensor:
+            return scores + decay * self._log_prior_belief()[torch.as_tensor(rows)] if decay else scores
+
         prefilter = z_pending is not None or self.config.acquisition == "lognei"
         if not prefilter or self._best_f(model, values) is None:
-            scores = self._score(acq, self.z_pool[cand])
+            scores = weighted(self._score(acq, self.z_pool[cand]), cand)
         else:  # pending-aware or noisy EI: the joint acquisition on the best single-point candidates
             single = self._score(self._acquisition(model, values, None, joint=False), self.z_pool[cand])
-            top = torch.topk(single, min(self.config.q_candidates, len(cand))).indices
+            top = torch.topk(weighted(single, cand), min(self.config.q_candidates, len(cand))).indices
             cand = cand[top.numpy()]
-            scores = self._score(acq, self.z_pool[cand])
-        decay = self.config.prior_decay / values.size if self.config.prior_decay and values.size else 0.0
-        if decay:
-            scores = scores + decay * self._log_prior_belief()[torch.as_tensor(cand)]
+            scores = weighted(self._score(acq, self.z_pool[cand]), cand)
         best = int(torch.argmax(scores))
         if self.config.global_draw == "thompson" and self.asks >= self.config.draw_start and cand.size > 1:
             top = torch.topk(scores, min(self.config.q_candidates, cand.size)).indices
