@@ -398,9 +398,10 @@ class GraBNAS(Optimizer):
         self.asks = 0
         #: ``(len(pool),)`` zero-shot prior means of the pool (computed at the first initial-design ask)
         self._prior_scores: Tensor | None = None
-        #: ``prior_decay``'s log zero-shot belief over the pool and the prior's best mean there
+        #: ``prior_decay``'s zero-shot prior, its log belief over the pool and its best mean there
+        self._zero_shot = None
         self._log_belief: Tensor | None = None
-        self._belief_top: float | None = None
+        self._belief_top = 0.0
         #: per local step: (decodes tried, valid decodes, proposal left the pool)
         self.local_log: list[dict] = []
         #: per ask that hit a numerical failure of the GP: what failed and what was done instead
@@ -710,16 +711,15 @@ class GraBNAS(Optimizer):
         pool member with the highest prior mean, ``log Phi((mu_0 - max_pool mu_0) / sigma_0)``,
         for the ``(k, latent_dim)`` latents ``z`` (None: the whole pool, ``(len(pool),)``, computed
         once)."""
-        if z is None and self._log_belief is not None:
-            return self._log_belief
-        prior = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
-        if self._belief_top is None:
-            self._belief_top = float(self._zero_shot_marginals(prior, self.z_pool)[0].max())
-        mean, sd = self._zero_shot_marginals(prior, self.z_pool if z is None else z)
-        out = torch.special.log_ndtr((mean - self._belief_top) / sd)
+        if self._log_belief is None:  # once per search: the zero-shot prior does not change
+            self._zero_shot = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
+            mean, sd = self._zero_shot_marginals(self._zero_shot, self.z_pool)
+            self._belief_top = float(mean.max())
+            self._log_belief = torch.special.log_ndtr((mean - self._belief_top) / sd)
         if z is None:
-            self._log_belief = out
-        return out
+            return self._log_belief
+        mean, sd = self._zero_shot_marginals(self._zero_shot, z)
+        return torch.special.log_ndtr((mean - self._belief_top) / sd)
 
     @staticmethod
     def _zero_shot_marginals(prior, z: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
