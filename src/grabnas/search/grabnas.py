@@ -398,7 +398,8 @@ class GraBNAS(Optimizer):
         self.asks = 0
         #: ``(len(pool),)`` zero-shot prior means of the pool (computed at the first initial-design ask)
         self._prior_scores: Tensor | None = None
-        #: ``prior_decay``'s zero-shot prior, its log belief over the pool and its best mean there
+        #: the zero-shot prior (:meth:`_zero_shot_model`); ``prior_decay``'s log belief over the pool
+        #: and the prior's best mean there
         self._zero_shot = None
         self._log_belief: Tensor | None = None
         self._belief_top = 0.0
@@ -711,15 +712,21 @@ class GraBNAS(Optimizer):
         pool member with the highest prior mean, ``log Phi((mu_0 - max_pool mu_0) / sigma_0)``,
         for the ``(k, latent_dim)`` latents ``z`` (None: the whole pool, ``(len(pool),)``, computed
         once)."""
-        if self._log_belief is None:  # once per search: the zero-shot prior does not change
-            self._zero_shot = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
-            mean, sd = self._zero_shot_marginals(self._zero_shot, self.z_pool)
+        if self._log_belief is None:
+            mean, sd = self._zero_shot_marginals(self._zero_shot_model(), self.z_pool)
             self._belief_top = float(mean.max())
             self._log_belief = torch.special.log_ndtr((mean - self._belief_top) / sd)
         if z is None:
             return self._log_belief
-        mean, sd = self._zero_shot_marginals(self._zero_shot, z)
+        mean, sd = self._zero_shot_marginals(self._zero_shot_model(), z)
         return torch.special.log_ndtr((mean - self._belief_top) / sd)
+
+    def _zero_shot_model(self):
+        """The surrogate's zero-shot prior over latents (no observations), built once per search: it
+        never changes, and the initial design and ``prior_decay`` both read it."""
+        if self._zero_shot is None:
+            self._zero_shot = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
+        return self._zero_shot
 
     @staticmethod
     def _zero_shot_marginals(prior, z: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
@@ -739,7 +746,7 @@ class GraBNAS(Optimizer):
         (``init="thompson"``, drawn with the optimizer's own generator)."""
         from botorch.acquisition import PosteriorMean
 
-        prior = self.surrogate.fit(self.z_pool[:0], torch.zeros(0, dtype=torch.float64))
+        prior = self._zero_shot_model()
         if self._prior_scores is None:
             self._prior_scores = self._score(PosteriorMean(prior), self.z_pool)
         scores = self._prior_scores[cand]
