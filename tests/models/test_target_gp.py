@@ -375,3 +375,32 @@ def test_the_fit_objective_is_gpytorchs_and_its_tolerance_costs_nothing_measurab
 
     # the default tolerance stops within 1e-3 (per observation) of scipy's own, far tighter one
     assert loss(FIT_FTOL) == pytest.approx(loss(2.2e-9), abs=1e-3)
+
+
+def test_a_finetuned_feature_map_moves_the_prior_towards_the_observations_on_a_copy():
+    """``finetune=K``: the target-adapted GP is built on a prior whose feature map was fine-tuned
+    to the observations (its mean ranks them better than the meta-learned mean did), while the
+    surrogate's own feature map and its zero-shot prior are unchanged."""
+    sur = _surrogate()
+    X = _inputs(sur, 40, 3)
+    g = torch.Generator().manual_seed(4)
+    values = torch.randn(40, generator=g, dtype=DTYPE)  # unrelated to the prior mean
+    before = {k: v.clone() for k, v in sur.feature_map.state_dict().items()}
+    m0 = _prior_mean(sur, X)
+    tuned = fit_target_gp(sur, X, values, seed=0, finetune=200, finetune_lr=1e-2)
+    for k, v in sur.feature_map.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert torch.equal(_prior_mean(sur, X), m0)
+    prior = tuned.mean_module._prior.module
+    assert prior.feature_map is not sur.feature_map
+    with torch.no_grad():
+        m1 = prior.prior_mean(X)
+    rho0, rho1 = spearmanr(m0.numpy(), values.numpy())[0], spearmanr(m1.numpy(), values.numpy())[0]
+    assert rho1 > rho0 + 0.3
+    # the fit still reads gradients to the inputs through the fine-tuned map (the latent ascent)
+    Xg = X[:5].clone().requires_grad_(True)
+    tuned.posterior(Xg).mean.sum().backward()
+    assert Xg.grad is not None and torch.isfinite(Xg.grad).all() and Xg.grad.abs().sum() > 0
+    assert isinstance(fit_target_gp(sur, X[:1], values[:1], finetune=5), DeepKernelGP)
+    with pytest.raises(GrabnasError, match="finetune must be 0"):
+        fit_target_gp(sur, X, values, finetune=-1)

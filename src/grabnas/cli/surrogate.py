@@ -153,7 +153,19 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--shots", type=int_list, default=(0, 5, 10, 20), help="numbers of observations (default 0,5,10,20)")
     e.add_argument("--seeds", type=positive_int, default=5, help="random observation sets per number (default 5)")
-    e.add_argument("--adapt-steps", type=int, default=0, help="MLL fine-tuning steps at each adaptation (default 0)")
+    e.add_argument(
+        "--adapt-steps",
+        type=int,
+        default=0,
+        help="MLL fine-tuning steps at each adaptation (default 0; --adaptation meta, or with --finetune-features)",
+    )
+    e.add_argument("--adapt-lr", type=float, default=0.05, help="Adam learning rate of those steps (default 0.05)")
+    e.add_argument(
+        "--finetune-features",
+        action="store_true",
+        help="fine-tune the feature map by --adapt-steps Adam steps of the marginal likelihood (TNAS/FSBO-style); "
+        "with --adaptation target, before the target-adapted GP is fitted on it",
+    )
     e.add_argument(
         "--widen",
         type=float,
@@ -461,6 +473,10 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
         raise GrabnasError(f"--integrate must be 0 (the MAP fit) or at least 2 samples, got {args.integrate}")
     if args.integrate and args.adaptation != "target":
         raise GrabnasError("--integrate needs --adaptation target (the meta-learned model has nothing to integrate)")
+    if args.finetune_features and args.adapt_steps <= 0:
+        raise GrabnasError(
+            "--finetune-features needs --adapt-steps N > 0 (the Adam steps that fine-tune the feature map)"
+        )
     corpus = _maybe_strip(load_corpus(args.benchmark, args.data), args.ignore_data)
     targets = list(args.task) if args.task else [t.name for t in corpus.tasks if t.fidelity is None]
     for name in targets:
@@ -513,6 +529,8 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             steps=args.adapt_steps,
             fit_options={
                 "adaptation": args.adaptation,
+                "finetune_features": args.finetune_features,
+                "lr": args.adapt_lr,
                 "calibrate": args.calibrate == "loo",
                 "target_kernel": args.target_kernel,
                 "target_scale": _target_scale(args.target_scale, sur, train_corpus, task.group),

@@ -131,7 +131,9 @@ def evaluate_task(
     target_scale = options.pop("target_scale", None)
     integrate = int(options.pop("integrate", 0))
     if adaptation == "target":  # only the prior's options apply
+        finetune = steps if options.get("finetune_features") else 0
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
+        options["finetune"] = finetune
         options["calibrate"] = calibrate
         options["target_scale"] = target_scale
         options["integrate"] = integrate

@@ -38,6 +38,9 @@ class MetaLatentSurrogate:
     GP is fitted; with fewer (from one on) the surrogate is conditioned with the meta-learned
     hyperparameters, as ``meta``. The default 2 fits from two observations (with one, the
     zero-shot prior); only values above 2 change anything.
+    ``finetune``: with ``target``, the Adam steps that fine-tune the prior's feature map to the
+    observations before each fit (0: the meta-learned map as is; see
+    :func:`grabnas.models.target_gp.fit_target_gp`).
     """
 
     def __init__(
@@ -55,12 +58,16 @@ class MetaLatentSurrogate:
         fit_start: int = 2,
         integrate: int = 0,
         hyper_draw: bool = False,
+        finetune: int = 0,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
             raise GrabnasError(f"unknown surrogate adaptation {adaptation!r}; expected target or meta")
         if extra_dims and adaptation != "target":
             raise GrabnasError("a target kernel on an architecture encoding needs adaptation=target")
+        if finetune and adaptation != "target":
+            raise GrabnasError("finetune (the target-adapted GP's fine-tuned feature map) needs adaptation=target")
+        self.finetune = int(finetune)
         self.extra_dims = int(extra_dims)
         self.mean_weight = mean_weight
         self.target_scale = target_scale
@@ -134,6 +141,7 @@ class MetaLatentSurrogate:
                 mean_weight=self.mean_weight,
                 target_scale=self.target_scale,
                 onehot_kernel=self.onehot_kernel,
+                finetune=self.finetune,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):

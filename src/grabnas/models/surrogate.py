@@ -149,7 +149,7 @@ class MetaSurrogate(nn.Module):
         variance_scale: float | None = None,
         tasks: Sequence[str] | None = None,
     ) -> DeepKernelGP:
-        fmap = copy.deepcopy(self.feature_map) if copy_features else self.feature_map
+        fmap = self._feature_map_copy() if copy_features else self.feature_map
         gp = DeepKernelGP(
             fmap,
             train_X,
@@ -177,6 +177,15 @@ class MetaSurrogate(nn.Module):
                 gp.likelihood.noise = gp.likelihood.noise * f
         gp.eval()
         return gp
+
+    def _feature_map_copy(self) -> FeatureMap:
+        """A deep copy of the feature map without its row cache (whose outputs a change of the
+        copy's weights would invalidate anyway)."""
+        cache, self.feature_map.cache = self.feature_map.cache, None
+        try:
+            return copy.deepcopy(self.feature_map)
+        finally:
+            self.feature_map.cache = cache
 
     def prior(
         self, task_prior_var: float = 1.0, variance_scale: float | None = None, tasks: Sequence[str] | None = None
@@ -315,6 +324,41 @@ class MetaSurrogate(nn.Module):
                 offset_prior_std=offset_prior_std,
             )
         return gp
+
+    def finetuned_prior(
+        self,
+        X: Tensor,
+        Y: Tensor | Sequence[float],
+        steps: int,
+        lr: float = 1e-3,
+        task_prior_var: float = 1.0,
+        variance_scale: float | None = None,
+        tasks: Sequence[str] | None = None,
+    ) -> DeepKernelGP:
+        """The zero-shot prior (:meth:`prior`) with its feature map replaced by a copy fine-tuned to
+        a target's ``(n, D)`` inputs and ``n`` raw values: ``steps`` Adam steps (learning rate
+        ``lr``) of the meta-learned GP's marginal likelihood over the feature map and its scalar
+        hyperparameters (:meth:`fit` with ``finetune_features``), as TNAS and FSBO fine-tune a
+        deep kernel on the target. Only the feature map is kept (``m`` and ``phi`` of the target);
+        the scalars stay the zero-shot ones, for a model fitted on top to refit. The surrogate's
+        own feature map is not changed."""
+        fitted = self.fit(
+            X,
+            Y,
+            steps=steps,
+            lr=lr,
+            finetune_features=True,
+            task_prior_var=task_prior_var,
+            variance_scale=variance_scale,
+            tasks=tasks,
+        )
+        prior = self.prior(task_prior_var, variance_scale, tasks)
+        fmap = fitted.feature_map
+        if fmap is not self.feature_map:  # fewer than 2 values: nothing was fine-tuned
+            if self.feature_map.cache is not None:
+                fmap.enable_cache()
+            prior.feature_map = fmap.requires_grad_(False)
+        return prior
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -655,6 +655,8 @@ def fit_target_gp(
     mean_weight: str = "map",
     target_scale: float | None = None,
     onehot_kernel: str = "ard",
+    finetune: int = 0,
+    finetune_lr: float = 1e-3,
 ):
     """Condition a :class:`~grabnas.models.surrogate.MetaSurrogate` on a target's ``(n, D)``
     inputs and ``(n,)`` raw values by the target-adapted GP: with ``n < 2`` its zero-shot prior
@@ -669,16 +671,28 @@ def fit_target_gp(
     ``o`` added to the kernel on ``z``: :func:`hamming_kernel`). ``mean_weight``,
     ``target_scale``: see :class:`TargetAdaptedGP`. To integrate the scalar hyperparameters out
     instead of fitting them, pass the result to
-    :func:`grabnas.models.hyper_mixture.integrate_hyperparameters`."""
-    prior = surrogate.prior(task_prior_var, variance_scale, tasks)
+    :func:`grabnas.models.hyper_mixture.integrate_hyperparameters`.
+
+    ``finetune``: ``0``, or the number of Adam steps (learning rate ``finetune_lr``) that first
+    fine-tune the prior's feature map to the observations
+    (:meth:`~grabnas.models.surrogate.MetaSurrogate.finetuned_prior`), so that the frozen meta-learned
+    mean and covariance the target-adapted GP is built on are those of the fine-tuned map."""
+    if finetune < 0:
+        raise GrabnasError(f"finetune must be 0 (off) or a number of Adam steps, got {finetune}")
     if X is None or values is None or len(values) < 2:
-        return prior
+        return surrogate.prior(task_prior_var, variance_scale, tasks)
     X, values = as_observations(X, values)
     cfg = surrogate.config
     if X.shape[-1] != cfg.input_dim + extra_dims:
         raise GrabnasError(
             f"target-GP inputs have {X.shape[-1]} columns; expected {cfg.input_dim} + {extra_dims} ([d, z] + extra)"
         )
+    if finetune:
+        prior = surrogate.finetuned_prior(
+            X[..., : cfg.input_dim], values, finetune, finetune_lr, task_prior_var, variance_scale, tasks
+        )
+    else:
+        prior = surrogate.prior(task_prior_var, variance_scale, tasks)
     if onehot_kernel not in ("ard", "hamming"):
         raise GrabnasError(f"onehot_kernel {onehot_kernel!r} is unknown; expected ard or hamming")
     encoding = list(range(cfg.input_dim, cfg.input_dim + extra_dims))

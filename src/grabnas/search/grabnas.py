@@ -188,6 +188,9 @@ class GraBNASConfig:
         hyper_draw: with ``integrate``, act at every ask on one of the mixture's components,
             drawn by its weight, instead of on the mixture (Thompson sampling over the scalar
             hyperparameters; opt-in, docs/adaptation.md).
+        finetune: ``0`` (default), or the Adam steps (learning rate 1e-3) that fine-tune a copy of
+            the meta-learned feature map to the target's observations at every fit, before the
+            target-adapted GP is fitted on it (TNAS / FSBO-style; opt-in, docs/adaptation.md).
         prior_decay: ``beta`` of piBO (Hvarfner et al., ICLR 2022; 0: off): a global step ranks
             the candidates by their acquisition value times ``pi(x) ** (beta / n)`` (``n`` successful
             observations), where ``pi(x)`` is the zero-shot prior's probability that ``x`` beats the
@@ -247,6 +250,7 @@ class GraBNASConfig:
     integrate: int | None = None
     hyper_draw: bool = False
     prior_decay: float = 0.0
+    finetune: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -293,6 +297,7 @@ class GraBNASConfig:
             "draw_start",
             "fit_start",
             "integrate",
+            "finetune",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -305,6 +310,10 @@ class GraBNASConfig:
             raise GrabnasError(f"GraB-NAS integrate must be 0 (the MAP fit) or >= 2 samples, got {self.integrate}")
         if self.integrate and self.adaptation != "target":
             raise GrabnasError("GraB-NAS integrate needs adaptation=target")
+        if self.finetune < 0:
+            raise GrabnasError(f"GraB-NAS finetune must be 0 (off) or a number of Adam steps, got {self.finetune}")
+        if self.finetune and self.adaptation != "target":
+            raise GrabnasError("GraB-NAS finetune needs adaptation=target")
         if self.hyper_draw and not self.integrate:
             raise GrabnasError("GraB-NAS hyper_draw needs integrate >= 2 (a mixture to draw from)")
         if self.fit_start < 2:

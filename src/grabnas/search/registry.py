@@ -397,6 +397,7 @@ def assemble_grabnas(
             fit_start=config.fit_start,
             integrate=config.integrate,
             hyper_draw=config.hyper_draw,
+            finetune=config.finetune,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
