@@ -159,7 +159,12 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="MLL fine-tuning steps at each adaptation (default 0; --adaptation meta, or with --finetune-features)",
     )
-    e.add_argument("--adapt-lr", type=float, default=0.05, help="Adam learning rate of those steps (default 0.05)")
+    e.add_argument(
+        "--adapt-lr",
+        type=float,
+        default=None,
+        help="Adam learning rate of those steps (default 0.05 for --adaptation meta, 1e-3 for --finetune-features with target)",
+    )
     e.add_argument(
         "--finetune-features",
         action="store_true",
@@ -530,7 +535,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             fit_options={
                 "adaptation": args.adaptation,
                 "finetune_features": args.finetune_features,
-                "lr": args.adapt_lr,
+                **({} if args.adapt_lr is None else {"lr": args.adapt_lr}),
                 "calibrate": args.calibrate == "loo",
                 "target_kernel": args.target_kernel,
                 "target_scale": _target_scale(args.target_scale, sur, train_corpus, task.group),

@@ -132,8 +132,10 @@ def evaluate_task(
     integrate = int(options.pop("integrate", 0))
     if adaptation == "target":  # only the prior's options apply
         finetune = steps if options.get("finetune_features") else 0
+        finetune_lr = float(options.get("lr", 1e-3))
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
         options["finetune"] = finetune
+        options["finetune_lr"] = finetune_lr
         options["calibrate"] = calibrate
         options["target_scale"] = target_scale
         options["integrate"] = integrate

@@ -39,7 +39,7 @@ class MetaLatentSurrogate:
     hyperparameters, as ``meta``. The default 2 fits from two observations (with one, the
     zero-shot prior); only values above 2 change anything.
     ``finetune``: with ``target``, the Adam steps that fine-tune the prior's feature map to the
-    observations before each fit (0: the meta-learned map as is; see
+    observations before each fit, learning rate ``finetune_lr`` (0: the meta-learned map as is; see
     :func:`grabnas.models.target_gp.fit_target_gp`).
     """
 
@@ -59,6 +59,7 @@ class MetaLatentSurrogate:
         integrate: int = 0,
         hyper_draw: bool = False,
         finetune: int = 0,
+        finetune_lr: float = 1e-3,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -68,6 +69,7 @@ class MetaLatentSurrogate:
         if finetune and adaptation != "target":
             raise GrabnasError("finetune (the target-adapted GP's fine-tuned feature map) needs adaptation=target")
         self.finetune = int(finetune)
+        self.finetune_lr = float(finetune_lr)
         self.extra_dims = int(extra_dims)
         self.mean_weight = mean_weight
         self.target_scale = target_scale
@@ -142,6 +144,7 @@ class MetaLatentSurrogate:
                 target_scale=self.target_scale,
                 onehot_kernel=self.onehot_kernel,
                 finetune=self.finetune,
+                finetune_lr=self.finetune_lr,
                 **prior_options,
             )
             if hasattr(gp, "fit_state"):
