@@ -46,3 +46,10 @@ def test_integrate_takes_zero_or_at_least_two_samples(capsys):
     ]
     assert main(args) == 2
     assert "--integrate needs --adaptation target" in capsys.readouterr().err
+
+
+def test_finetune_features_needs_adapt_steps(capsys):
+    from grabnas.cli import main
+
+    assert main(["surrogate", "eval", "--benchmark", "nb201", "--checkpoint", "auto", "--finetune-features"]) == 2
+    assert "--finetune-features needs --adapt-steps N > 0" in capsys.readouterr().err

@@ -305,6 +305,9 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"prior_decay": -1}, "prior_decay must be >= 0, got -1"),
         ({"prior_decay": "strong"}, "prior_decay must be a number, got 'strong'"),
         ({"mean_weight": "half"}, "mean_weight 'half' is unknown; expected one of map, marginal, centred, none"),
+        ({"finetune": -5}, "finetune must be 0 \\(off\\) or a number of Adam steps, got -5"),
+        ({"finetune": 2.5}, "finetune must be an integer, got 2.5"),
+        ({"finetune": 10, "adaptation": "meta"}, "finetune needs adaptation=target"),
     ],
 )
 def test_bad_settings(kw, fragment):
@@ -630,3 +633,19 @@ def test_mean_weight_none_keeps_a_constant_mean_and_the_meta_covariance(nb201_be
     with torch.no_grad():
         assert torch.allclose(mean(opt.surrogate.inputs(opt.z_pool[:50])), mean.offset.expand(50))
     assert any(isinstance(k, MetaKernel) for k in gp.covar_module.kernels)
+
+
+def test_finetune_builds_each_fit_on_a_finetuned_feature_map_and_replays(nb201_bench):
+    """``finetune=K``: every target-adapted fit stands on a copy of the feature map fine-tuned to
+    the observations (the surrogate's own map untouched), and a replay proposes the same."""
+
+    def run():
+        return _search(nb201_bench, "grabnas[finetune=5,integrate=0]", seed=2, steps=5)
+
+    opt, asked = run()
+    sur = opt.surrogate.surrogate
+    gp = opt.surrogate._last_gp
+    tuned = gp.mean_module._prior.module.feature_map
+    assert tuned is not sur.feature_map
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), sur.feature_map.parameters()))
+    assert run()[1] == asked
