@@ -93,6 +93,8 @@ def test_specs_and_options():
         {"per_cost": 1},
         {"guard": "yes"},
         {"init_candidates": 0},
+        {"n_init": 0},
+        {"n_init": True},
     ):
         with pytest.raises(GrabnasError, match="grabnas-mf"):
             MultiFidelityConfig(**bad)
@@ -121,6 +123,26 @@ def test_grabnas_mf_screens_before_every_target_fidelity_evaluation(nb201_space,
         opt.tell([t], [value(t)])
     assert opt.decisions[0] == "init" and "promote" in opt.decisions
     assert opt.settings()["bar"] == "asha"
+
+
+def test_grabnas_mf_initial_design_of_n_init_prior_draws_depends_on_the_seed(nb201_space, pool, one_torch_thread):
+    """``n_init=3``: the first three asks are screens of Thompson draws from the zero-shot prior
+    (distinct cells), reproducible for a seed and different across seeds."""
+    value = _values(pool)
+
+    def first(seed):
+        opt = _tiny_grabnas_mf(nb201_space, pool, seed=seed, n_init=3)
+        asked = []
+        for _ in range(4):
+            (t,) = opt.ask(1)
+            asked.append(t.arch)
+            opt.tell([t], [value(t)])
+        assert opt.decisions[:3] == ["init"] * 3 and opt.decisions[3] != "init"
+        assert len(set(asked[:3])) == 3 and opt.settings()["n_init"] == 3
+        return asked[:3]
+
+    assert first(0) == first(0)
+    assert len({tuple(first(s)) for s in range(4)}) > 1
 
 
 def test_a_killed_multifidelity_study_resumes_exactly(tmp_path, nb201_space, pool, one_torch_thread):

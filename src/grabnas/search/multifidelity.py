@@ -323,6 +323,8 @@ class MultiFidelityConfig:
         init: ``thompson`` (the first proposal: the argmax of one draw from the zero-shot prior
             over its ``init_candidates`` best members, as GraB-NAS's initial design) or ``top``.
         init_candidates: members the initial draw is over.
+        n_init: asks of the initial design (each a screen of the ``init`` pick among the untried
+            members; default 1, then the model's).
         observation_noise: the acquisition scores a new evaluation (noise included).
         ei_after: target-fidelity observations before the acquisition is LogEI against the best
             of them; before, it is the posterior mean at the target fidelity.
@@ -338,6 +340,7 @@ class MultiFidelityConfig:
     bar: str = "asha"
     init: str = "thompson"
     init_candidates: int = 256
+    n_init: int = 1
     observation_noise: bool = True
     ei_after: int = 1
     per_cost: bool = False
@@ -358,6 +361,8 @@ class MultiFidelityConfig:
             raise GrabnasError(f"grabnas-mf observation_noise must be true or false, got {self.observation_noise!r}")
         if isinstance(self.ei_after, bool) or not isinstance(self.ei_after, int) or self.ei_after < 1:
             raise GrabnasError(f"grabnas-mf ei_after must be an integer >= 1, got {self.ei_after!r}")
+        if isinstance(self.n_init, bool) or not isinstance(self.n_init, int) or self.n_init < 1:
+            raise GrabnasError(f"grabnas-mf n_init must be an integer >= 1, got {self.n_init!r}")
         if (
             isinstance(self.init_candidates, bool)
             or not isinstance(self.init_candidates, int)
@@ -493,7 +498,9 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
     def _ask_model(self) -> FidelityTrial | None:
         target, busy = self.fidelities.target, self._busy()
         n_obs = sum(v is not None for _, v in self.history.observations)
-        if n_obs == 0:  # the initial design: the zero-shot prior's pick, screened at the lowest fidelity
+        if (
+            n_obs < self.config.n_init
+        ):  # the initial design: the zero-shot prior's pick, screened at the lowest fidelity
             cand = self._candidates(busy | {t.arch for t, _ in self.history.observations})
             if cand.size == 0:
                 return None
