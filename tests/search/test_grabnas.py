@@ -308,6 +308,7 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"finetune": -5}, "finetune must be 0 \\(off\\) or a number of Adam steps, got -5"),
         ({"finetune": 2.5}, "finetune must be an integer, got 2.5"),
         ({"finetune": 10, "adaptation": "meta"}, "finetune needs adaptation=target"),
+        ({"finetune": 10, "finetune_start": 1}, "finetune_start must be >= 2, got 1"),
     ],
 )
 def test_bad_settings(kw, fragment):
@@ -649,3 +650,8 @@ def test_finetune_builds_each_fit_on_a_finetuned_feature_map_and_replays(nb201_b
     assert tuned is not sur.feature_map
     assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), sur.feature_map.parameters()))
     assert run()[1] == asked
+    # from finetune_start observations on only: before, the fits (and asks) are the default's
+    late, asked_late = _search(nb201_bench, "grabnas[finetune=5,finetune_start=4,integrate=0]", seed=2, steps=5)
+    plain = _search(nb201_bench, "grabnas[integrate=0]", seed=2, steps=5)[1]
+    assert asked_late[:4] == plain[:4]
+    assert late.surrogate._last_gp.mean_module._prior.module.feature_map is not late.surrogate.surrogate.feature_map

@@ -40,7 +40,7 @@ class MetaLatentSurrogate:
     zero-shot prior); only values above 2 change anything.
     ``finetune``: with ``target``, the Adam steps that fine-tune the prior's feature map to the
     observations before each fit, learning rate ``finetune_lr`` (0: the meta-learned map as is; see
-    :func:`grabnas.models.target_gp.fit_target_gp`).
+    :func:`grabnas.models.target_gp.fit_target_gp`), from ``finetune_start`` observations on.
     """
 
     def __init__(
@@ -60,6 +60,7 @@ class MetaLatentSurrogate:
         hyper_draw: bool = False,
         finetune: int = 0,
         finetune_lr: float = 1e-3,
+        finetune_start: int = 2,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -70,6 +71,7 @@ class MetaLatentSurrogate:
             raise GrabnasError("finetune (the target-adapted GP's fine-tuned feature map) needs adaptation=target")
         self.finetune = int(finetune)
         self.finetune_lr = float(finetune_lr)
+        self.finetune_start = int(finetune_start)
         self.extra_dims = int(extra_dims)
         self.mean_weight = mean_weight
         self.target_scale = target_scale
@@ -143,7 +145,7 @@ class MetaLatentSurrogate:
                 mean_weight=self.mean_weight,
                 target_scale=self.target_scale,
                 onehot_kernel=self.onehot_kernel,
-                finetune=self.finetune,
+                finetune=self.finetune if len(y) >= self.finetune_start else 0,
                 finetune_lr=self.finetune_lr,
                 **prior_options,
             )

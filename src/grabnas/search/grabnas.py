@@ -190,7 +190,8 @@ class GraBNASConfig:
             hyperparameters; opt-in, docs/adaptation.md).
         finetune: ``0`` (default), or the Adam steps (learning rate 1e-3) that fine-tune a copy of
             the meta-learned feature map to the target's observations at every fit, before the
-            target-adapted GP is fitted on it (TNAS / FSBO-style; opt-in, docs/adaptation.md).
+            target-adapted GP is fitted on it (TNAS / FSBO-style; opt-in, docs/adaptation.md),
+            from ``finetune_start`` observations on (default 2: every fit).
         prior_decay: ``beta`` of piBO (Hvarfner et al., ICLR 2022; 0: off): a global step ranks
             the candidates by their acquisition value times ``pi(x) ** (beta / n)`` (``n`` successful
             observations), where ``pi(x)`` is the zero-shot prior's probability that ``x`` beats the
@@ -251,6 +252,7 @@ class GraBNASConfig:
     hyper_draw: bool = False
     prior_decay: float = 0.0
     finetune: int = 0
+    finetune_start: int = 2
 
     def __post_init__(self) -> None:
         checks = {
@@ -298,6 +300,7 @@ class GraBNASConfig:
             "fit_start",
             "integrate",
             "finetune",
+            "finetune_start",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -312,6 +315,8 @@ class GraBNASConfig:
             raise GrabnasError("GraB-NAS integrate needs adaptation=target")
         if self.finetune < 0:
             raise GrabnasError(f"GraB-NAS finetune must be 0 (off) or a number of Adam steps, got {self.finetune}")
+        if self.finetune_start < 2:
+            raise GrabnasError(f"GraB-NAS finetune_start must be >= 2, got {self.finetune_start}")
         if self.finetune and self.adaptation != "target":
             raise GrabnasError("GraB-NAS finetune needs adaptation=target")
         if self.hyper_draw and not self.integrate:

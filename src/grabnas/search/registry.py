@@ -398,6 +398,7 @@ def assemble_grabnas(
             integrate=config.integrate,
             hyper_draw=config.hyper_draw,
             finetune=config.finetune,
+            finetune_start=config.finetune_start,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
