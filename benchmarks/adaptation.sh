@@ -84,8 +84,10 @@
 #              "fitftol"'s runs. PIBO="..." for other options
 #   finetune   opt-in finetune=50 (2026-12-07: at every fit, 50 Adam steps fine-tune a copy of the feature map
 #              to the observations before the target-adapted GP is fitted on it; FINETUNE=K for other
-#              steps): NB201, both stress tasks and NAS-Bench-Graph (SEEDS, default 8), the surrogate eval
-#              with 10 draws and its learning gain; paired report against "fitftol"'s runs
+#              steps, FINETUNE_START=10 from 10 observations on -> screens/finetune-start10): NB201, both
+#              stress tasks and NAS-Bench-Graph (SEEDS, default 8), the csvloto protocol and the ground
+#              truths with nb201-all (10), the surrogate eval with 10 draws and its learning gain; paired
+#              report against "fitftol"'s runs
 #   learning10 the default's surrogate eval with 10 draws (per-draw values stored) on NB201 and NAS-Bench-Graph,
 #              then benchmarks/learning_gain.py: the learning gain with its draw SE and the coverage count
 # Usage: OUT=runs JOBS=2 bash benchmarks/adaptation.sh [PART ...]; every part resumes when rerun.
@@ -368,12 +370,15 @@ for part in "${PARTS[@]}"; do
       bench --seeds "${SEEDS:-20}" --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       report_against_fitftol "$P" ;;
     finetune)
-      V="finetune=${FINETUNE:-50}" P="$OUT/screens/finetune"
+      V="finetune=${FINETUNE:-50}${FINETUNE_START:+,finetune_start=$FINETUNE_START}"
+      P="$OUT/screens/finetune${FINETUNE_START:+-start$FINETUNE_START}"
       mkdir -p "$P"
       bench --seeds "${SEEDS:-8}" --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
       stress_both "${SEEDS:-8}" "$V" "$P/"
       bench --seeds "${SEEDS:-8}" --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
+      bench --benchmark csv:groundtruth-images --seeds 10 --threads 1 --optimizers "grabnas[$V]" --out "$P/csvloto"
+      OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
       for b in nb201 nasbench-graph; do
         .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --adapt-steps "${FINETUNE:-50}" \
           --finetune-features --shots 0,5,10,20,50 --seeds 10 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
