@@ -687,14 +687,14 @@ def fit_target_gp(
         raise GrabnasError(
             f"target-GP inputs have {X.shape[-1]} columns; expected {cfg.input_dim} + {extra_dims} ([d, z] + extra)"
         )
+    if onehot_kernel not in ("ard", "hamming"):
+        raise GrabnasError(f"onehot_kernel {onehot_kernel!r} is unknown; expected ard or hamming")
     if finetune:
         prior = surrogate.finetuned_prior(
             X[..., : cfg.input_dim], values, finetune, finetune_lr, task_prior_var, variance_scale, tasks
         )
     else:
         prior = surrogate.prior(task_prior_var, variance_scale, tasks)
-    if onehot_kernel not in ("ard", "hamming"):
-        raise GrabnasError(f"onehot_kernel {onehot_kernel!r} is unknown; expected ard or hamming")
     encoding = list(range(cfg.input_dim, cfg.input_dim + extra_dims))
     hamming_dims = encoding if extra_dims and onehot_kernel == "hamming" else None
     if extra_dims and not hamming_dims:
