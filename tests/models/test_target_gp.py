@@ -404,3 +404,45 @@ def test_a_finetuned_feature_map_moves_the_prior_towards_the_observations_on_a_c
     assert isinstance(fit_target_gp(sur, X[:1], values[:1], finetune=5), DeepKernelGP)
     with pytest.raises(GrabnasError, match="finetune must be 0"):
         fit_target_gp(sur, X, values, finetune=-1)
+
+
+def test_on_prior_keeps_the_kernel_scalars_and_refits_the_mean_weight_to_the_new_map():
+    """``on_prior``: on the same prior the rebuilt GP predicts as the fitted one (the variance
+    exactly; the mean up to the MAP fit's tolerance, the weight and offset being solved exactly); on a
+    fine-tuned prior it keeps the kernel scalars and the noise (no second fit to the data the map
+    saw) and refits only the prior mean's weight and offset, to their exact conditional MAP (the
+    log joint density's gradient in them is 0), so its mean follows the fine-tuned map. The mixture
+    of integrated-out hyperparameters keeps its weights and each sample's kernel scalars."""
+    from grabnas.models.hyper_mixture import integrate_hyperparameters
+    from grabnas.models.scalar_form import scalar_form
+
+    sur = _surrogate()
+    X = _inputs(sur, 60, 5)
+    values = torch.randn(40, generator=torch.Generator().manual_seed(6), dtype=DTYPE)
+    gp = fit_target_gp(sur, X[:40], values, seed=0)
+    assert abs(gp.fitted_hyperparameters["mean_scale"]) < 0.2  # the meta-learned mean says nothing here
+    same = gp.on_prior(sur.prior())
+    tuned_prior = sur.finetuned_prior(X[:40], values, 200, 1e-2)
+    tuned = gp.on_prior(tuned_prior)
+    with torch.no_grad():
+        p0, p1 = gp.posterior(X[40:]), same.posterior(X[40:])
+        assert torch.allclose(p0.mean, p1.mean, atol=2e-3) and torch.allclose(p0.variance, p1.variance, atol=1e-8)
+        mu_obs = tuned.mean_module(X[:40])
+    before, after = gp.fitted_hyperparameters, tuned.fitted_hyperparameters
+    for name in ("meta_factor", "target_scale", "noise"):
+        assert after[name] == before[name]
+    assert after["mean_scale"] > 0.5
+    assert spearmanr(mu_obs.numpy(), values.numpy())[0] > 0.7
+    form = scalar_form(tuned)
+    raw = form.raw_map.clone().unsqueeze(0).requires_grad_(True)
+    (grad,) = torch.autograd.grad(form.log_joint(raw).sum(), raw)
+    mean_cols = [i for i, n in enumerate(form.names) if n.startswith("mean_module.")]
+    assert len(mean_cols) == 2 and grad[0, mean_cols].abs().max() < 1e-6
+    mix = integrate_hyperparameters(gp, 8, seed=1)
+    moved = mix.on_prior(tuned_prior)
+    other = [i for i in range(mix.thetas.shape[1]) if i not in mean_cols]
+    assert torch.equal(moved.weights, mix.weights) and torch.equal(moved.thetas[:, other], mix.thetas[:, other])
+    assert (moved.thetas[:, mean_cols[0] if "scale" in form.names[mean_cols[0]] else mean_cols[1]] > 0.5).all()
+    with torch.no_grad():
+        mu_moved = moved.posterior(X[:40]).mean.reshape(-1)
+    assert spearmanr(mu_moved.numpy(), values.numpy())[0] > 0.7

@@ -172,6 +172,13 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "with --adaptation target, before the target-adapted GP is fitted on it",
     )
     e.add_argument(
+        "--no-finetune-refit",
+        dest="finetune_refit",
+        action="store_false",
+        help="with --finetune-features and --adaptation target: fit the target-adapted GP's hyperparameters on the "
+        "meta-learned map, then swap in the fine-tuned one (default: fit them on the fine-tuned map)",
+    )
+    e.add_argument(
         "--widen",
         type=float,
         default=None,
@@ -535,6 +542,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
             fit_options={
                 "adaptation": args.adaptation,
                 "finetune_features": args.finetune_features,
+                "finetune_refit": args.finetune_refit,
                 **({} if args.adapt_lr is None else {"lr": args.adapt_lr}),
                 "calibrate": args.calibrate == "loo",
                 "target_kernel": args.target_kernel,

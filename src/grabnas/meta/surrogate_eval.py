@@ -130,12 +130,14 @@ def evaluate_task(
     target_kernel = options.pop("target_kernel", "latent")
     target_scale = options.pop("target_scale", None)
     integrate = int(options.pop("integrate", 0))
+    refit = bool(options.pop("finetune_refit", True))
     if adaptation == "target":  # only the prior's options apply
         finetune = steps if options.get("finetune_features") else 0
         finetune_lr = float(options.get("lr", 1e-3))
         options = {k: v for k, v in options.items() if k in ("task_prior_var", "variance_scale", "tasks")}
         options["finetune"] = finetune
         options["finetune_lr"] = finetune_lr
+        options["finetune_refit"] = refit
         options["calibrate"] = calibrate
         options["target_scale"] = target_scale
         options["integrate"] = integrate

@@ -136,6 +136,15 @@ class HyperparameterMixture(Model):
         i = int(torch.multinomial(self.weights, 1, generator=generator))
         return HyperparameterMixture(self.map_model, self._parts["form"], self.thetas[i : i + 1], torch.ones(1))
 
+    def on_prior(self, prior) -> HyperparameterMixture:
+        """The same mixture over the MAP model rebuilt on another frozen meta-learned ``prior``
+        (:meth:`TargetAdaptedGP.on_prior <grabnas.models.target_gp.TargetAdaptedGP.on_prior>`):
+        each sample keeps its kernel scalars, its noise and its weight; its prior-mean weight and
+        offset are refitted to the new mean given the rest (``ScalarForm.refit_mean``)."""
+        gp = self.map_model.on_prior(prior)
+        form = scalar_form(gp)
+        return HyperparameterMixture(gp, form, form.refit_mean(self.thetas), self.weights)
+
     @property
     def effective_sample_size(self) -> float:
         """``1 / sum_k w_k^2``: how many equally weighted samples the mixture is worth."""

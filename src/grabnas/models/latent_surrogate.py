@@ -41,6 +41,10 @@ class MetaLatentSurrogate:
     ``finetune``: with ``target``, the Adam steps that fine-tune the prior's feature map to the
     observations before each fit, learning rate ``finetune_lr`` (0: the meta-learned map as is; see
     :func:`grabnas.models.target_gp.fit_target_gp`), from ``finetune_start`` observations on.
+    ``finetune_refit``: ``True`` fits the target-adapted GP's hyperparameters on the fine-tuned map;
+    ``False`` fits them (and integrates them out) on the meta-learned map, as without fine-tuning,
+    and only then swaps in the fine-tuned map (``TargetAdaptedGP.on_prior``), so the hyperparameters
+    are not fitted a second time to the data the map was just fitted to.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class MetaLatentSurrogate:
         finetune: int = 0,
         finetune_lr: float = 1e-3,
         finetune_start: int = 2,
+        finetune_refit: bool = True,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -72,6 +77,7 @@ class MetaLatentSurrogate:
         self.finetune = int(finetune)
         self.finetune_lr = float(finetune_lr)
         self.finetune_start = int(finetune_start)
+        self.finetune_refit = bool(finetune_refit)
         self.extra_dims = int(extra_dims)
         self.mean_weight = mean_weight
         self.target_scale = target_scale
@@ -133,6 +139,7 @@ class MetaLatentSurrogate:
             from grabnas.models.target_gp import fit_target_gp
 
             seed = self.seed * 1_000_003 + len(y)  # one per fit: the fit, its samples and its draw
+            finetune = self.finetune if len(y) >= self.finetune_start else 0
             gp = fit_target_gp(
                 self.surrogate,
                 X,
@@ -145,7 +152,7 @@ class MetaLatentSurrogate:
                 mean_weight=self.mean_weight,
                 target_scale=self.target_scale,
                 onehot_kernel=self.onehot_kernel,
-                finetune=self.finetune if len(y) >= self.finetune_start else 0,
+                finetune=finetune if self.finetune_refit else 0,
                 finetune_lr=self.finetune_lr,
                 **prior_options,
             )
@@ -155,6 +162,13 @@ class MetaLatentSurrogate:
                     from grabnas.models.hyper_mixture import integrate_hyperparameters
 
                     gp = integrate_hyperparameters(gp, self.integrate, seed=seed)
+                if finetune and not self.finetune_refit:  # the fitted hyperparameters on the fine-tuned map
+                    meta_dims = self.surrogate.config.input_dim
+                    gp = gp.on_prior(
+                        self.surrogate.finetuned_prior(
+                            X[..., :meta_dims], y, finetune, self.finetune_lr, **prior_options
+                        )
+                    )
                     if self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
                         gp = gp.draw(torch.Generator().manual_seed((seed * 2 + 1) % 2**63))
         else:

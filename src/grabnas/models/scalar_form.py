@@ -216,6 +216,38 @@ class ScalarForm:
                 total = total + torch.nn.functional.logsigmoid(raw[:, i])
         return total
 
+    def refit_mean(self, raw: Tensor) -> Tensor:
+        """``(K, p)`` raw scalars with the prior mean's offset and scale (those the form varies)
+        replaced by their MAP given the rest of each row: with the kernel scalars and the noise
+        fixed, the posterior of ``(c, a)`` under their normal priors is normal, and its mode is the
+        generalised least-squares solve ``(B^T K^-1 B + D^-1)^-1 (B^T K^-1 y + D^-1 mu_0)``.
+        What :meth:`HyperparameterMixture.on_prior
+        <grabnas.models.hyper_mixture.HyperparameterMixture.on_prior>` uses when a new mean
+        ``m`` comes with fixed kernel scalars. Rows are returned unchanged where the form varies
+        neither coefficient."""
+        free = [(i, kind) for i, (kind, _) in enumerate(self._roles) if kind in ("offset", "scale")]
+        if not free:
+            return raw
+        beta, s, noise = self.values(raw)
+        cols = [0 if kind == "offset" else 1 for _, kind in free]
+        fixed = [c for c in (0, 1) if c not in cols]
+        n = self.y.numel()
+        cov = torch.einsum("kj,jab->kab", s, self._U_train) + noise.reshape(-1, 1, 1) * torch.eye(n, dtype=DTYPE)
+        L = torch.linalg.cholesky(cov)
+        B = self._B_train[:, cols]  # (n, f)
+        y = self.y - beta[:, fixed] @ self._B_train[:, fixed].T if fixed else self.y.expand(raw.shape[0], n)
+        KiB = torch.cholesky_solve(B.expand(raw.shape[0], n, len(cols)), L)  # (K, n, f)
+        priors = [self._prior_of((kind, -1)) for _, kind in free]
+        mu0 = torch.stack([p.loc.reshape(()).to(DTYPE) for p in priors])
+        prec0 = torch.stack([p.scale.reshape(()).to(DTYPE) ** -2 for p in priors])
+        A = B.T @ KiB + torch.diag(prec0)  # (K, f, f)
+        b = (KiB * y.unsqueeze(-1)).sum(-2) + prec0 * mu0  # (K, f)
+        coef = torch.linalg.solve(A, b)
+        out = raw.clone()
+        for k, (i, _) in enumerate(free):
+            out[:, i] = coef[:, k]  # the mean's coefficients are unconstrained: raw = value
+        return out
+
     # -- densities and posteriors ---------------------------------------------------------------
     def condition(self, raw: Tensor) -> tuple[Conditioned, Tensor]:
         """``(conditioned, log_joint)`` of ``(K, p)`` raw scalars; ``log_joint`` ``(K,)`` is

@@ -429,6 +429,17 @@ class TargetAdaptedGP(SingleTaskGP):
                 train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims, mean_weight
             )
         self.to(DTYPE)
+        self._init_args = {  # what :meth:`on_prior` rebuilds the GP from (not registered: no parameters)
+            "train_X": train_X,
+            "values": values,
+            "target_dims": list(target_dims),
+            "prior_mean_kernel": prior_mean_kernel,
+            "meta_dims": meta_dims,
+            "mean_weight": mean_weight,
+            "targets": targets,
+            "target_scale": target_scale,
+            "hamming_dims": hamming_dims,
+        }
         self.value_map = RankGaussMap(values)
         #: normal scores of the observations (not of the whole task, as the meta model's units)
         self.units = "observation-scores"
@@ -543,6 +554,24 @@ class TargetAdaptedGP(SingleTaskGP):
         :meth:`calibrate_variance`."""
         state = getattr(self, "_fitted_state", None)
         return dict(state) if state is not None else {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def on_prior(self, prior: DeepKernelGP) -> TargetAdaptedGP:
+        """The same GP (observations, fitted hyperparameters: :meth:`fit_state`) built on another
+        frozen meta-learned ``prior``, e.g. one whose feature map was fine-tuned to the observations
+        (:meth:`~grabnas.models.surrogate.MetaSurrogate.finetuned_prior`). The kernel scalars, the
+        noise and the lengthscales fitted on this GP's prior are kept (no second fit to the data a
+        fine-tuned map was fitted to); the prior mean's weight and offset, which belong to the mean
+        they multiply, are refitted to the new mean in closed form
+        (:meth:`~grabnas.models.scalar_form.ScalarForm.refit_mean`)."""
+        from grabnas.models.scalar_form import scalar_form
+
+        gp = TargetAdaptedGP(prior, **self._init_args)
+        gp.load_state_dict(self.fit_state(), strict=False)
+        form = scalar_form(gp)
+        form.assign(gp, form.refit_mean(form.raw_map.unsqueeze(0))[0])
+        gp.eval()
+        gp._fitted_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
+        return gp
 
     def loo_variance_ratio(self) -> float:
         """The mean squared standardised leave-one-out residual ``mean_i (y_i - mu_-i)^2 / s2_-i``

@@ -191,7 +191,10 @@ class GraBNASConfig:
         finetune: ``0`` (default), or the Adam steps (learning rate 1e-3) that fine-tune a copy of
             the meta-learned feature map to the target's observations at every fit, before the
             target-adapted GP is fitted on it (TNAS / FSBO-style; opt-in, docs/adaptation.md),
-            from ``finetune_start`` observations on (default 2: every fit).
+            from ``finetune_start`` observations on (default 2: every fit). ``finetune_refit``:
+            ``True`` (default) fits the target-adapted GP's hyperparameters on the fine-tuned map;
+            ``False`` fits and integrates them on the meta-learned map, as without fine-tuning, and
+            then swaps in the fine-tuned map (no second fit to the data the map was fitted to).
         prior_decay: ``beta`` of piBO (Hvarfner et al., ICLR 2022; 0: off): a global step ranks
             the candidates by their acquisition value times ``pi(x) ** (beta / n)`` (``n`` successful
             observations), where ``pi(x)`` is the zero-shot prior's probability that ``x`` beats the
@@ -253,6 +256,7 @@ class GraBNASConfig:
     prior_decay: float = 0.0
     finetune: int = 0
     finetune_start: int = 2
+    finetune_refit: bool = True
 
     def __post_init__(self) -> None:
         checks = {
@@ -277,7 +281,14 @@ class GraBNASConfig:
                 raise GrabnasError(f"GraB-NAS {name} {value!r} is unknown; expected one of {', '.join(allowed)}")
         if self.target_kernel != "latent" and self.adaptation != "target":
             raise GrabnasError(f"GraB-NAS target_kernel={self.target_kernel} needs adaptation=target")
-        for name in ("observation_noise", "local_gate", "prior_mean_kernel", "calibrate", "hyper_draw"):
+        for name in (
+            "observation_noise",
+            "local_gate",
+            "prior_mean_kernel",
+            "calibrate",
+            "hyper_draw",
+            "finetune_refit",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
         if self.integrate is None:  # the default: integrated out wherever there is a target-adapted GP

@@ -399,6 +399,7 @@ def assemble_grabnas(
             hyper_draw=config.hyper_draw,
             finetune=config.finetune,
             finetune_start=config.finetune_start,
+            finetune_refit=config.finetune_refit,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
