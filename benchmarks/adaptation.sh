@@ -84,7 +84,8 @@
 #              "fitftol"'s runs. PIBO="..." for other options
 #   finetune   opt-in finetune=50 (2026-12-07: at every fit, 50 Adam steps fine-tune a copy of the feature map
 #              to the observations before the target-adapted GP is fitted on it; FINETUNE=K for other
-#              steps, FINETUNE_START=10 from 10 observations on -> screens/finetune-start10): NB201, both
+#              steps, FINETUNE_START=10 from 10 observations on -> screens/finetune-start10, FINETUNE_REFIT=false
+#              the hyperparameters fitted on the meta-learned map -> ...-refitfalse): NB201, both
 #              stress tasks and NAS-Bench-Graph (SEEDS, default 8), the csvloto protocol and the ground
 #              truths with nb201-all (10), the surrogate eval with 10 draws and its learning gain; paired
 #              report against "fitftol"'s runs
@@ -370,8 +371,8 @@ for part in "${PARTS[@]}"; do
       bench --seeds "${SEEDS:-20}" --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       report_against_fitftol "$P" ;;
     finetune)
-      V="finetune=${FINETUNE:-50}${FINETUNE_START:+,finetune_start=$FINETUNE_START}"
-      P="$OUT/screens/finetune${FINETUNE_START:+-start$FINETUNE_START}"
+      V="finetune=${FINETUNE:-50}${FINETUNE_START:+,finetune_start=$FINETUNE_START}${FINETUNE_REFIT:+,finetune_refit=$FINETUNE_REFIT}"
+      P="$OUT/screens/finetune${FINETUNE_START:+-start$FINETUNE_START}${FINETUNE_REFIT:+-refit$FINETUNE_REFIT}"
       mkdir -p "$P"
       bench --seeds "${SEEDS:-8}" --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"
@@ -381,7 +382,7 @@ for part in "${PARTS[@]}"; do
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
       for b in nb201 nasbench-graph; do
         .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --adapt-steps "${FINETUNE:-50}" \
-          --finetune-features --shots 0,5,10,20,50 --seeds 10 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
+          --finetune-features ${FINETUNE_REFIT:+$([ "$FINETUNE_REFIT" = false ] && echo --no-finetune-refit)} --shots 0,5,10,20,50 --seeds 10 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
       done
       .venv/bin/python benchmarks/learning_gain.py "$P/sur-nb201.json" "$P/sur-nasbench-graph.json" > "$P/gain.md"
       report_against_fitftol "$P" ;;
