@@ -53,3 +53,6 @@ def test_finetune_features_needs_adapt_steps(capsys):
 
     assert main(["surrogate", "eval", "--benchmark", "nb201", "--checkpoint", "auto", "--finetune-features"]) == 2
     assert "--finetune-features needs --adapt-steps N > 0" in capsys.readouterr().err
+    args = ["surrogate", "eval", "--benchmark", "nb201", "--checkpoint", "auto", "--adapt-steps", "5"]
+    assert main([*args, "--finetune-features", "--finetune-start", "1"]) == 2
+    assert "--finetune-start must be >= 2" in capsys.readouterr().err

@@ -309,6 +309,7 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"finetune": 2.5}, "finetune must be an integer, got 2.5"),
         ({"finetune": 10, "adaptation": "meta"}, "finetune needs adaptation=target"),
         ({"finetune": 10, "finetune_start": 1}, "finetune_start must be >= 2, got 1"),
+        ({"finetune": 10, "finetune_refit": "no"}, "finetune_refit must be true or false, got 'no'"),
     ],
 )
 def test_bad_settings(kw, fragment):
@@ -655,3 +656,28 @@ def test_finetune_builds_each_fit_on_a_finetuned_feature_map_and_replays(nb201_b
     plain = _search(nb201_bench, "grabnas[integrate=0]", seed=2, steps=5)[1]
     assert asked_late[:4] == plain[:4]
     assert late.surrogate._last_gp.mean_module._prior.module.feature_map is not late.surrogate.surrogate.feature_map
+
+
+def test_finetune_without_refit_keeps_the_default_fits_scalars_on_the_finetuned_map(nb201_bench):
+    """``finetune_refit=false``: a fit's hyperparameter samples, their weights and every kernel
+    scalar and noise are the default's (fitted and integrated on the meta-learned map, from the
+    same warm start); only the prior mean's weight and offset are refitted to the fine-tuned map
+    under them. The first asks before ``finetune_start`` are the default's; a replay proposes the same."""
+    spec = "grabnas[finetune=5,finetune_start=3,finetune_refit=false]"
+    opt, asked = _search(nb201_bench, spec, seed=1, steps=5)
+    assert asked[:3] == _search(nb201_bench, "grabnas", seed=1, steps=3)[1]
+    assert _search(nb201_bench, spec, seed=1, steps=5)[1] == asked
+    latent = opt.surrogate
+    archs, values = opt.history.successes()
+    z, y = opt.latent(archs), torch.as_tensor(values, dtype=torch.float64)
+    start = dict(latent._warm_start)
+    tuned = latent.fit(z, y).gp
+    latent._warm_start, latent.finetune = start, 0
+    plain = latent.fit(z, y).gp
+    assert tuned.map_model.mean_module._prior.module.feature_map is not latent.surrogate.feature_map
+    assert plain.map_model.mean_module._prior.module.feature_map is latent.surrogate.feature_map
+    names = tuned._parts["form"].names
+    kernel = [i for i, n in enumerate(names) if not n.startswith("mean_module.")]
+    assert len(kernel) >= 3 and torch.equal(tuned.weights, plain.weights)
+    assert torch.equal(tuned.thetas[:, kernel], plain.thetas[:, kernel])
+    assert not torch.equal(tuned.thetas, plain.thetas)

@@ -172,6 +172,14 @@ def add_surrogate_commands(subparsers: argparse._SubParsersAction) -> None:
         "with --adaptation target, before the target-adapted GP is fitted on it",
     )
     e.add_argument(
+        "--finetune-start",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --finetune-features and --adaptation target: fine-tune the map from N observations on "
+        "(default 2: every fit), as grabnas[finetune_start=N]",
+    )
+    e.add_argument(
         "--no-finetune-refit",
         dest="finetune_refit",
         action="store_false",
@@ -485,6 +493,10 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
         raise GrabnasError(f"--integrate must be 0 (the MAP fit) or at least 2 samples, got {args.integrate}")
     if args.integrate and args.adaptation != "target":
         raise GrabnasError("--integrate needs --adaptation target (the meta-learned model has nothing to integrate)")
+    if args.finetune_start < 2:
+        raise GrabnasError(
+            f"--finetune-start must be >= 2 (the first fit of the target-adapted GP), got {args.finetune_start}"
+        )
     if args.finetune_features and args.adapt_steps <= 0:
         raise GrabnasError(
             "--finetune-features needs --adapt-steps N > 0 (the Adam steps that fine-tune the feature map)"
@@ -543,6 +555,7 @@ def cmd_surrogate_eval(args: argparse.Namespace) -> int:
                 "adaptation": args.adaptation,
                 "finetune_features": args.finetune_features,
                 "finetune_refit": args.finetune_refit,
+                "finetune_start": args.finetune_start,
                 **({} if args.adapt_lr is None else {"lr": args.adapt_lr}),
                 "calibrate": args.calibrate == "loo",
                 "target_kernel": args.target_kernel,

@@ -131,6 +131,7 @@ def evaluate_task(
     target_scale = options.pop("target_scale", None)
     integrate = int(options.pop("integrate", 0))
     refit = bool(options.pop("finetune_refit", True))
+    finetune_start = int(options.pop("finetune_start", 2))
     if adaptation == "target":  # only the prior's options apply
         finetune = steps if options.get("finetune_features") else 0
         finetune_lr = float(options.get("lr", 1e-3))
@@ -138,6 +139,7 @@ def evaluate_task(
         options["finetune"] = finetune
         options["finetune_lr"] = finetune_lr
         options["finetune_refit"] = refit
+        options["finetune_start"] = finetune_start
         options["calibrate"] = calibrate
         options["target_scale"] = target_scale
         options["integrate"] = integrate
