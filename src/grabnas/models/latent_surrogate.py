@@ -45,6 +45,13 @@ class MetaLatentSurrogate:
     ``False`` fits them (and integrates them out) on the meta-learned map, as without fine-tuning,
     and only then swaps in the fine-tuned map (``TargetAdaptedGP.on_prior``), so the hyperparameters
     are not fitted a second time to the data the map was just fitted to.
+    ``finetune_select`` (with ``finetune_refit=False``): at each fit both models are built, the one
+    on the meta-learned map and the one on the fine-tuned map, and each is scored on the
+    observations that arrive before the next fit (the log density of each new value under the
+    model's predictive, before it was conditioned on it: a prequential score, Dawid 1984); the
+    search then uses the fine-tuned map only while its summed score is above the meta-learned
+    map's (:attr:`finetune_score`, their difference), i.e. while re-shaping the map has predicted
+    this target's new evaluations better than leaving it as meta-learned.
     """
 
     def __init__(
@@ -66,6 +73,7 @@ class MetaLatentSurrogate:
         finetune_lr: float = 1e-3,
         finetune_start: int = 2,
         finetune_refit: bool = True,
+        finetune_select: bool = False,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -78,6 +86,12 @@ class MetaLatentSurrogate:
         self.finetune_lr = float(finetune_lr)
         self.finetune_start = int(finetune_start)
         self.finetune_refit = bool(finetune_refit)
+        if finetune_select and (not finetune or finetune_refit):
+            raise GrabnasError("finetune_select needs finetune > 0 and finetune_refit=false")
+        self.finetune_select = bool(finetune_select)
+        #: prequential log score of the fine-tuned map minus that of the meta-learned map, summed
+        self.finetune_score = 0.0
+        self._scored_pair: tuple | None = None  # (meta-map model, fine-tuned model, observations seen)
         self.extra_dims = int(extra_dims)
         self.mean_weight = mean_weight
         self.target_scale = target_scale
@@ -164,17 +178,39 @@ class MetaLatentSurrogate:
                     gp = integrate_hyperparameters(gp, self.integrate, seed=seed)
                 if finetune and not self.finetune_refit:  # the fitted hyperparameters on the fine-tuned map
                     meta_dims = self.surrogate.config.input_dim
-                    gp = gp.on_prior(
+                    tuned = gp.on_prior(
                         self.surrogate.finetuned_prior(
                             X[..., :meta_dims], y, finetune, self.finetune_lr, **prior_options
                         )
                     )
+                    gp = self._select(gp, tuned, X, y) if self.finetune_select else tuned
                     if self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
                         gp = gp.draw(torch.Generator().manual_seed((seed * 2 + 1) % 2**63))
         else:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
         return _TaskModel(gp, self)
+
+    def _select(self, frozen, tuned, X: Tensor, y: Tensor):
+        """Score the previous fit's two models on the observations that arrived since it (see
+        ``finetune_select``), keep this fit's two for the next, and return the one to search with."""
+        if self._scored_pair is not None:
+            old_frozen, old_tuned, seen = self._scored_pair
+            if 0 < seen < len(y):
+                new_X, new_y = X[seen:], y[seen:]
+                self.finetune_score += _log_score(old_tuned, new_X, new_y) - _log_score(old_frozen, new_X, new_y)
+        self._scored_pair = (frozen, tuned, len(y))
+        return tuned if self.finetune_score > 0 else frozen
+
+
+def _log_score(model, X: Tensor, y: Tensor) -> float:
+    """Summed log predictive density of raw values ``y`` ``(m,)`` at inputs ``X`` ``(m, D)`` under a
+    target-adapted model (a new evaluation: observation noise included), in the model's units."""
+    from grabnas.models.value_maps import gaussian_nll, predict
+
+    with torch.no_grad():
+        mu, var = predict(model, X, observation_noise=True)
+        return -float(gaussian_nll(mu, var, model.transform_values(y.to(mu.dtype))).sum())
 
 
 class _TaskModel(Model):

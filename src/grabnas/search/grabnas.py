@@ -194,7 +194,10 @@ class GraBNASConfig:
             from ``finetune_start`` observations on (default 2: every fit). ``finetune_refit``:
             ``True`` (default) fits the target-adapted GP's hyperparameters on the fine-tuned map;
             ``False`` fits and integrates them on the meta-learned map, as without fine-tuning, and
-            then swaps in the fine-tuned map (no second fit to the data the map was fitted to).
+            then swaps in the fine-tuned map (no second fit to the data the map was fitted to);
+            ``finetune_select`` (with ``finetune_refit=False``): use the fine-tuned map only while
+            it has predicted the target's new evaluations better than the meta-learned map
+            (summed log predictive density, prequential; ``MetaLatentSurrogate``).
         prior_decay: ``beta`` of piBO (Hvarfner et al., ICLR 2022; 0: off): a global step ranks
             the candidates by their acquisition value times ``pi(x) ** (beta / n)`` (``n`` successful
             observations), where ``pi(x)`` is the zero-shot prior's probability that ``x`` beats the
@@ -257,6 +260,7 @@ class GraBNASConfig:
     finetune: int = 0
     finetune_start: int = 2
     finetune_refit: bool = True
+    finetune_select: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -288,6 +292,7 @@ class GraBNASConfig:
             "calibrate",
             "hyper_draw",
             "finetune_refit",
+            "finetune_select",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
@@ -330,6 +335,8 @@ class GraBNASConfig:
             raise GrabnasError(f"GraB-NAS finetune_start must be >= 2, got {self.finetune_start}")
         if self.finetune and self.adaptation != "target":
             raise GrabnasError("GraB-NAS finetune needs adaptation=target")
+        if self.finetune_select and (not self.finetune or self.finetune_refit):
+            raise GrabnasError("GraB-NAS finetune_select needs finetune > 0 and finetune_refit=false")
         if self.hyper_draw and not self.integrate:
             raise GrabnasError("GraB-NAS hyper_draw needs integrate >= 2 (a mixture to draw from)")
         if self.fit_start < 2:

@@ -400,6 +400,7 @@ def assemble_grabnas(
             finetune=config.finetune,
             finetune_start=config.finetune_start,
             finetune_refit=config.finetune_refit,
+            finetune_select=config.finetune_select,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
