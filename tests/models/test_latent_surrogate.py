@@ -32,3 +32,55 @@ def test_meta_latent_surrogate_reports_task_weights():
     off.fit(z, 50 + 3 * m_b)
     assert off.task_weights == {}
     assert latent.fit(z[:0], torch.zeros(0, dtype=DTYPE)).gp.task_prior_var == 1.0 and latent.task_weights == {}
+
+
+def test_finetune_select_follows_the_prequential_score_of_the_two_maps(monkeypatch):
+    """``finetune_select``: each fit's two models (meta-learned map, fine-tuned map) are scored on
+    the observations that arrive before the next fit, by the log density of each new value under
+    their predictives (the score is exactly the difference of the two), and the fine-tuned map is
+    used only while its summed score is the higher."""
+    import pytest
+
+    import grabnas.models.latent_surrogate as latent_surrogate
+    from grabnas.errors import GrabnasError
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5))
+    d = sur.task_embedding()
+    z = torch.randn(32, 4, generator=torch.Generator().manual_seed(2), dtype=DTYPE)
+    y = 3 * torch.tanh(2 * z[:, 0]) + 0.3 * torch.randn(32, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+
+    def make():
+        return MetaLatentSurrogate(
+            sur, d, adaptation="target", integrate=0, finetune=20, finetune_refit=False, finetune_select=True
+        )
+
+    def on_tuned_map(latent) -> bool:
+        return latent._last_gp.mean_module._prior.module.feature_map is not sur.feature_map
+
+    latent = make()
+    latent.fit(z[:16], y[:16])
+    assert latent.finetune_score == 0.0 and not on_tuned_map(latent)  # nothing scored yet
+    frozen, tuned, seen = latent._scored_pair
+    X_new = sur.inputs(z[16:24], d)
+    want = latent_surrogate._log_score(tuned, X_new, y[16:24]) - latent_surrogate._log_score(frozen, X_new, y[16:24])
+    latent.fit(z[:24], y[:24])
+    assert seen == 16 and latent.finetune_score == pytest.approx(want)
+    assert on_tuned_map(latent) == (want > 0)
+    # a fine-tuned map that predicts better, then worse: followed, then dropped
+    sign = {"value": 1.0}
+
+    def fake_score(model, X, y):
+        tuned_map = model.mean_module._prior.module.feature_map is not sur.feature_map
+        return sign["value"] * len(y) if tuned_map else 0.0
+
+    monkeypatch.setattr(latent_surrogate, "_log_score", fake_score)
+    latent = make()
+    latent.fit(z[:16], y[:16])
+    latent.fit(z[:20], y[:20])
+    assert latent.finetune_score == 4.0 and on_tuned_map(latent)
+    sign["value"] = -2.0
+    latent.fit(z[:24], y[:24])
+    assert latent.finetune_score == -4.0 and not on_tuned_map(latent)
+    with pytest.raises(GrabnasError, match="finetune_select needs finetune > 0 and finetune_refit=false"):
+        MetaLatentSurrogate(sur, d, adaptation="target", finetune=5, finetune_select=True)

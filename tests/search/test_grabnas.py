@@ -310,6 +310,7 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"finetune": 10, "adaptation": "meta"}, "finetune needs adaptation=target"),
         ({"finetune": 10, "finetune_start": 1}, "finetune_start must be >= 2, got 1"),
         ({"finetune": 10, "finetune_refit": "no"}, "finetune_refit must be true or false, got 'no'"),
+        ({"finetune": 10, "finetune_select": True}, "finetune_select needs finetune > 0 and finetune_refit=false"),
     ],
 )
 def test_bad_settings(kw, fragment):
