@@ -84,3 +84,20 @@ def test_finetune_select_follows_the_prequential_score_of_the_two_maps(monkeypat
     assert latent.finetune_score == -4.0 and not on_tuned_map(latent)
     with pytest.raises(GrabnasError, match="finetune_select needs finetune > 0 and finetune_refit=false"):
         MetaLatentSurrogate(sur, d, adaptation="target", finetune=5, finetune_select=True)
+
+
+def test_hyper_draw_acts_on_one_drawn_component_with_or_without_a_finetuned_map():
+    """``hyper_draw``: each fit hands the search one component of the integrated-out mixture, drawn
+    by its weight (reproducibly per fit), also when the fine-tuned map is swapped in under it."""
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5))
+    d = sur.task_embedding()
+    z = torch.randn(12, 4, generator=torch.Generator().manual_seed(4), dtype=DTYPE)
+    y = torch.randn(12, generator=torch.Generator().manual_seed(5), dtype=DTYPE)
+    for extra in ({}, {"finetune": 5, "finetune_refit": False}):
+        mixture = MetaLatentSurrogate(sur, d, adaptation="target", integrate=8, **extra).fit(z, y).gp
+        drawn = MetaLatentSurrogate(sur, d, adaptation="target", integrate=8, hyper_draw=True, **extra).fit(z, y).gp
+        again = MetaLatentSurrogate(sur, d, adaptation="target", integrate=8, hyper_draw=True, **extra).fit(z, y).gp
+        assert mixture.num_components > 1 and drawn.num_components == 1
+        assert torch.equal(drawn.thetas, again.thetas)
+        assert any(torch.equal(drawn.thetas[0], t) for t in mixture.thetas)

@@ -184,8 +184,8 @@ class MetaLatentSurrogate:
                         )
                     )
                     gp = self._select(gp, tuned, X, y) if self.finetune_select else tuned
-                    if self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
-                        gp = gp.draw(torch.Generator().manual_seed((seed * 2 + 1) % 2**63))
+                if self.integrate and self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
+                    gp = gp.draw(torch.Generator().manual_seed((seed * 2 + 1) % 2**63))
         else:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
