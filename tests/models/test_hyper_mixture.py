@@ -6,6 +6,7 @@ from grabnas.models.hyper_mixture import (
     HyperparameterMixture,
     integrate_hyperparameters,
     laplace_proposal,
+    swap_prior,
 )
 from grabnas.models.scalar_form import ScalarForm, scalar_hyperparameters
 from grabnas.models.target_gp import fit_target_gp
@@ -319,3 +320,52 @@ def test_a_multifidelity_gp_of_another_form_is_refused(multifidelity_gp):
     shared = fit_multifidelity_gp(sur, X, torch.arange(len(fid), dtype=X.dtype), fid, 2, shared_residual=True)
     with pytest.raises(GrabnasError, match="needs its default form"):
         MultiFidelityScalarForm(shared)
+
+
+def test_swap_prior_keeps_the_kernel_scalars_and_refits_the_mean_weight_to_the_new_map(make_surrogate):
+    """``swap_prior``: on the same prior the rebuilt GP predicts as the fitted one (the variance
+    exactly; the mean up to the MAP fit's tolerance, the weight and offset being solved exactly); on a
+    fine-tuned prior it keeps the kernel scalars and the noise (no second fit to the data the map
+    saw) and refits only the prior mean's weight and offset, to their exact conditional MAP (the
+    log joint density's gradient in them is 0), so its mean follows the fine-tuned map. The mixture
+    of integrated-out hyperparameters keeps its weights and each sample's kernel scalars."""
+    from scipy.stats import spearmanr
+
+    from grabnas.models.scalar_form import scalar_form
+    from grabnas.models.surrogate_config import DTYPE
+
+    sur = make_surrogate()
+    z = torch.randn(60, 4, generator=torch.Generator().manual_seed(5), dtype=DTYPE)
+    X = sur.inputs(z, sur.task_embedding()).detach()
+    with torch.no_grad():  # a meta-learned mean of unit spread, as a meta-trained one's
+        m = sur.prior().prior_mean(X)
+        sur.feature_map.mean_head.weight /= float(m.std())
+        sur.feature_map.mean_head.bias -= float(m.mean())
+    values = torch.randn(40, generator=torch.Generator().manual_seed(6), dtype=DTYPE)
+    gp = fit_target_gp(sur, X[:40], values, seed=0)
+    assert abs(gp.fitted_hyperparameters["mean_scale"]) < 0.2  # the meta-learned mean says nothing here
+    same = swap_prior(gp, sur.prior())
+    tuned_prior = sur.finetuned_prior(X[:40], values, 200, 1e-2)
+    tuned = swap_prior(gp, tuned_prior)
+    with torch.no_grad():
+        p0, p1 = gp.posterior(X[40:]), same.posterior(X[40:])
+        assert torch.allclose(p0.mean, p1.mean, atol=2e-3) and torch.allclose(p0.variance, p1.variance, atol=1e-8)
+        mu_obs = tuned.mean_module(X[:40])
+    before, after = gp.fitted_hyperparameters, tuned.fitted_hyperparameters
+    for name in ("meta_factor", "target_scale", "noise"):
+        assert after[name] == before[name]
+    assert after["mean_scale"] > 0.5
+    assert spearmanr(mu_obs.numpy(), values.numpy())[0] > 0.7
+    form = scalar_form(tuned)
+    raw = form.raw_map.clone().unsqueeze(0).requires_grad_(True)
+    (grad,) = torch.autograd.grad(form.log_joint(raw).sum(), raw)
+    mean_cols = [i for i, n in enumerate(form.names) if n.startswith("mean_module.")]
+    assert len(mean_cols) == 2 and grad[0, mean_cols].abs().max() < 1e-6
+    mix = integrate_hyperparameters(gp, 8, seed=1)
+    moved = swap_prior(mix, tuned_prior)
+    other = [i for i in range(mix.thetas.shape[1]) if i not in mean_cols]
+    assert torch.equal(moved.weights, mix.weights) and torch.equal(moved.thetas[:, other], mix.thetas[:, other])
+    assert (moved.thetas[:, mean_cols[0] if "scale" in form.names[mean_cols[0]] else mean_cols[1]] > 0.5).all()
+    with torch.no_grad():
+        mu_moved = moved.posterior(X[:40]).mean.reshape(-1)
+    assert spearmanr(mu_moved.numpy(), values.numpy())[0] > 0.7

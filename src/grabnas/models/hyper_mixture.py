@@ -136,15 +136,6 @@ class HyperparameterMixture(Model):
         i = int(torch.multinomial(self.weights, 1, generator=generator))
         return HyperparameterMixture(self.map_model, self._parts["form"], self.thetas[i : i + 1], torch.ones(1))
 
-    def on_prior(self, prior) -> HyperparameterMixture:
-        """The same mixture over the MAP model rebuilt on another frozen meta-learned ``prior``
-        (:meth:`TargetAdaptedGP.on_prior <grabnas.models.target_gp.TargetAdaptedGP.on_prior>`):
-        each sample keeps its kernel scalars, its noise and its weight; its prior-mean weight and
-        offset are refitted to the new mean given the rest (``ScalarForm.refit_mean``)."""
-        gp = self.map_model.on_prior(prior)
-        form = scalar_form(gp)
-        return HyperparameterMixture(gp, form, form.refit_mean(self.thetas), self.weights)
-
     @property
     def effective_sample_size(self) -> float:
         """``1 / sum_k w_k^2``: how many equally weighted samples the mixture is worth."""
@@ -220,9 +211,30 @@ def integrate_hyperparameters(
     return HyperparameterMixture(gp, form, thetas, weights)
 
 
+def swap_prior(model, prior):
+    """A fitted :class:`~grabnas.models.target_gp.TargetAdaptedGP`, or a
+    :class:`HyperparameterMixture` of them, rebuilt on another frozen meta-learned ``prior``, e.g.
+    one whose feature map was fine-tuned to the observations
+    (:meth:`~grabnas.models.surrogate.MetaSurrogate.finetuned_prior`). The kernel scalars, the noise,
+    the lengthscales and a mixture's samples and weights are kept (no second fit to the data a
+    fine-tuned map was fitted to); the prior mean's weight and offset, which belong to the mean they
+    multiply, are refitted to the new mean, for every sample given its other scalars
+    (:meth:`~grabnas.models.scalar_form.ScalarForm.refit_mean`)."""
+    if isinstance(model, HyperparameterMixture):
+        gp = swap_prior(model.map_model, prior)
+        form = scalar_form(gp)
+        return HyperparameterMixture(gp, form, form.refit_mean(model.thetas), model.weights)
+    gp = model.with_prior(prior)
+    form = scalar_form(gp)
+    form.assign(gp, form.refit_mean(form.raw_map.unsqueeze(0))[0])
+    gp._fitted_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
+    return gp
+
+
 __all__ = [
     "HyperparameterMixture",
     "integrate_hyperparameters",
     "laplace_proposal",
     "scalar_hyperparameters",
+    "swap_prior",
 ]

@@ -43,7 +43,7 @@ class MetaLatentSurrogate:
     :func:`grabnas.models.target_gp.fit_target_gp`), from ``finetune_start`` observations on.
     ``finetune_refit``: ``True`` fits the target-adapted GP's hyperparameters on the fine-tuned map;
     ``False`` fits them (and integrates them out) on the meta-learned map, as without fine-tuning,
-    and only then swaps in the fine-tuned map (``TargetAdaptedGP.on_prior``), so the hyperparameters
+    and only then swaps in the fine-tuned map (:func:`grabnas.models.hyper_mixture.swap_prior`), so the hyperparameters
     are not fitted a second time to the data the map was just fitted to.
     ``finetune_select`` (with ``finetune_refit=False``): at each fit both models are built, the one
     on the meta-learned map and the one on the fine-tuned map, and each is scored on the
@@ -177,11 +177,14 @@ class MetaLatentSurrogate:
 
                     gp = integrate_hyperparameters(gp, self.integrate, seed=seed)
                 if finetune and not self.finetune_refit:  # the fitted hyperparameters on the fine-tuned map
+                    from grabnas.models.hyper_mixture import swap_prior
+
                     meta_dims = self.surrogate.config.input_dim
-                    tuned = gp.on_prior(
+                    tuned = swap_prior(
+                        gp,
                         self.surrogate.finetuned_prior(
                             X[..., :meta_dims], y, finetune, self.finetune_lr, **prior_options
-                        )
+                        ),
                     )
                     gp = self._select(gp, tuned, X, y) if self.finetune_select else tuned
                 if self.integrate and self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters

@@ -221,9 +221,8 @@ class ScalarForm:
         replaced by their MAP given the rest of each row: with the kernel scalars and the noise
         fixed, the posterior of ``(c, a)`` under their normal priors is normal, and its mode is the
         generalised least-squares solve ``(B^T K^-1 B + D^-1)^-1 (B^T K^-1 y + D^-1 mu_0)``.
-        What :meth:`HyperparameterMixture.on_prior
-        <grabnas.models.hyper_mixture.HyperparameterMixture.on_prior>` uses when a new mean
-        ``m`` comes with fixed kernel scalars. Rows are returned unchanged where the form varies
+        What :func:`grabnas.models.hyper_mixture.swap_prior` uses when a new mean ``m`` comes with
+        fixed kernel scalars. Rows are returned unchanged where the form varies
         neither coefficient."""
         free = [(i, kind) for i, (kind, _) in enumerate(self._roles) if kind in ("offset", "scale")]
         if not free:

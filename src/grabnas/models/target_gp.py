@@ -429,7 +429,7 @@ class TargetAdaptedGP(SingleTaskGP):
                 train_X, targets, likelihood, target_kernel, prior, prior_mean_kernel, meta_dims, mean_weight
             )
         self.to(DTYPE)
-        self._init_args = {  # what :meth:`on_prior` rebuilds the GP from (not registered: no parameters)
+        self._init_args = {  # what :meth:`with_prior` rebuilds the GP from (not registered: no parameters)
             "train_X": train_X,
             "values": values,
             "target_dims": list(target_dims),
@@ -555,22 +555,16 @@ class TargetAdaptedGP(SingleTaskGP):
         state = getattr(self, "_fitted_state", None)
         return dict(state) if state is not None else {k: v.detach().clone() for k, v in self.state_dict().items()}
 
-    def on_prior(self, prior: DeepKernelGP) -> TargetAdaptedGP:
-        """The same GP (observations, fitted hyperparameters: :meth:`fit_state`) built on another
-        frozen meta-learned ``prior``, e.g. one whose feature map was fine-tuned to the observations
-        (:meth:`~grabnas.models.surrogate.MetaSurrogate.finetuned_prior`). The kernel scalars, the
-        noise and the lengthscales fitted on this GP's prior are kept (no second fit to the data a
-        fine-tuned map was fitted to); the prior mean's weight and offset, which belong to the mean
-        they multiply, are refitted to the new mean in closed form
-        (:meth:`~grabnas.models.scalar_form.ScalarForm.refit_mean`)."""
-        from grabnas.models.scalar_form import scalar_form
-
+    def with_prior(self, prior: DeepKernelGP) -> TargetAdaptedGP:
+        """The same GP (observations, every fitted hyperparameter: :meth:`fit_state`) built on
+        another frozen meta-learned ``prior``, unfitted. The prior mean's weight and offset were
+        fitted to this GP's mean; :func:`grabnas.models.hyper_mixture.swap_prior` refits them to the
+        new one."""
         gp = TargetAdaptedGP(prior, **self._init_args)
-        gp.load_state_dict(self.fit_state(), strict=False)
-        form = scalar_form(gp)
-        form.assign(gp, form.refit_mean(form.raw_map.unsqueeze(0))[0])
+        state = self.fit_state()
+        gp.load_state_dict(state, strict=False)
         gp.eval()
-        gp._fitted_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
+        gp._fitted_state = state
         return gp
 
     def loo_variance_ratio(self) -> float:
