@@ -383,7 +383,7 @@ for part in "${PARTS[@]}"; do
       OPTIMIZERS="grabnas[surrogate=nb201-all,$V]" OUT="$P/groundtruth" JOBS="$JOBS" bash benchmarks/ground_truth_bench.sh > /dev/null
       for b in nb201 nasbench-graph; do
         .venv/bin/grabnas surrogate eval --benchmark "$b" --checkpoint auto --adaptation target --adapt-steps "${FINETUNE:-50}" \
-          --finetune-features ${FINETUNE_REFIT:+$([ "$FINETUNE_REFIT" = false ] && echo --no-finetune-refit)} --shots 0,5,10,20,50 --seeds 10 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
+          --finetune-features $([ "${FINETUNE_REFIT:-}" = false ] && echo --no-finetune-refit) --shots 0,5,10,20,50 --seeds 10 --no-progress --out "$P/sur-$b.json" > "$P/sur-$b.md"
       done
       .venv/bin/python benchmarks/learning_gain.py "$P/sur-nb201.json" "$P/sur-nasbench-graph.json" > "$P/gain.md"
       report_against_fitftol "$P" ;;

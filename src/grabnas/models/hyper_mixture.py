@@ -220,15 +220,15 @@ def swap_prior(model, prior):
     fine-tuned map was fitted to); the prior mean's weight and offset, which belong to the mean they
     multiply, are refitted to the new mean, for every sample given its other scalars
     (:meth:`~grabnas.models.scalar_form.ScalarForm.refit_mean`)."""
-    if isinstance(model, HyperparameterMixture):
-        gp = swap_prior(model.map_model, prior)
-        form = scalar_form(gp)
-        return HyperparameterMixture(gp, form, form.refit_mean(model.thetas), model.weights)
-    gp = model.with_prior(prior)
-    form = scalar_form(gp)
-    form.assign(gp, form.refit_mean(form.raw_map.unsqueeze(0))[0])
+    mixture = isinstance(model, HyperparameterMixture)
+    gp = (model.map_model if mixture else model).with_prior(prior)
+    form = scalar_form(gp)  # one form (the new mean and kernels at the training inputs) for both refits
+    form.raw_map = form.refit_mean(form.raw_map.unsqueeze(0))[0]
+    form.assign(gp, form.raw_map)
     gp._fitted_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
-    return gp
+    if not mixture:
+        return gp
+    return HyperparameterMixture(gp, form, form.refit_mean(model.thetas), model.weights)
 
 
 __all__ = [
