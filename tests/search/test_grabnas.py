@@ -682,3 +682,8 @@ def test_finetune_without_refit_keeps_the_default_fits_scalars_on_the_finetuned_
     assert len(kernel) >= 3 and torch.equal(tuned.weights, plain.weights)
     assert torch.equal(tuned.thetas[:, kernel], plain.thetas[:, kernel])
     assert not torch.equal(tuned.thetas, plain.thetas)
+    # finetuned=False (the portfolio's meta arm): the same fit, the meta-learned map kept
+    latent._warm_start, latent.finetune = start, 5
+    skipped = latent.fit(z, y, finetuned=False).gp
+    assert skipped.map_model.mean_module._prior.module.feature_map is latent.surrogate.feature_map
+    assert torch.equal(skipped.thetas, plain.thetas) and torch.equal(skipped.weights, plain.weights)

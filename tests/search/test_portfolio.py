@@ -87,3 +87,39 @@ def test_portfolio_grabnas_follows_the_drawn_arm_and_replays_exactly(nb201_bench
         build_optimizer("grabnas[portfolio=-1]", nb201_bench, "cifar10", seed=0)
     with pytest.raises(GrabnasError, match="portfolio_reward 'best' is unknown; expected one of running, pooled"):
         build_optimizer("grabnas[portfolio_reward=best]", nb201_bench, "cifar10", seed=0)
+
+
+def test_finetune_arm_chooses_between_the_meta_learned_and_the_finetuned_map(nb201_bench):
+    """``portfolio_arm=finetune``: both arms are GraB-NAS's own proposals; an ask that follows the
+    ``plain`` arm fits with the fine-tuned feature map, a ``meta`` ask (and every ask before the
+    portfolio starts) without it, so the first asks are the default's; a replay proposes the same."""
+    from grabnas.search.registry import build_optimizer
+
+    spec = "grabnas[finetune=5,finetune_start=3,finetune_refit=false,portfolio=3,portfolio_arm=finetune]"
+
+    def run(spec, seed=5, asks=9):
+        opt = build_optimizer(spec, nb201_bench, "cifar10", seed=seed)
+        flags, fit = [], opt.surrogate.fit
+
+        def recorded(z, y, **options):
+            flags.append(options.get("finetuned"))
+            return fit(z, y, **options)
+
+        opt.surrogate.fit = recorded
+        asked = []
+        for _ in range(asks):
+            archs = opt.ask(1)
+            asked += archs
+            opt.tell(archs, [nb201_bench.value(a, "cifar10") for a in archs])
+        return opt, asked, flags
+
+    opt, asked, flags = run(spec)
+    follows = [p["follow"] for p in opt.portfolio_log]
+    assert [p["ask"] for p in opt.portfolio_log] == list(range(3, 9)) and set(follows) == {"meta", "plain"}
+    model_fits = [f for f in flags if f is not None]  # the zero-shot prior's fit passes no flag
+    assert model_fits == [False] * (len(model_fits) - 6) + [f == "plain" for f in follows]
+    assert [opt._arm_of[a] for a in asked] == ["init"] * 3 + follows
+    assert run(spec)[1] == asked
+    assert run("grabnas", asks=3)[1] == asked[:3]
+    with pytest.raises(GrabnasError, match="portfolio_arm=finetune needs portfolio > 0, finetune > 0"):
+        build_optimizer("grabnas[finetune=5,portfolio=3,portfolio_arm=finetune]", nb201_bench, "cifar10", seed=0)

@@ -140,7 +140,10 @@ class MetaLatentSurrogate:
             [self.surrogate.inputs(z[..., :latent_dim], self.d), z[..., latent_dim:].to(torch.float64)], -1
         )
 
-    def fit(self, z: Tensor, y: Tensor):
+    def fit(self, z: Tensor, y: Tensor, finetuned: bool = True):
+        """The model conditioned on latents ``z`` ``(n, D)`` and values ``y`` ``(n,)``: a BoTorch
+        model of latents. ``finetuned=False`` skips this fit's fine-tuned map (with ``finetune``
+        and ``finetune_refit=False``: the model on the meta-learned map, the fit being the same)."""
         X = self.inputs(z) if len(y) else None
         prior_options = {
             k: v for k, v in self.fit_options.items() if k in ("task_prior_var", "variance_scale", "tasks")
@@ -176,7 +179,9 @@ class MetaLatentSurrogate:
                     from grabnas.models.hyper_mixture import integrate_hyperparameters
 
                     gp = integrate_hyperparameters(gp, self.integrate, seed=seed)
-                if finetune and not self.finetune_refit:  # the fitted hyperparameters on the fine-tuned map
+                if (
+                    finetune and not self.finetune_refit and finetuned
+                ):  # the fitted hyperparameters on the fine-tuned map
                     from grabnas.models.hyper_mixture import swap_prior
 
                     meta_dims = self.surrogate.config.input_dim

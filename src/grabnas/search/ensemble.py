@@ -108,8 +108,9 @@ class EnsembleLatentSurrogate:
         h = hashlib.sha256("+".join(m.fingerprint() for m in self.members).encode())
         return h.hexdigest()[:16]
 
-    def fit(self, z: Tensor, y: Tensor) -> MixtureModel:
-        return MixtureModel([m.fit(z, y) for m in self.members])
+    def fit(self, z: Tensor, y: Tensor, **options: object) -> MixtureModel:
+        """Each member fitted to ``z`` ``(n, D)``, ``y`` ``(n,)`` (``options`` go to every member's fit)."""
+        return MixtureModel([m.fit(z, y, **options) for m in self.members])
 
 
 __all__ = ["EnsembleLatentSurrogate", "MixtureModel"]

@@ -148,8 +148,12 @@ class GraBNASConfig:
             (``portfolio_arm``).
         portfolio_arm: the arm that competes with GraB-NAS's proposals: ``gpbo`` (GP-BO's
             proposal on all observations), ``random`` (a uniformly random untried pool member,
-            seeded: probes that are only made while they keep scoring) or ``far`` (the
-            acquisition's best in the region farthest from the observations, as ``probe_kind=far``).
+            seeded: probes that are only made while they keep scoring), ``far`` (the
+            acquisition's best in the region farthest from the observations, as ``probe_kind=far``)
+            or ``finetune`` (GraB-NAS's own proposal from the model on the feature map fine-tuned
+            to the observations, ``finetune=K,finetune_refit=false``: the bandit chooses between
+            the meta-learned and the fine-tuned map by what their proposals scored; the ``meta``
+            arm's fits skip the fine-tuning).
         portfolio_reward: what counts as an arm's success: ``running`` (its observation beats the
             median of those before it; only proposals since the portfolio started count) or
             ``pooled`` (beats the median of all observations; the initial design counts for meta).
@@ -276,7 +280,7 @@ class GraBNASConfig:
             "target_scale": (self.target_scale, ("meta", "corpus")),
             "global_draw": (self.global_draw, ("argmax", "thompson")),
             "portfolio_reward": (self.portfolio_reward, ("running", "pooled")),
-            "portfolio_arm": (self.portfolio_arm, ("gpbo", "random", "far")),
+            "portfolio_arm": (self.portfolio_arm, ("gpbo", "random", "far", "finetune")),
             "probe_kind": (self.probe_kind, ("random", "far", "gpbo")),
             "warmup_random": (self.warmup_random, ("none", "corpus")),
         }
@@ -337,6 +341,13 @@ class GraBNASConfig:
             raise GrabnasError("GraB-NAS finetune needs adaptation=target")
         if self.finetune_select and (not self.finetune or self.finetune_refit):
             raise GrabnasError("GraB-NAS finetune_select needs finetune > 0 and finetune_refit=false")
+        if self.portfolio_arm == "finetune" and (
+            not self.portfolio or not self.finetune or self.finetune_refit or self.finetune_select
+        ):
+            raise GrabnasError(
+                "GraB-NAS portfolio_arm=finetune needs portfolio > 0, finetune > 0, finetune_refit=false"
+                " and finetune_select=false"
+            )
         if self.hyper_draw and not self.integrate:
             raise GrabnasError("GraB-NAS hyper_draw needs integrate >= 2 (a mixture to draw from)")
         if self.fit_start < 2:
@@ -489,9 +500,12 @@ class GraBNAS(Optimizer):
         return torch.stack(rows) if rows else self.z_pool[:0]
 
     # -- acquisition ------------------------------------------------------------------------------
-    def _model(self):
+    def _model(self, finetuned: bool | None = None):
+        """``(model, values)``: the surrogate fitted to the successful observations; ``finetuned``
+        (``portfolio_arm=finetune`` only): whether this fit swaps in the fine-tuned feature map."""
         archs, values = self.history.successes()
-        model = self.surrogate.fit(self.latent(archs), torch.as_tensor(values, dtype=torch.float64))
+        options = {} if finetuned is None else {"finetuned": finetuned}
+        model = self.surrogate.fit(self.latent(archs), torch.as_tensor(values, dtype=torch.float64), **options)
         if self.config.observation_noise and self.config.acquisition != "lognei":
             model = _NoisyObservations(model)
         return model, values
@@ -580,7 +594,12 @@ class GraBNAS(Optimizer):
 
     def _ask_model(self, n: int) -> list[Architecture]:
         started = bool(self.config.portfolio) and self.asks >= self.config.portfolio
-        if started and self._portfolio_arm() == "plain":
+        follow = self._portfolio_arm() if started else "meta"
+        if self.config.portfolio_arm == "finetune":  # both arms are GraB-NAS's, on two feature maps
+            out = self._ask_meta(n, finetuned=follow == "plain")
+            self._arm_of.update(dict.fromkeys(out, follow if started else "init"))
+            return out
+        if follow == "plain":
             arm = self.config.portfolio_arm
             picks = (
                 self._plain._ask(n) if arm == "gpbo" else self._random_untried(n) if arm == "random" else self._far(n)
@@ -644,9 +663,9 @@ class GraBNAS(Optimizer):
         self.portfolio_log.append({"ask": self.asks, "n": int(values.size), "follow": arm, **record})
         return arm
 
-    def _ask_meta(self, n: int) -> list[Architecture]:
+    def _ask_meta(self, n: int, finetuned: bool | None = None) -> list[Architecture]:
         out: list[Architecture] = []
-        model, values = self._model()
+        model, values = self._model(finetuned)
         if self._guarded and values.size >= max(3, self.config.guard):
             from grabnas.search.guard import loo_rank_score, plain_beats_meta
 
