@@ -101,3 +101,31 @@ def test_hyper_draw_acts_on_one_drawn_component_with_or_without_a_finetuned_map(
         assert mixture.num_components > 1 and drawn.num_components == 1
         assert torch.equal(drawn.thetas, again.thetas)
         assert any(torch.equal(drawn.thetas[0], t) for t in mixture.thetas)
+
+
+def test_finetune_units_choose_how_values_map_to_the_model_while_finetuning():
+    """``finetune_units=affine`` fine-tunes the map on the maximum-likelihood affine map of the raw
+    values (an affine change of the values leaves its map unchanged), ``rank-gauss`` on their
+    normal scores; the two give different maps; an unknown choice is a one-line error."""
+    import pytest
+
+    from grabnas.errors import GrabnasError
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5))
+    d = sur.task_embedding()
+    z = torch.randn(10, 4, generator=torch.Generator().manual_seed(2), dtype=DTYPE)
+    y = torch.randn(
+        10, generator=torch.Generator().manual_seed(3), dtype=DTYPE
+    ).exp()  # skewed: ranks differ from affine
+    X = sur.inputs(z, d)
+
+    def tuned_weights(units: str, values: torch.Tensor) -> torch.Tensor:
+        prior = sur.finetuned_prior(X, values, 20, 1e-2, units=units)
+        return torch.cat([p.reshape(-1) for p in prior.feature_map.parameters()])
+
+    affine = tuned_weights("affine", y)
+    torch.testing.assert_close(tuned_weights("affine", 3 * y + 7), affine)
+    assert not torch.allclose(tuned_weights("rank-gauss", y), affine)
+    with pytest.raises(GrabnasError, match="unknown finetune_units 'ranks'; expected rank-gauss or affine"):
+        MetaLatentSurrogate(sur, d, adaptation="target", finetune=5, finetune_units="ranks")

@@ -74,6 +74,7 @@ class MetaLatentSurrogate:
         finetune_start: int = 2,
         finetune_refit: bool = True,
         finetune_select: bool = False,
+        finetune_units: str = "rank-gauss",
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -89,6 +90,9 @@ class MetaLatentSurrogate:
         if finetune_select and (not finetune or finetune_refit):
             raise GrabnasError("finetune_select needs finetune > 0 and finetune_refit=false")
         self.finetune_select = bool(finetune_select)
+        if finetune_units not in ("rank-gauss", "affine"):
+            raise GrabnasError(f"unknown finetune_units {finetune_units!r}; expected rank-gauss or affine")
+        self.finetune_units = finetune_units
         #: prequential log score of the fine-tuned map minus that of the meta-learned map, summed
         self.finetune_score = 0.0
         self._scored_pair: tuple | None = None  # (meta-map model, fine-tuned model, observations seen)
@@ -188,7 +192,12 @@ class MetaLatentSurrogate:
                     tuned = swap_prior(
                         gp,
                         self.surrogate.finetuned_prior(
-                            X[..., :meta_dims], y, finetune, self.finetune_lr, **prior_options
+                            X[..., :meta_dims],
+                            y,
+                            finetune,
+                            self.finetune_lr,
+                            units=self.finetune_units,
+                            **prior_options,
                         ),
                     )
                     gp = self._select(gp, tuned, X, y) if self.finetune_select else tuned

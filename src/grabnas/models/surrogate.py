@@ -334,6 +334,7 @@ class MetaSurrogate(nn.Module):
         task_prior_var: float = 1.0,
         variance_scale: float | None = None,
         tasks: Sequence[str] | None = None,
+        units: str = "rank-gauss",
     ) -> DeepKernelGP:
         """The zero-shot prior (:meth:`prior`) with its feature map replaced by a copy fine-tuned to
         a target's ``(n, D)`` inputs and ``n`` raw values: ``steps`` Adam steps (learning rate
@@ -341,12 +342,16 @@ class MetaSurrogate(nn.Module):
         hyperparameters (:meth:`fit` with ``finetune_features``), as TNAS and FSBO fine-tune a
         deep kernel on the target. Only the feature map is kept (``m`` and ``phi`` of the target);
         the scalars stay the zero-shot ones, for a model fitted on top to refit. The surrogate's
-        own feature map is not changed."""
+        own feature map is not changed. ``units`` (see :meth:`fit`): how raw values map to the
+        model's units while fine-tuning: ``rank-gauss`` (the observations' normal scores, as if
+        they were a random sample of the task) or ``affine`` (the maximum-likelihood affine map,
+        no such assumption: a search's observations are the task's best)."""
         fitted = self.fit(
             X,
             Y,
             steps=steps,
             lr=lr,
+            units=units,
             finetune_features=True,
             task_prior_var=task_prior_var,
             variance_scale=variance_scale,
