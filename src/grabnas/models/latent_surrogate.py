@@ -183,9 +183,8 @@ class MetaLatentSurrogate:
                     from grabnas.models.hyper_mixture import integrate_hyperparameters
 
                     gp = integrate_hyperparameters(gp, self.integrate, seed=seed)
-                if (
-                    finetune and not self.finetune_refit and finetuned
-                ):  # the fitted hyperparameters on the fine-tuned map
+                # the fitted hyperparameters on the fine-tuned map
+                if finetune and not self.finetune_refit and finetuned:
                     from grabnas.models.hyper_mixture import swap_prior
 
                     meta_dims = self.surrogate.config.input_dim
