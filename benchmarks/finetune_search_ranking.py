@@ -12,7 +12,9 @@ members, conditions the default's model on them with the meta-learned and with t
 * the regret of the posterior mean's best untried pool member (what a greedy next ask would cost).
 
 ``finetuned_affine``: the map fine-tuned with raw values mapped to the model's units by the
-maximum-likelihood affine map (``finetune_units=affine``) instead of the observations' normal scores.
+maximum-likelihood affine map (``finetune_units=affine``) instead of the observations' normal scores;
+``finetuned_anchored[4]``: fine-tuned with the prior mean held near the meta-learned one at 1 (4)
+latents per observation drawn from the graph VAE's prior (``finetune_anchors``).
 
     .venv/bin/python benchmarks/finetune_search_ranking.py --seeds 8 --n 20
 """
@@ -31,6 +33,14 @@ from grabnas.benchmarks import load_benchmark
 from grabnas.search.registry import build_optimizer
 
 SPEC = "grabnas[finetune=50,finetune_start=2,finetune_refit=false]"
+#: (name, fine-tuned map?, values' units while fine-tuning, anchors per observation)
+VARIANTS = (
+    ("meta", False, "rank-gauss", 0),
+    ("finetuned", True, "rank-gauss", 0),
+    ("finetuned_affine", True, "affine", 0),
+    ("finetuned_anchored", True, "rank-gauss", 1),
+    ("finetuned_anchored4", True, "rank-gauss", 4),
+)
 
 
 def _pool_means(opt, model) -> np.ndarray:
@@ -50,12 +60,8 @@ def measure(bench, task: str, seed: int, archs: list, values: np.ndarray, truth:
     tried = np.array([a in set(archs) for a in opt.pool])
     row = {"task": task, "seed": seed}
     sur = opt.surrogate
-    for name, finetuned, units in (
-        ("meta", False, "rank-gauss"),
-        ("finetuned", True, "rank-gauss"),
-        ("finetuned_affine", True, "affine"),
-    ):
-        sur._warm_start, sur.finetune_units = None, units  # every fit from the same start
+    for name, finetuned, units, anchors in VARIANTS:
+        sur._warm_start, sur.finetune_units, sur.finetune_anchors = None, units, anchors  # the same start
         mean = _pool_means(opt, sur.fit(z, y, finetuned=finetuned))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -97,7 +103,7 @@ def main() -> None:
                 rows.append({"design": design, **measure(bench, task, seed, archs, values, truth, opt)})
             print(rows[-2], rows[-1], flush=True)
     df = pd.DataFrame(rows)
-    names = ("meta", "finetuned", "finetuned_affine")
+    names = [v[0] for v in VARIANTS]
     cols = [f"{m}_spearman_top" for m in names] + [f"{m}_pick_regret" for m in names]
     print("| design | task | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 2) + "|")

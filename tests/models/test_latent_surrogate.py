@@ -129,3 +129,29 @@ def test_finetune_units_choose_how_values_map_to_the_model_while_finetuning():
     assert not torch.allclose(tuned_weights("rank-gauss", y), affine)
     with pytest.raises(GrabnasError, match="unknown finetune_units 'ranks'; expected rank-gauss or affine"):
         MetaLatentSurrogate(sur, d, adaptation="target", finetune=5, finetune_units="ranks")
+
+
+def test_finetune_anchors_hold_the_prior_mean_where_there_are_no_observations():
+    """``anchor``: the fine-tuning holds the prior mean near the meta-learned one at the anchors
+    (pseudo-observations of it with the prior's own variance), so it moves less there than
+    without; ``finetune_anchors=k`` draws ``k * n`` anchors per fit from the graph VAE's prior."""
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5))
+    d = sur.task_embedding()
+    gen = torch.Generator().manual_seed(6)
+    z, far = torch.randn(8, 4, generator=gen, dtype=DTYPE), torch.randn(64, 4, generator=gen, dtype=DTYPE)
+    y = torch.randn(8, generator=torch.Generator().manual_seed(7), dtype=DTYPE)
+    X, A = sur.inputs(z, d), sur.inputs(far, d)
+    with torch.no_grad():
+        before = sur.feature_map(A)[0]
+
+    def moved(anchor) -> float:
+        tuned = sur.finetuned_prior(X, y, 100, 1e-2, anchor=anchor)
+        with torch.no_grad():
+            return float((tuned.feature_map(A)[0] - before).abs().mean())
+
+    assert moved(A) < 0.5 * moved(None)
+    latent = MetaLatentSurrogate(sur, d, adaptation="target", finetune=5, finetune_refit=False, finetune_anchors=3)
+    anchors = latent._anchors(8, 4, seed=11)
+    assert anchors.shape == (24, sur.config.input_dim) and torch.equal(anchors, latent._anchors(8, 4, seed=11))
+    assert torch.equal(anchors[:, : d.numel()], d.expand(24, -1).to(anchors.dtype))

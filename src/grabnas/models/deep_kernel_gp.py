@@ -411,10 +411,14 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         features: bool = False,
         scale_prior_std: float = 0.5,
         offset_prior_std: float = 0.5,
+        anchor: Tensor | None = None,
     ) -> list[float]:
         """A few Adam steps on ``-mll`` over (scale, offset, output scale, noise, lengthscale)
         (and the feature map with ``features``), with the ridge of :meth:`fit_mean_affine` as a
-        penalty. Returns the loss after each step."""
+        penalty. ``anchor``: ``(m, D)`` inputs where the prior mean is held to its value before
+        the steps, as ``m`` pseudo-observations of it with the prior's own marginal variance there
+        (with ``features``: the map changes where the observations say, and as little as it can
+        elsewhere). Returns the loss after each step."""
         if self.num_train < 2 or steps <= 0:
             return []
         params = [self.mean_scale, self.mean_offset, *self.covar_module.parameters(), *self.likelihood.parameters()]
@@ -429,6 +433,10 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
         losses = []
         x, y = self.train_inputs[0], self.train_targets
         n = len(y)
+        if anchor is not None:
+            with torch.no_grad():
+                anchor_mean, anchor_cov = self.prior_moments(anchor)
+                anchor_var = torch.diagonal(anchor_cov).clamp_min(1e-6)
         try:
             for _ in range(steps):
                 opt.zero_grad()
@@ -437,6 +445,8 @@ class DeepKernelGP(ExactGP, GPyTorchModel):
                 loss = loss + (
                     ((self.mean_scale - 1.0) / scale_prior_std) ** 2 + (self.mean_offset / offset_prior_std) ** 2
                 ) / (2 * n)
+                if anchor is not None:  # mll is per observation: so is the anchors' term
+                    loss = loss + ((self.prior_mean(anchor) - anchor_mean) ** 2 / anchor_var).sum() / (2 * n)
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))

@@ -75,6 +75,7 @@ class MetaLatentSurrogate:
         finetune_refit: bool = True,
         finetune_select: bool = False,
         finetune_units: str = "rank-gauss",
+        finetune_anchors: int = 0,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -93,6 +94,10 @@ class MetaLatentSurrogate:
         if finetune_units not in ("rank-gauss", "affine"):
             raise GrabnasError(f"unknown finetune_units {finetune_units!r}; expected rank-gauss or affine")
         self.finetune_units = finetune_units
+        #: anchors of the fine-tuning per observation: ``k * n`` latents drawn from the graph VAE's
+        #: prior ``N(0, I)`` (seeded per fit) where the fine-tuned prior mean is held near the
+        #: meta-learned one (0: none)
+        self.finetune_anchors = int(finetune_anchors)
         #: prequential log score of the fine-tuned map minus that of the meta-learned map, summed
         self.finetune_score = 0.0
         self._scored_pair: tuple | None = None  # (meta-map model, fine-tuned model, observations seen)
@@ -196,6 +201,7 @@ class MetaLatentSurrogate:
                             finetune,
                             self.finetune_lr,
                             units=self.finetune_units,
+                            anchor=self._anchors(len(y), z.shape[-1] - self.extra_dims, seed),
                             **prior_options,
                         ),
                     )
@@ -206,6 +212,15 @@ class MetaLatentSurrogate:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
         return _TaskModel(gp, self)
+
+    def _anchors(self, n: int, latent_dim: int, seed: int) -> Tensor | None:
+        """``(finetune_anchors * n, input_dim)`` meta inputs ``[d, z]`` at latents drawn from the
+        graph VAE's prior ``N(0, I)``; None without anchors."""
+        if not self.finetune_anchors:
+            return None
+        gen = torch.Generator().manual_seed((seed * 2 + 7) % 2**63)
+        z = torch.randn(self.finetune_anchors * n, latent_dim, generator=gen, dtype=torch.float64)
+        return self.surrogate.inputs(z, self.d)
 
     def _select(self, frozen, tuned, X: Tensor, y: Tensor):
         """Score the previous fit's two models on the observations that arrived since it (see

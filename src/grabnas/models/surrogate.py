@@ -215,6 +215,7 @@ class MetaSurrogate(nn.Module):
         task_prior_var: float = 1.0,
         variance_scale: float | None = None,
         tasks: Sequence[str] | None = None,
+        anchor: Tensor | None = None,
     ) -> DeepKernelGP:
         """Condition on a target task's observations: ``(n, D)`` inputs and ``n`` raw values.
 
@@ -262,7 +263,9 @@ class MetaSurrogate(nn.Module):
         towards 1 by that many pseudo-observations). Off by default: on NB201 it narrowed the
         intervals of held-out tasks whose coverage was already below 90 %.
         ``steps`` Adam steps of the marginal likelihood then refine (scale, offset), the output
-        scale and the noise (and the feature map, on a copy, with ``finetune_features``).
+        scale and the noise (and the feature map, on a copy, with ``finetune_features``); with
+        ``anchor`` (``(m, D)`` inputs) the prior mean is held near its start there
+        (:meth:`DeepKernelGP.fit_hyperparameters`).
         """
         if X is None or Y is None or len(Y) < 2:
             return self.prior(task_prior_var, variance_scale, tasks)
@@ -322,6 +325,7 @@ class MetaSurrogate(nn.Module):
                 features=finetune_features,
                 scale_prior_std=scale_prior_std,
                 offset_prior_std=offset_prior_std,
+                anchor=anchor,
             )
         return gp
 
@@ -335,6 +339,7 @@ class MetaSurrogate(nn.Module):
         variance_scale: float | None = None,
         tasks: Sequence[str] | None = None,
         units: str = "rank-gauss",
+        anchor: Tensor | None = None,
     ) -> DeepKernelGP:
         """The zero-shot prior (:meth:`prior`) with its feature map replaced by a copy fine-tuned to
         a target's ``(n, D)`` inputs and ``n`` raw values: ``steps`` Adam steps (learning rate
@@ -345,13 +350,16 @@ class MetaSurrogate(nn.Module):
         own feature map is not changed. ``units`` (see :meth:`fit`): how raw values map to the
         model's units while fine-tuning: ``rank-gauss`` (the observations' normal scores, as if
         they were a random sample of the task) or ``affine`` (the maximum-likelihood affine map,
-        no such assumption: a search's observations are the task's best)."""
+        no such assumption: a search's observations are the task's best). ``anchor``: ``(m, D)``
+        inputs where the fine-tuning holds the prior mean near the meta-learned one (see
+        :meth:`DeepKernelGP.fit_hyperparameters`)."""
         fitted = self.fit(
             X,
             Y,
             steps=steps,
             lr=lr,
             units=units,
+            anchor=anchor,
             finetune_features=True,
             task_prior_var=task_prior_var,
             variance_scale=variance_scale,
