@@ -45,19 +45,17 @@ VARIANTS = (
 
 def _pool_means(opt, model) -> np.ndarray:
     """``(len(pool),)`` posterior means of ``model`` at the optimizer's pool latents."""
-    with torch.no_grad():
-        out = [
-            model.posterior(opt.z_pool[i : i + 4096].unsqueeze(1)).mean.reshape(-1)
-            for i in range(0, len(opt.pool), 4096)
-        ]
-    return torch.cat(out).numpy()
+    from botorch.acquisition import PosteriorMean
+
+    return opt._score(PosteriorMean(model), opt.z_pool).numpy()
 
 
-def measure(bench, task: str, seed: int, archs: list, values: np.ndarray, truth: np.ndarray, opt) -> dict:
+def measure(task: str, seed: int, archs: list, values: np.ndarray, truth: np.ndarray, opt) -> dict:
     z = opt.latent(archs)
     y = torch.as_tensor(values, dtype=torch.float64)
     top = truth >= np.quantile(truth, 0.9)
-    tried = np.array([a in set(archs) for a in opt.pool])
+    observed = set(archs)
+    tried = np.array([a in observed for a in opt.pool])
     row = {"task": task, "seed": seed}
     sur = opt.surrogate
     for name, finetuned, units, anchors in VARIANTS:
@@ -100,7 +98,7 @@ def main() -> None:
             idx = rng.choice(len(opt.pool), args.n, replace=False)
             designs["random"] = ([opt.pool[i] for i in idx], truth[idx])
             for design, (archs, values) in designs.items():
-                rows.append({"design": design, **measure(bench, task, seed, archs, values, truth, opt)})
+                rows.append({"design": design, **measure(task, seed, archs, values, truth, opt)})
             print(rows[-2], rows[-1], flush=True)
     df = pd.DataFrame(rows)
     names = [v[0] for v in VARIANTS]

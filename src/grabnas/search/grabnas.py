@@ -595,20 +595,17 @@ class GraBNAS(Optimizer):
     def _ask_model(self, n: int) -> list[Architecture]:
         started = bool(self.config.portfolio) and self.asks >= self.config.portfolio
         follow = self._portfolio_arm() if started else "meta"
-        if self.config.portfolio_arm == "finetune":  # both arms are GraB-NAS's, on two feature maps
-            out = self._ask_meta(n, finetuned=follow == "plain")
-            self._arm_of.update(dict.fromkeys(out, follow if started else "init"))
-            return out
-        if follow == "plain":
-            arm = self.config.portfolio_arm
+        arm = self.config.portfolio_arm
+        if follow == "plain" and arm != "finetune":
             picks = (
                 self._plain._ask(n) if arm == "gpbo" else self._random_untried(n) if arm == "random" else self._far(n)
             )
             self._arm_of.update(dict.fromkeys(picks, "plain"))
             self.asks += len(picks)
             return picks
-        out = self._ask_meta(n)
-        self._arm_of.update(dict.fromkeys(out, "meta" if started else "init"))
+        # GraB-NAS's own proposal; with portfolio_arm=finetune both arms are, on two feature maps
+        out = self._ask_meta(n, finetuned=follow == "plain" if arm == "finetune" else None)
+        self._arm_of.update(dict.fromkeys(out, follow if started else "init"))
         return out
 
     def _random_untried(self, n: int) -> list[Architecture]:
