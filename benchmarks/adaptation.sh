@@ -89,7 +89,8 @@
 #              the fine-tuned map only while its prequential score is the higher -> ...-select, with
 #              FINETUNE_ARM=N a bandit between the two maps from ask N on, by what their proposals scored
 #              (portfolio=N,portfolio_arm=finetune) -> ...-armN, with FINETUNE_WARMUP=corpus the corpus's
-#              random share of the warm-up as well (warmup_random=corpus) -> ...-warmup): NB201, both
+#              random share of the warm-up as well (warmup_random=corpus) -> ...-warmup, with FINETUNE_EVERY=K
+#              (refit=false only) the map fine-tuned once per K observations -> ...-everyK): NB201, both
 #              stress tasks and NAS-Bench-Graph (SEEDS, default 8), the csvloto protocol and the ground
 #              truths with nb201-all (10), the surrogate eval with 10 draws and its learning gain; paired
 #              report against "fitftol"'s runs
@@ -375,8 +376,8 @@ for part in "${PARTS[@]}"; do
       bench --seeds "${SEEDS:-20}" --benchmark nasbench-graph --optimizers "grabnas[$V]" --out "$P/nbg"
       report_against_fitftol "$P" ;;
     finetune)
-      V="finetune=${FINETUNE:-50}${FINETUNE_START:+,finetune_start=$FINETUNE_START}${FINETUNE_REFIT:+,finetune_refit=$FINETUNE_REFIT}${FINETUNE_SELECT:+,finetune_select=$FINETUNE_SELECT}${FINETUNE_ARM:+,portfolio=$FINETUNE_ARM,portfolio_arm=finetune}${FINETUNE_WARMUP:+,warmup_random=$FINETUNE_WARMUP}"
-      P="$OUT/screens/finetune${FINETUNE_START:+-start$FINETUNE_START}${FINETUNE_REFIT:+-refit$FINETUNE_REFIT}${FINETUNE_SELECT:+-select}${FINETUNE_ARM:+-arm$FINETUNE_ARM}${FINETUNE_WARMUP:+-warmup}"
+      V="finetune=${FINETUNE:-50}${FINETUNE_START:+,finetune_start=$FINETUNE_START}${FINETUNE_REFIT:+,finetune_refit=$FINETUNE_REFIT}${FINETUNE_SELECT:+,finetune_select=$FINETUNE_SELECT}${FINETUNE_ARM:+,portfolio=$FINETUNE_ARM,portfolio_arm=finetune}${FINETUNE_WARMUP:+,warmup_random=$FINETUNE_WARMUP}${FINETUNE_EVERY:+,finetune_every=$FINETUNE_EVERY}"
+      P="$OUT/screens/finetune${FINETUNE_START:+-start$FINETUNE_START}${FINETUNE_REFIT:+-refit$FINETUNE_REFIT}${FINETUNE_SELECT:+-select}${FINETUNE_ARM:+-arm$FINETUNE_ARM}${FINETUNE_WARMUP:+-warmup}${FINETUNE_EVERY:+-every$FINETUNE_EVERY}"
       mkdir -p "$P"
       bench --seeds "${SEEDS:-8}" --benchmark nb201 --optimizers "grabnas[$V]" --out "$P/nb201"
       .venv/bin/python benchmarks/stress_tasks.py --out "$OUT/stress-tables"

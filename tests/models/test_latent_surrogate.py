@@ -155,3 +155,58 @@ def test_finetune_anchors_hold_the_prior_mean_where_there_are_no_observations():
     anchors = latent._anchors(8, 4, seed=11)
     assert anchors.shape == (24, sur.config.input_dim) and torch.equal(anchors, latent._anchors(8, 4, seed=11))
     assert torch.equal(anchors[:, : d.numel()], d.expand(24, -1).to(anchors.dtype))
+
+
+def test_finetune_every_reuses_the_map_tuned_at_the_last_scheduled_count():
+    """``finetune_every=k``: the map is fine-tuned at ``finetune_start``, ``finetune_start + k``, ...
+    observations on the first that many, and reused in between (the same object, so its feature
+    cache survives); a fresh surrogate given the same history fits the same map (resume); with
+    ``k = 1`` every fit is tuned on all its observations, as before; bad values are one-line errors."""
+    import pytest
+
+    from grabnas.errors import GrabnasError
+
+    torch.manual_seed(0)
+    sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5))
+    d = sur.task_embedding()
+    z = torch.randn(16, 4, generator=torch.Generator().manual_seed(2), dtype=DTYPE)
+    y = torch.tanh(2 * z[:, 0]) + 0.1 * torch.randn(16, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+
+    def make(every: int) -> MetaLatentSurrogate:
+        return MetaLatentSurrogate(
+            sur,
+            d,
+            adaptation="target",
+            integrate=0,
+            finetune=10,
+            finetune_start=4,
+            finetune_refit=False,
+            finetune_every=every,
+        )
+
+    def tuned_map(latent):
+        return latent._last_gp.mean_module._prior.module.feature_map
+
+    def weights(fmap) -> torch.Tensor:
+        return torch.cat([p.reshape(-1) for p in fmap.parameters()])
+
+    latent = make(5)
+    maps = {}
+    for n in range(4, 15):
+        latent.fit(z[:n], y[:n])
+        maps[n] = tuned_map(latent)
+    assert maps[4] is maps[8] and maps[9] is maps[13] and maps[14] is not maps[13] and maps[8] is not maps[9]
+    X = sur.inputs(z, d)
+    torch.testing.assert_close(weights(maps[13]), weights(sur.finetuned_prior(X[:9], y[:9], 10, 1e-3).feature_map))
+    resumed = make(5)
+    resumed.fit(z[:13], y[:13])
+    torch.testing.assert_close(weights(tuned_map(resumed)), weights(maps[13]))
+    every_fit = make(1)
+    every_fit.fit(z[:13], y[:13])
+    torch.testing.assert_close(
+        weights(tuned_map(every_fit)), weights(sur.finetuned_prior(X[:13], y[:13], 10, 1e-3).feature_map)
+    )
+    with pytest.raises(GrabnasError, match="finetune_every > 1 needs finetune > 0 and finetune_refit=false"):
+        MetaLatentSurrogate(sur, d, adaptation="target", finetune=5, finetune_every=3)
+    with pytest.raises(GrabnasError, match="finetune_every must be a positive number of observations, got 0"):
+        MetaLatentSurrogate(sur, d, adaptation="target", finetune=5, finetune_refit=False, finetune_every=0)

@@ -76,6 +76,7 @@ class MetaLatentSurrogate:
         finetune_select: bool = False,
         finetune_units: str = "rank-gauss",
         finetune_anchors: int = 0,
+        finetune_every: int = 1,
         **fit_options: object,
     ) -> None:
         if adaptation not in ("meta", "target"):
@@ -91,6 +92,13 @@ class MetaLatentSurrogate:
         if finetune_select and (not finetune or finetune_refit):
             raise GrabnasError("finetune_select needs finetune > 0 and finetune_refit=false")
         self.finetune_select = bool(finetune_select)
+        if finetune_every < 1:
+            raise GrabnasError(f"finetune_every must be a positive number of observations, got {finetune_every}")
+        if finetune_every > 1 and (not finetune or finetune_refit):
+            raise GrabnasError("finetune_every > 1 needs finetune > 0 and finetune_refit=false")
+        #: observations between two fine-tunings of the feature map (see :meth:`_finetuned_prior`)
+        self.finetune_every = int(finetune_every)
+        self._tuned: tuple[Tensor, Tensor, object] | None = None  # (inputs, values, prior) of the last fine-tuning
         if finetune_units not in ("rank-gauss", "affine"):
             raise GrabnasError(f"unknown finetune_units {finetune_units!r}; expected rank-gauss or affine")
         self.finetune_units = finetune_units
@@ -194,16 +202,7 @@ class MetaLatentSurrogate:
 
                     meta_dims = self.surrogate.config.input_dim
                     tuned = swap_prior(
-                        gp,
-                        self.surrogate.finetuned_prior(
-                            X[..., :meta_dims],
-                            y,
-                            finetune,
-                            self.finetune_lr,
-                            units=self.finetune_units,
-                            anchor=self._anchors(len(y), z.shape[-1] - self.extra_dims, seed),
-                            **prior_options,
-                        ),
+                        gp, self._finetuned_prior(X[..., :meta_dims], y, z.shape[-1] - self.extra_dims, prior_options)
                     )
                     gp = self._select(gp, tuned, X, y) if self.finetune_select else tuned
                 if self.integrate and self.hyper_draw:  # one component by its weight: Thompson over the hyperparameters
@@ -212,6 +211,32 @@ class MetaLatentSurrogate:
             gp = self.surrogate.fit(X, y if len(y) else None, **self.fit_options)  # < 2 values: the prior
         self._last_gp = gp
         return _TaskModel(gp, self)
+
+    def _finetuned_prior(self, X: Tensor, y: Tensor, latent_dim: int, prior_options: dict) -> object:
+        """The zero-shot prior on the feature map fine-tuned to the first ``m`` of the ``n``
+        observations (inputs ``X`` ``(n, D_meta)``, values ``y`` ``(n,)``), where ``m`` is the last
+        point of the schedule ``finetune_start, finetune_start + finetune_every, ...`` at or below
+        ``n``: with ``finetune_every = k > 1`` the map is fine-tuned once per ``k`` observations and
+        reused in between (the GP on top still conditions on all ``n``), which divides the cost of
+        the fine-tuning and of re-featurising the pool by ``k``. ``m`` is a function of ``n`` and
+        the observations' order only, so a search resumed from its history fits the same map."""
+        n = len(y)
+        m = self.finetune_start + (n - self.finetune_start) // self.finetune_every * self.finetune_every
+        Xm, ym = X[:m].detach(), y[:m].detach()
+        cached = self._tuned
+        if cached is not None and torch.equal(cached[0], Xm) and torch.equal(cached[1], ym):
+            return cached[2]
+        prior = self.surrogate.finetuned_prior(
+            Xm,
+            ym,
+            self.finetune,
+            self.finetune_lr,
+            units=self.finetune_units,
+            anchor=self._anchors(m, latent_dim, self.seed * 1_000_003 + m),
+            **prior_options,
+        )
+        self._tuned = (Xm.clone(), ym.clone(), prior)
+        return prior
 
     def _anchors(self, n: int, latent_dim: int, seed: int) -> Tensor | None:
         """``(finetune_anchors * n, input_dim)`` meta inputs ``[d, z]`` at latents drawn from the

@@ -202,6 +202,9 @@ class GraBNASConfig:
             ``finetune_select`` (with ``finetune_refit=False``): use the fine-tuned map only while
             it has predicted the target's new evaluations better than the meta-learned map
             (summed log predictive density, prequential; ``MetaLatentSurrogate``).
+            ``finetune_every`` (with ``finetune_refit=False``; default 1): fine-tune the map once per
+            that many observations (at ``finetune_start``, ``finetune_start + finetune_every``, ...)
+            and reuse it in between, which divides the fine-tuning's cost by about that factor.
         prior_decay: ``beta`` of piBO (Hvarfner et al., ICLR 2022; 0: off): a global step ranks
             the candidates by their acquisition value times ``pi(x) ** (beta / n)`` (``n`` successful
             observations), where ``pi(x)`` is the zero-shot prior's probability that ``x`` beats the
@@ -265,6 +268,7 @@ class GraBNASConfig:
     finetune_start: int = 2
     finetune_refit: bool = True
     finetune_select: bool = False
+    finetune_every: int = 1
 
     def __post_init__(self) -> None:
         checks = {
@@ -321,6 +325,7 @@ class GraBNASConfig:
             "integrate",
             "finetune",
             "finetune_start",
+            "finetune_every",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -341,6 +346,10 @@ class GraBNASConfig:
             raise GrabnasError("GraB-NAS finetune needs adaptation=target")
         if self.finetune_select and (not self.finetune or self.finetune_refit):
             raise GrabnasError("GraB-NAS finetune_select needs finetune > 0 and finetune_refit=false")
+        if self.finetune_every < 1:
+            raise GrabnasError(f"GraB-NAS finetune_every must be >= 1 observations, got {self.finetune_every}")
+        if self.finetune_every > 1 and (not self.finetune or self.finetune_refit):
+            raise GrabnasError("GraB-NAS finetune_every > 1 needs finetune > 0 and finetune_refit=false")
         if self.portfolio_arm == "finetune" and (
             not self.portfolio or not self.finetune or self.finetune_refit or self.finetune_select
         ):
