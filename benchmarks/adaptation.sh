@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # Issue 18: does GraB-NAS learn from the target? The tables of docs/adaptation.md.
+# The default changed on 2026-12-08 (the fine-tuned map every 10 observations, the corpus's random
+# warm-up share): a part below that runs `grabnas` or `grabnas[...]` measures the current default
+# (plus its options); the committed results of parts run before then are the earlier default's, which
+# `grabnas[warmup_random=none,finetune=0,...]` reproduces.
 #   nb201      GraB-NAS (default: target-adapted GP) on cifar10 / cifar100 / imagenet16, 20 seeds,
 #              shipped checkpoints (baselines: benchmarks/results/nb201-grabnas)
 #   metaseeds  the same with surrogates meta-trained with seeds 1 and 2 (CK=DIR, trained by

@@ -310,7 +310,18 @@ def test_numerical_failures_fall_back_and_are_logged_not_raised(nb201_space, vae
         ({"finetune": 10, "adaptation": "meta"}, "finetune needs adaptation=target"),
         ({"finetune": 10, "finetune_start": 1}, "finetune_start must be >= 2, got 1"),
         ({"finetune": 10, "finetune_refit": "no"}, "finetune_refit must be true or false, got 'no'"),
-        ({"finetune": 10, "finetune_select": True}, "finetune_select needs finetune > 0 and finetune_refit=false"),
+        (
+            {"finetune": 10, "finetune_refit": True, "finetune_select": True},
+            "finetune_select needs finetune > 0 and finetune_refit=false",
+        ),
+        (
+            {"finetune": 10, "finetune_refit": True, "finetune_every": 5},
+            "finetune_every > 1 needs finetune > 0 and finetune_refit=false",
+        ),
+        (
+            {"finetune": 10, "finetune_refit": False, "finetune_every": 0},
+            "finetune_every must be >= 1 observations, got 0",
+        ),
     ],
 )
 def test_bad_settings(kw, fragment):
@@ -643,7 +654,9 @@ def test_finetune_builds_each_fit_on_a_finetuned_feature_map_and_replays(nb201_b
     the observations (the surrogate's own map untouched), and a replay proposes the same."""
 
     def run():
-        return _search(nb201_bench, "grabnas[finetune=5,integrate=0]", seed=2, steps=5)
+        return _search(
+            nb201_bench, "grabnas[finetune=5,finetune_start=2,finetune_refit=true,integrate=0]", seed=2, steps=5
+        )
 
     opt, asked = run()
     sur = opt.surrogate.surrogate
@@ -653,8 +666,10 @@ def test_finetune_builds_each_fit_on_a_finetuned_feature_map_and_replays(nb201_b
     assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), sur.feature_map.parameters()))
     assert run()[1] == asked
     # from finetune_start observations on only: before, the fits (and asks) are the default's
-    late, asked_late = _search(nb201_bench, "grabnas[finetune=5,finetune_start=4,integrate=0]", seed=2, steps=5)
-    plain = _search(nb201_bench, "grabnas[integrate=0]", seed=2, steps=5)[1]
+    late, asked_late = _search(
+        nb201_bench, "grabnas[finetune=5,finetune_start=4,finetune_refit=true,integrate=0]", seed=2, steps=5
+    )
+    plain = _search(nb201_bench, "grabnas[integrate=0,finetune=0]", seed=2, steps=5)[1]
     assert asked_late[:4] == plain[:4]
     assert late.surrogate._last_gp.mean_module._prior.module.feature_map is not late.surrogate.surrogate.feature_map
 
@@ -687,3 +702,22 @@ def test_finetune_without_refit_keeps_the_default_fits_scalars_on_the_finetuned_
     skipped = latent.fit(z, y, finetuned=False).gp
     assert skipped.map_model.mean_module._prior.module.feature_map is latent.surrogate.feature_map
     assert torch.equal(skipped.thetas, plain.thetas) and torch.equal(skipped.weights, plain.weights)
+
+
+def test_default_finetuning_resolves_by_adaptation_and_refit():
+    """The default fine-tunes the feature map (50 steps from the tenth observation, the scalars kept
+    from the meta-learned map, once per 10 observations) and adds the corpus's random warm-up share;
+    without a target-adapted GP there is nothing to fine-tune, and a refit on the map is every fit."""
+    from grabnas.search.grabnas import DEFAULT_FINETUNE, DEFAULT_FINETUNE_EVERY
+
+    cfg = GraBNASConfig()
+    assert (cfg.finetune, cfg.finetune_start, cfg.finetune_refit, cfg.finetune_every, cfg.warmup_random) == (
+        DEFAULT_FINETUNE,
+        10,
+        False,
+        DEFAULT_FINETUNE_EVERY,
+        "corpus",
+    )
+    assert (GraBNASConfig(adaptation="meta").finetune, GraBNASConfig(adaptation="meta").finetune_every) == (0, 1)
+    assert GraBNASConfig(finetune_refit=True).finetune_every == 1
+    assert GraBNASConfig(finetune=0).finetune_every == 1

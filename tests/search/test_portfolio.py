@@ -122,4 +122,6 @@ def test_finetune_arm_chooses_between_the_meta_learned_and_the_finetuned_map(nb2
     assert run(spec)[1] == asked
     assert run("grabnas", asks=3)[1] == asked[:3]
     with pytest.raises(GrabnasError, match="portfolio_arm=finetune needs portfolio > 0, finetune > 0"):
-        build_optimizer("grabnas[finetune=5,portfolio=3,portfolio_arm=finetune]", nb201_bench, "cifar10", seed=0)
+        build_optimizer(
+            "grabnas[finetune=5,finetune_refit=true,portfolio=3,portfolio_arm=finetune]", nb201_bench, "cifar10", seed=0
+        )

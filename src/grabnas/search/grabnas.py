@@ -66,6 +66,10 @@ class ArchitectureCodec(Protocol):
 
 #: samples of the target-adapted GP's scalar hyperparameters the default model mixes
 DEFAULT_INTEGRATE = 16
+#: Adam steps of the default's fine-tuning of the feature map to the target's observations, and
+#: the observations between two fine-tunings (docs/adaptation.md)
+DEFAULT_FINETUNE = 50
+DEFAULT_FINETUNE_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,8 @@ class GraBNASConfig:
             unexplained (``heldout_residual``; unknown: none). The warm-up then holds as many
             cells the prior did not choose as the corpus says the prior cannot explain (NB201
             0.04-0.09: none; NAS-Bench-Graph 0.71-0.79: 7 of 10), so a prior wrong about the
-            target is identified from observations it did not pick. ``none`` (default): no
-            warm-up probes.
+            target is identified from observations it did not pick (default; docs/adaptation.md).
+            ``none``: no warm-up probes.
         warmup_start: the first ask of that block of ``t_bo - 1`` asks (default 1, the warm-up
             itself; ``t_bo``: the block right after the warm-up, whose asks stay the model's).
         probe_kind: what a probe (and the portfolio's ``far`` arm) proposes: ``random`` (a
@@ -192,19 +196,21 @@ class GraBNASConfig:
         hyper_draw: with ``integrate``, act at every ask on one of the mixture's components,
             drawn by its weight, instead of on the mixture (Thompson sampling over the scalar
             hyperparameters; opt-in, docs/adaptation.md).
-        finetune: ``0`` (default), or the Adam steps (learning rate 1e-3) that fine-tune a copy of
-            the meta-learned feature map to the target's observations at every fit, before the
-            target-adapted GP is fitted on it (TNAS / FSBO-style; opt-in, docs/adaptation.md),
-            from ``finetune_start`` observations on (default 2: every fit). ``finetune_refit``:
-            ``True`` (default) fits the target-adapted GP's hyperparameters on the fine-tuned map;
-            ``False`` fits and integrates them on the meta-learned map, as without fine-tuning, and
-            then swaps in the fine-tuned map (no second fit to the data the map was fitted to);
+        finetune: the Adam steps (learning rate 1e-3) that fine-tune a copy of the meta-learned
+            feature map to the target's observations (TNAS / FSBO-style, docs/adaptation.md), from
+            ``finetune_start`` observations on (default 10, the end of the warm-up); ``0``: the
+            meta-learned map as is. Default (None): ``DEFAULT_FINETUNE`` (50) with
+            ``adaptation="target"``, else 0. ``finetune_refit``: ``False`` (default) fits and
+            integrates the target-adapted GP's hyperparameters on the meta-learned map, as without
+            fine-tuning, and then swaps in the fine-tuned map (no second fit to the data the map was
+            fitted to: honest intervals); ``True`` fits them on the fine-tuned map, at every fit.
             ``finetune_select`` (with ``finetune_refit=False``): use the fine-tuned map only while
             it has predicted the target's new evaluations better than the meta-learned map
             (summed log predictive density, prequential; ``MetaLatentSurrogate``).
-            ``finetune_every`` (with ``finetune_refit=False``; default 1): fine-tune the map once per
-            that many observations (at ``finetune_start``, ``finetune_start + finetune_every``, ...)
-            and reuse it in between, which divides the fine-tuning's cost by about that factor.
+            ``finetune_every`` (with ``finetune_refit=False``): fine-tune the map once per that many
+            observations (at ``finetune_start``, ``finetune_start + finetune_every``, ...) and reuse
+            it in between, which divides the fine-tuning's cost by about that factor; default (None):
+            ``DEFAULT_FINETUNE_EVERY`` (10) where it applies, else 1.
         prior_decay: ``beta`` of piBO (Hvarfner et al., ICLR 2022; 0: off): a global step ranks
             the candidates by their acquisition value times ``pi(x) ** (beta / n)`` (``n`` successful
             observations), where ``pi(x)`` is the zero-shot prior's probability that ``x`` beats the
@@ -250,7 +256,7 @@ class GraBNASConfig:
     probe_start: int = 10
     probe_kind: str = "random"
     probe_stall: int = 0
-    warmup_random: str = "none"
+    warmup_random: str = "corpus"
     warmup_start: int = 1
     portfolio: int = 0
     portfolio_arm: str = "gpbo"
@@ -264,11 +270,11 @@ class GraBNASConfig:
     integrate: int | None = None
     hyper_draw: bool = False
     prior_decay: float = 0.0
-    finetune: int = 0
-    finetune_start: int = 2
-    finetune_refit: bool = True
+    finetune: int | None = None
+    finetune_start: int = 10
+    finetune_refit: bool = False
     finetune_select: bool = False
-    finetune_every: int = 1
+    finetune_every: int | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -306,6 +312,11 @@ class GraBNASConfig:
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
         if self.integrate is None:  # the default: integrated out wherever there is a target-adapted GP
             object.__setattr__(self, "integrate", DEFAULT_INTEGRATE if self.adaptation == "target" else 0)
+        if self.finetune is None:  # the default: fine-tuned wherever there is a target-adapted GP
+            object.__setattr__(self, "finetune", DEFAULT_FINETUNE if self.adaptation == "target" else 0)
+        if self.finetune_every is None:  # amortised only where the scalars are not refitted on the map
+            every = DEFAULT_FINETUNE_EVERY if self.finetune and self.finetune_refit is False else 1
+            object.__setattr__(self, "finetune_every", every)
         for name in (
             "n_init",
             "t_bo",
