@@ -5,12 +5,17 @@ posterior into that of a new, noisy evaluation."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from botorch.models.model import Model
 from torch import Tensor
 
 from grabnas.errors import GrabnasError
 from grabnas.models.fingerprint import module_fingerprint
+
+if TYPE_CHECKING:
+    from grabnas.models.deep_kernel_gp import DeepKernelGP
 
 
 class MetaLatentSurrogate:
@@ -98,7 +103,8 @@ class MetaLatentSurrogate:
             raise GrabnasError("finetune_every > 1 needs finetune > 0 and finetune_refit=false")
         #: observations between two fine-tunings of the feature map (see :meth:`_finetuned_prior`)
         self.finetune_every = int(finetune_every)
-        self._tuned: tuple[Tensor, Tensor, object] | None = None  # (inputs, values, prior) of the last fine-tuning
+        # (inputs, values, prior) of the last fine-tuning
+        self._tuned: tuple[Tensor, Tensor, DeepKernelGP] | None = None
         if finetune_units not in ("rank-gauss", "affine"):
             raise GrabnasError(f"unknown finetune_units {finetune_units!r}; expected rank-gauss or affine")
         self.finetune_units = finetune_units
@@ -212,7 +218,7 @@ class MetaLatentSurrogate:
         self._last_gp = gp
         return _TaskModel(gp, self)
 
-    def _finetuned_prior(self, X: Tensor, y: Tensor, latent_dim: int, prior_options: dict) -> object:
+    def _finetuned_prior(self, X: Tensor, y: Tensor, latent_dim: int, prior_options: dict) -> DeepKernelGP:
         """The zero-shot prior on the feature map fine-tuned to the first ``m`` of the ``n``
         observations (inputs ``X`` ``(n, D_meta)``, values ``y`` ``(n,)``), where ``m`` is the last
         point of the schedule ``finetune_start, finetune_start + finetune_every, ...`` at or below
