@@ -706,18 +706,43 @@ def test_finetune_without_refit_keeps_the_default_fits_scalars_on_the_finetuned_
 
 def test_default_finetuning_resolves_by_adaptation_and_refit():
     """The default fine-tunes the feature map (50 steps from the tenth observation, the scalars kept
-    from the meta-learned map, once per 10 observations) and adds the corpus's random warm-up share;
-    without a target-adapted GP there is nothing to fine-tune, and a refit on the map is every fit."""
+    from the meta-learned map, once per 10 observations) where the warm-up holds random asks, and
+    adds the corpus's random warm-up share; without a target-adapted GP there is nothing to
+    fine-tune; an explicit ``finetune`` applies everywhere; a refit on the map is every fit."""
     from grabnas.search.grabnas import DEFAULT_FINETUNE, DEFAULT_FINETUNE_EVERY
 
     cfg = GraBNASConfig()
     assert (cfg.finetune, cfg.finetune_start, cfg.finetune_refit, cfg.finetune_every, cfg.warmup_random) == (
-        DEFAULT_FINETUNE,
+        None,
         10,
         False,
         DEFAULT_FINETUNE_EVERY,
         "corpus",
     )
-    assert (GraBNASConfig(adaptation="meta").finetune, GraBNASConfig(adaptation="meta").finetune_every) == (0, 1)
+    assert (cfg.finetune_steps(0), cfg.finetune_steps(7)) == (0, DEFAULT_FINETUNE)
+    assert GraBNASConfig(finetune=20).finetune_steps(0) == 20
+    meta = GraBNASConfig(adaptation="meta")
+    assert (meta.finetune, meta.finetune_every, meta.finetune_steps(7)) == (0, 1, 0)
     assert GraBNASConfig(finetune_refit=True).finetune_every == 1
     assert GraBNASConfig(finetune=0).finetune_every == 1
+
+
+def test_default_finetunes_only_where_the_warmup_holds_random_asks(nb201_bench, monkeypatch):
+    """On NB201 (the corpus explains the held-out dataset: no random warm-up asks) the default's
+    map stays the meta-learned one, so its search is the previous default's; with a corpus that
+    leaves 76 % unexplained (NAS-Bench-Graph's share) 7 warm-up asks are random and the map is
+    fine-tuned once per 10 observations."""
+    import grabnas.search.registry as registry
+
+    def finetune_of(spec: str) -> tuple[int, int]:
+        opt = registry.build_optimizer(spec, nb201_bench, "cifar10", seed=0)
+        return opt.warmup_probe_count(), opt.surrogate.finetune
+
+    assert finetune_of("grabnas") == (0, 0)
+    assert finetune_of("grabnas[finetune=50]") == (0, 50)
+    monkeypatch.setattr(
+        registry, "_fill_heldout_residual", lambda sur, bench, cache: sur.card.__setitem__("heldout_residual", 0.76)
+    )
+    assert finetune_of("grabnas") == (7, 50)
+    assert registry.build_optimizer("grabnas", nb201_bench, "cifar10", seed=0).surrogate.finetune_every == 10
+    assert finetune_of("grabnas[warmup_random=none]") == (0, 0)

@@ -72,6 +72,15 @@ DEFAULT_FINETUNE = 50
 DEFAULT_FINETUNE_EVERY = 10
 
 
+def warmup_probe_count(config: GraBNASConfig, heldout_residual: float | None) -> int:
+    """How many of the warm-up's asks 1 .. ``t_bo - 1`` are probes under ``config``
+    (``warmup_random``) for a surrogate whose corpus leaves ``heldout_residual`` unexplained."""
+    r = heldout_residual
+    if config.warmup_random != "corpus" or r is None or config.t_bo < 2:
+        return 0
+    return min(int(math.floor(min(max(r, 0.0), 1.0) * config.t_bo)), config.t_bo - 1)
+
+
 @dataclass(frozen=True)
 class GraBNASConfig:
     """Settings of the GraB-NAS optimizer (all stored in a study's settings).
@@ -199,8 +208,8 @@ class GraBNASConfig:
         finetune: the Adam steps (learning rate 1e-3) that fine-tune a copy of the meta-learned
             feature map to the target's observations (TNAS / FSBO-style, docs/adaptation.md), from
             ``finetune_start`` observations on (default 10, the end of the warm-up); ``0``: the
-            meta-learned map as is. Default (None): ``DEFAULT_FINETUNE`` (50) with
-            ``adaptation="target"``, else 0. ``finetune_refit``: ``False`` (default) fits and
+            meta-learned map as is. Default (None): ``DEFAULT_FINETUNE`` (50) where the warm-up holds
+            random asks (``warmup_random``; :meth:`finetune_steps`), else 0. ``finetune_refit``: ``False`` (default) fits and
             integrates the target-adapted GP's hyperparameters on the meta-learned map, as without
             fine-tuning, and then swaps in the fine-tuned map (no second fit to the data the map was
             fitted to: honest intervals); ``True`` fits them on the fine-tuned map, at every fit.
@@ -276,6 +285,16 @@ class GraBNASConfig:
     finetune_select: bool = False
     finetune_every: int | None = None
 
+    def finetune_steps(self, warmup_probes: int) -> int:
+        """The Adam steps of the feature map's fine-tuning for a search whose warm-up holds
+        ``warmup_probes`` random asks: ``finetune`` when set; by default ``DEFAULT_FINETUNE`` where
+        that warm-up holds random asks and 0 where it does not (a map fine-tuned to a search's own,
+        clustered observations ranks a task's top worse than the meta-learned one; fitted to
+        random ones, better: docs/adaptation.md)."""
+        if self.finetune is not None:
+            return self.finetune
+        return DEFAULT_FINETUNE if warmup_probes > 0 else 0
+
     def __post_init__(self) -> None:
         checks = {
             "mode": (self.mode, ("hybrid", "bo", "ascent")),
@@ -312,10 +331,13 @@ class GraBNASConfig:
                 raise GrabnasError(f"GraB-NAS {name} must be true or false, got {getattr(self, name)!r}")
         if self.integrate is None:  # the default: integrated out wherever there is a target-adapted GP
             object.__setattr__(self, "integrate", DEFAULT_INTEGRATE if self.adaptation == "target" else 0)
-        if self.finetune is None:  # the default: fine-tuned wherever there is a target-adapted GP
-            object.__setattr__(self, "finetune", DEFAULT_FINETUNE if self.adaptation == "target" else 0)
+        if self.finetune is None and self.adaptation != "target":  # nothing to fine-tune
+            object.__setattr__(self, "finetune", 0)
+        # the default (None) is DEFAULT_FINETUNE steps where the warm-up holds random asks
+        # (:meth:`finetune_steps`); the checks below read it as that
+        steps = DEFAULT_FINETUNE if self.finetune is None else self.finetune
         if self.finetune_every is None:  # amortised only where the scalars are not refitted on the map
-            every = DEFAULT_FINETUNE_EVERY if self.finetune and self.finetune_refit is False else 1
+            every = DEFAULT_FINETUNE_EVERY if steps and self.finetune_refit is False else 1
             object.__setattr__(self, "finetune_every", every)
         for name in (
             "n_init",
@@ -339,6 +361,8 @@ class GraBNASConfig:
             "finetune_every",
         ):
             value = getattr(self, name)
+            if name == "finetune" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise GrabnasError(f"GraB-NAS {name} must be an integer, got {value!r}")
         for name in ("eta", "ucb_beta", "prior_decay"):
@@ -349,20 +373,20 @@ class GraBNASConfig:
             raise GrabnasError(f"GraB-NAS integrate must be 0 (the MAP fit) or >= 2 samples, got {self.integrate}")
         if self.integrate and self.adaptation != "target":
             raise GrabnasError("GraB-NAS integrate needs adaptation=target")
-        if self.finetune < 0:
+        if steps < 0:
             raise GrabnasError(f"GraB-NAS finetune must be 0 (off) or a number of Adam steps, got {self.finetune}")
         if self.finetune_start < 2:
             raise GrabnasError(f"GraB-NAS finetune_start must be >= 2, got {self.finetune_start}")
-        if self.finetune and self.adaptation != "target":
+        if steps and self.adaptation != "target":
             raise GrabnasError("GraB-NAS finetune needs adaptation=target")
-        if self.finetune_select and (not self.finetune or self.finetune_refit):
+        if self.finetune_select and (not steps or self.finetune_refit):
             raise GrabnasError("GraB-NAS finetune_select needs finetune > 0 and finetune_refit=false")
         if self.finetune_every < 1:
             raise GrabnasError(f"GraB-NAS finetune_every must be >= 1 observations, got {self.finetune_every}")
-        if self.finetune_every > 1 and (not self.finetune or self.finetune_refit):
+        if self.finetune_every > 1 and (not steps or self.finetune_refit):
             raise GrabnasError("GraB-NAS finetune_every > 1 needs finetune > 0 and finetune_refit=false")
         if self.portfolio_arm == "finetune" and (
-            not self.portfolio or not self.finetune or self.finetune_refit or self.finetune_select
+            not self.portfolio or not steps or self.finetune_refit or self.finetune_select
         ):
             raise GrabnasError(
                 "GraB-NAS portfolio_arm=finetune needs portfolio > 0, finetune > 0, finetune_refit=false"
@@ -857,10 +881,7 @@ class GraBNAS(Optimizer):
 
     def warmup_probe_count(self) -> int:
         """How many of the warm-up's asks 1 .. ``t_bo - 1`` are probes (``warmup_random``)."""
-        r = self.heldout_residual
-        if self.config.warmup_random != "corpus" or r is None or self.config.t_bo < 2:
-            return 0
-        return min(int(math.floor(min(max(r, 0.0), 1.0) * self.config.t_bo)), self.config.t_bo - 1)
+        return warmup_probe_count(self.config, self.heldout_residual)
 
     def _is_warmup_probe(self) -> bool:
         """Whether this ask is one of the warm-up's probes: the ``i``-th ask (``1 .. t_bo - 1``) of the

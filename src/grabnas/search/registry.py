@@ -369,7 +369,7 @@ def assemble_grabnas(
 
     from grabnas.meta.checkpoints import surrogate_vae
     from grabnas.models.latent_surrogate import MetaLatentSurrogate
-    from grabnas.search.grabnas import GraBNAS, GraBNASConfig
+    from grabnas.search.grabnas import GraBNAS, GraBNASConfig, warmup_probe_count
 
     overrides = dict(overrides)
     fit_options = {k[len("adapt_") :]: overrides.pop(k) for k in list(overrides) if k.startswith("adapt_")}
@@ -383,6 +383,7 @@ def assemble_grabnas(
     members = [(sur, task_embedding), *ensemble]
     pool = list(pool) if pool is not None else space.members()
     extra_dims = len(space.encode_onehot(pool[0])) if config.target_kernel != "latent" and pool else 0
+    finetune = config.finetune_steps(warmup_probe_count(config, sur.card.get("heldout_residual")))
     latent_surs = [
         MetaLatentSurrogate(
             s,
@@ -397,11 +398,11 @@ def assemble_grabnas(
             fit_start=config.fit_start,
             integrate=config.integrate,
             hyper_draw=config.hyper_draw,
-            finetune=config.finetune,
+            finetune=finetune,
             finetune_start=config.finetune_start,
             finetune_refit=config.finetune_refit,
             finetune_select=config.finetune_select,
-            finetune_every=config.finetune_every,
+            finetune_every=config.finetune_every if finetune else 1,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
