@@ -209,10 +209,11 @@ class GraBNASConfig:
             feature map to the target's observations (TNAS / FSBO-style, docs/adaptation.md), from
             ``finetune_start`` observations on (default 10, the end of the warm-up); ``0``: the
             meta-learned map as is. Default (None): ``DEFAULT_FINETUNE`` (50) where the warm-up holds
-            random asks (``warmup_random``; :meth:`finetune_steps`), else 0. ``finetune_refit``: ``False`` (default) fits and
-            integrates the target-adapted GP's hyperparameters on the meta-learned map, as without
-            fine-tuning, and then swaps in the fine-tuned map (no second fit to the data the map was
-            fitted to: honest intervals); ``True`` fits them on the fine-tuned map, at every fit.
+            random asks (``warmup_random``; :meth:`finetune_steps`), else 0. ``finetune_refit``:
+            ``False`` (default) fits and integrates the target-adapted GP's hyperparameters on the
+            meta-learned map, as without fine-tuning, and then swaps in the fine-tuned map (no
+            second fit to the data the map was fitted to: honest intervals); ``True`` fits them on
+            the fine-tuned map, at every fit.
             ``finetune_select`` (with ``finetune_refit=False``): use the fine-tuned map only while
             it has predicted the target's new evaluations better than the meta-learned map
             (summed log predictive density, prequential; ``MetaLatentSurrogate``).
