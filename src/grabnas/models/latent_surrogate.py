@@ -99,7 +99,7 @@ class MetaLatentSurrogate:
         self.finetune_select = bool(finetune_select)
         if finetune_every < 1:
             raise GrabnasError(f"finetune_every must be a positive number of observations, got {finetune_every}")
-        if finetune_every > 1 and (not finetune or finetune_refit):
+        if finetune_every > 1 and finetune and finetune_refit:  # without fine-tuning it has nothing to space out
             raise GrabnasError("finetune_every > 1 needs finetune > 0 and finetune_refit=false")
         #: observations between two fine-tunings of the feature map (see :meth:`_finetuned_prior`)
         self.finetune_every = int(finetune_every)

@@ -402,7 +402,7 @@ def assemble_grabnas(
             finetune_start=config.finetune_start,
             finetune_refit=config.finetune_refit,
             finetune_select=config.finetune_select,
-            finetune_every=config.finetune_every if finetune else 1,
+            finetune_every=config.finetune_every,
             target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
             **fit_options,
         )
