@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from grabnas.meta.corpus import Corpus, CorpusTask, benchmark_corpus
-from grabnas.meta.transferability import heldout_residual_fraction, normal_scores
+from grabnas.meta.transferability import card_heldout_residual, heldout_residual_fraction, normal_scores
 from grabnas.spaces import get_space
 
 
@@ -61,3 +61,31 @@ def test_only_main_fidelity_and_shared_architectures_count(space):
 def test_nb201_datasets_predict_each_other_far_better_than_nas_bench_graphs(nb201_bench):
     nb201 = heldout_residual_fraction(benchmark_corpus(nb201_bench))
     assert 0.03 < nb201 < 0.2
+
+
+def test_a_card_without_the_field_reads_the_corpus_it_names(space, tmp_path):
+    """An old card: the fraction of the seen groups' tasks, from the corpus passed when it holds
+    them, else from the card's own corpus spec; None when neither can be read."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=200)
+    values = {"a": base, "b": base + rng.normal(size=200), "c": rng.normal(size=200)}
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "arch,"
+        + ",".join(values)
+        + "\n"
+        + "".join(
+            f"{m.to_string()}," + ",".join(f"{values[t][i]:.6f}" for t in values) + "\n"
+            for i, m in enumerate(space.members()[:200])
+        )
+    )
+    from grabnas.meta.corpus import load_corpus
+
+    corpus = load_corpus(f"csv:{table}")
+    card = {"groups_seen": ["a", "b"], "corpus": f"csv:{table}"}
+    expected = heldout_residual_fraction(corpus.without_groups(["c"]))
+    assert card_heldout_residual(card, corpus) == pytest.approx(expected)
+    assert card_heldout_residual(card) == pytest.approx(expected)  # from its own spec
+    assert card_heldout_residual(card, corpus.without_groups(["a"])) == pytest.approx(expected)
+    assert card_heldout_residual({**card, "corpus": f"csv:{tmp_path / 'gone.csv'}"}) is None
+    assert card_heldout_residual({**card, "heldout_residual": 0.5}) == 0.5

@@ -69,6 +69,20 @@ def test_build_dataset_optimizer():
         build_dataset_optimizer("grabnas[surrogate=nb201-no-cifar10]", split, seed=0)
 
 
+def test_dataset_search_reads_the_residual_of_the_surrogates_own_corpus():
+    """nb201-all's card predates the field: its corpus (NB201 + the image corpus) leaves about two
+    thirds of a held-out dataset unexplained, so a dataset search's warm-up holds 6 random asks and
+    its map is fine-tuned once per 10 observations, as on NAS-Bench-Graph."""
+    from grabnas.meta.corpus import load_corpus
+    from grabnas.meta.transferability import heldout_residual_fraction
+
+    opt = build_dataset_optimizer("grabnas", TaskSpec("digits", (0, 1, 2)).split(), seed=0)
+    assert opt.heldout_residual == pytest.approx(heldout_residual_fraction(load_corpus("nb201+images-nb201")))
+    assert 0.6 < opt.heldout_residual < 0.7
+    assert opt.warmup_probe_count() == 6
+    assert (opt.surrogate.finetune, opt.surrogate.finetune_every) == (50, 10)
+
+
 def test_build_dataset_optimizer_with_constraints_keeps_to_feasible_cells():
     from grabnas.search.constraints import Constraints
     from grabnas.search.dataset import dataset_cost_model

@@ -45,16 +45,37 @@ def heldout_residual_fraction(corpus: Corpus, min_common: int = 10) -> float | N
     return float(np.mean(fractions)) if fractions else None
 
 
-def card_heldout_residual(card: dict, corpus: Corpus) -> float | None:
+def card_heldout_residual(card: dict, corpus: Corpus | None = None) -> float | None:
     """A surrogate card's ``heldout_residual``; for a card written before cards had it, the
-    fraction of ``corpus``'s tasks of the groups the card saw (what it was meta-trained on),
-    or None when it saw a group ``corpus`` lacks."""
+    fraction of the tasks of the groups the card saw (what it was meta-trained on), read from
+    ``corpus`` when it holds them all, else from the card's own corpus spec (``card["corpus"]``,
+    e.g. ``nb201+images-nb201`` for a search on a dataset outside the benchmark); None when
+    neither holds them."""
     if "heldout_residual" in card:
         return card["heldout_residual"]
     seen = set(card.get("groups_seen", []))
-    if not seen or not seen <= set(corpus.groups):
+    if not seen:
         return None
+    if corpus is None or not seen <= set(corpus.groups):
+        corpus = _card_corpus(card)
+        if corpus is None or not seen <= set(corpus.groups):
+            return None
     return heldout_residual_fraction(corpus.without_groups(sorted(set(corpus.groups) - seen)))
+
+
+def _card_corpus(card: dict) -> Corpus | None:
+    """The corpus a card names (``card["corpus"]``), or None when it names none or it cannot be
+    loaded here (a user's CSV that moved, a benchmark table that is not installed)."""
+    from grabnas.errors import GrabnasError
+    from grabnas.meta.corpus import load_corpus
+
+    spec = card.get("corpus")
+    if not spec:
+        return None
+    try:
+        return load_corpus(spec)
+    except (GrabnasError, OSError):
+        return None
 
 
 __all__ = ["card_heldout_residual", "heldout_residual_fraction", "normal_scores"]

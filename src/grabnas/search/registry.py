@@ -331,8 +331,8 @@ def _surrogates(bench: TabularBenchmark, task: str, checkpoint: str, cache: dict
 
 def _fill_heldout_residual(sur, bench: TabularBenchmark, cache: dict) -> None:
     """Add ``heldout_residual`` to the card of a checkpoint written before cards had it
-    (:func:`grabnas.meta.transferability.card_heldout_residual` on ``bench``'s corpus), once per
-    set of groups seen."""
+    (:func:`grabnas.meta.transferability.card_heldout_residual` on ``bench``'s corpus, or on the
+    card's own corpus where ``bench`` lacks a group it saw), once per set of groups seen."""
     if "heldout_residual" in sur.card:
         return
     key = ("heldout_residual", bench.name, tuple(sorted(sur.card.get("groups_seen", []))))
