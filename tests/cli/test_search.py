@@ -243,8 +243,8 @@ def test_transfer_line_reports_the_corpus_transferability_and_hints_where_it_is_
     assert transfer_line({"heldout_residual": None}) is None
     high = transfer_line({"heldout_residual": 0.62})
     assert high.startswith("the meta-training datasets leave 62% of a left-out one's variance unexplained")
-    assert "portfolio_arm=random" in high
-    assert "hedges" not in transfer_line({"heldout_residual": 0.09})
+    assert "makes that share of its warm-up random" in high
+    assert "expect little transfer" not in transfer_line({"heldout_residual": 0.09})
 
 
 def test_meta_training_line_names_validation_datasets_apart():

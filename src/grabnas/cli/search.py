@@ -572,8 +572,8 @@ def transfer_line(card: dict) -> str | None:
     )
     if r >= 0.5:
         line += (
-            "; expect little transfer: grabnas[guard=3,portfolio=10,portfolio_arm=random] hedges against a "
-            "misleading prior (docs/adaptation.md)"
+            "; expect little transfer: GraB-NAS's default makes that share of its warm-up random and fine-tunes "
+            "its feature map to the observations (alternatives: docs/usage.md#which-setting-for-which-target)"
         )
     return line
 
