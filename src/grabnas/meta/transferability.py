@@ -66,7 +66,6 @@ def card_heldout_residual(card: dict, corpus: Corpus | None = None) -> float | N
 def _card_corpus(card: dict) -> Corpus | None:
     """The corpus a card names (``card["corpus"]``), or None when it names none or it cannot be
     loaded here (a user's CSV that moved, a benchmark table that is not installed)."""
-    from grabnas.errors import GrabnasError
     from grabnas.meta.corpus import load_corpus
 
     spec = card.get("corpus")
@@ -74,7 +73,7 @@ def _card_corpus(card: dict) -> Corpus | None:
         return None
     try:
         return load_corpus(spec)
-    except (GrabnasError, OSError):
+    except (ValueError, OSError):  # GrabnasError is a ValueError: a bad or missing table
         return None
 
 
