@@ -143,7 +143,8 @@ class GraBNASConfig:
             share of a left-out dataset's variance the surrogate's meta-training corpus leaves
             unexplained (``heldout_residual``; unknown: none). The warm-up then holds as many
             cells the prior did not choose as the corpus says the prior cannot explain (NB201
-            0.04-0.09: none; NAS-Bench-Graph 0.71-0.79: 7 of 10), so a prior wrong about the
+            0.04-0.09: none; NAS-Bench-Graph 0.71-0.79: 7 of 10; ``nb201-all``, the surrogate of
+            dataset searches, 0.66: 6 of 10), so a prior wrong about the
             target is identified from observations it did not pick (default; docs/adaptation.md).
             ``none``: no warm-up probes.
         warmup_start: the first ask of that block of ``t_bo - 1`` asks (default 1, the warm-up
