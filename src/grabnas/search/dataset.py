@@ -145,10 +145,6 @@ def build_grabnas_for_dataset(
             f"surrogate {name!r} was meta-trained on another VAE's latents; its predictions are unreliable",
             stacklevel=2,
         )
-    if "heldout_residual" not in sur.card:  # a card written before cards had it: from its own corpus
-        from grabnas.meta.transferability import card_heldout_residual
-
-        sur.card["heldout_residual"] = card_heldout_residual(sur.card)
     opt = assemble_grabnas(space, sur, vae, task_embedding(sur, split), pool, seed, overrides, evaluable=feasible)
     opt.surrogate_name = name
     return opt

@@ -335,9 +335,7 @@ class GraBNASConfig:
             object.__setattr__(self, "integrate", DEFAULT_INTEGRATE if self.adaptation == "target" else 0)
         if self.finetune is None and self.adaptation != "target":  # nothing to fine-tune
             object.__setattr__(self, "finetune", 0)
-        # the default (None) is DEFAULT_FINETUNE steps where the warm-up holds random asks
-        # (:meth:`finetune_steps`); the checks below read it as that
-        steps = DEFAULT_FINETUNE if self.finetune is None else self.finetune
+        steps = self.finetune_steps(warmup_probes=1)  # the checks below read the default where it applies
         if self.finetune_every is None:  # amortised only where the scalars are not refitted on the map
             every = DEFAULT_FINETUNE_EVERY if steps and self.finetune_refit is False else 1
             object.__setattr__(self, "finetune_every", every)

@@ -368,6 +368,7 @@ def assemble_grabnas(
     import torch
 
     from grabnas.meta.checkpoints import surrogate_vae
+    from grabnas.meta.transferability import card_heldout_residual
     from grabnas.models.latent_surrogate import MetaLatentSurrogate
     from grabnas.search.grabnas import GraBNAS, GraBNASConfig, warmup_probe_count
 
@@ -381,9 +382,13 @@ def assemble_grabnas(
         )
     config = GraBNASConfig(**overrides)
     members = [(sur, task_embedding), *ensemble]
+    for member, _ in members:
+        if "heldout_residual" not in member.card:  # a card written before cards had it: from the corpus it names
+            member.card["heldout_residual"] = card_heldout_residual(member.card)
+    residual = sur.card["heldout_residual"]
     pool = list(pool) if pool is not None else space.members()
     extra_dims = len(space.encode_onehot(pool[0])) if config.target_kernel != "latent" and pool else 0
-    finetune = config.finetune_steps(warmup_probe_count(config, sur.card.get("heldout_residual")))
+    finetune = config.finetune_steps(warmup_probe_count(config, residual))
     latent_surs = [
         MetaLatentSurrogate(
             s,
@@ -403,7 +408,7 @@ def assemble_grabnas(
             finetune_refit=config.finetune_refit,
             finetune_select=config.finetune_select,
             finetune_every=config.finetune_every,
-            target_scale=s.card.get("heldout_residual") if config.target_scale == "corpus" else None,
+            target_scale=s.card["heldout_residual"] if config.target_scale == "corpus" else None,
             **fit_options,
         )
         for i, (s, d) in enumerate(members)
@@ -425,7 +430,7 @@ def assemble_grabnas(
         config=config,
         pool_latents=pool_latents,
         evaluable=evaluable,
-        heldout_residual=sur.card.get("heldout_residual"),
+        heldout_residual=residual,
     )
     opt.surrogate_card = sur.card  # which tasks meta-training saw (reported with each run)
     return opt
