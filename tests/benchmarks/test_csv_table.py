@@ -21,6 +21,28 @@ def test_user_csv_roundtrip(tmp_path):
     assert b.cost(a, "taskA") == 12
 
 
+def test_fidelity_columns_are_auxiliary_tasks_of_their_task_with_their_own_cost(tmp_path):
+    """``TASK@Nep`` next to ``TASK``: a lower fidelity (same group, auxiliary, cost from ``cost@Nep``
+    or else ``cost``); ``X@2ep`` without an ``X`` column and ``@`` in other names stay plain tasks."""
+    p = tmp_path / "mf.csv"
+    p.write_text(
+        f"arch,t,t@2ep,t@1ep,u@2ep,v@0,cost,cost@2ep\n{A},91.5,40.0,20.0,7,8,10,4\n{B},10.0,11.0,12.0,7,8,5,2\n"
+    )
+    b = load_benchmark(f"csv:{p}")
+    a = b.space.parse(A)
+    assert b.main_tasks == ("t", "u@2ep", "v@0") and set(b.auxiliary) == {"t@2ep", "t@1ep"}
+    assert b.group("t@2ep") == b.group("t@1ep") == "t" and b.group("u@2ep") == "u@2ep"
+    assert b.value(a, "t@2ep") == 40.0 and b.cost(a, "t@2ep") == 4 and b.cost(a, "t@1ep") == 10
+    assert b.cost(a, "t") == 10
+
+
+def test_a_fidelity_cost_column_without_its_fidelity_is_refused(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text(f"arch,t,cost,cost@3ep\n{A},1,2,3\n")
+    with pytest.raises(BenchmarkFileError, match=r"line 1: column cost@3ep has no task column ending in @3ep"):
+        load_benchmark(f"csv:{p}")
+
+
 def test_nasbench_graph_csv(tmp_path):
     p = tmp_path / "g.csv"
     p.write_text("arch,mygraph\ngcn~0|gat~1|sage~2|fc~2,80\n")

@@ -83,6 +83,19 @@ def test_dataset_search_reads_the_residual_of_the_surrogates_own_corpus():
     assert (opt.surrogate.finetune, opt.surrogate.finetune_every) == (50, 10)
 
 
+def test_multifidelity_dataset_search_screens_the_same_share_of_random_cells():
+    """grabnas-mf on a dataset follows the rule too: 6 of its first 10 asks screen random cells;
+    ``pool`` restricts the candidates (a table's cells)."""
+    from grabnas.search.dataset import build_dataset_multifidelity
+    from grabnas.search.multifidelity import Fidelities
+    from grabnas.spaces import get_space
+
+    pool = get_space("nb201").members()[:300]
+    split = TaskSpec("digits", (0, 1, 2)).split()
+    opt = build_dataset_multifidelity("grabnas-mf", split, 0, Fidelities(("1ep", "5ep"), (1, 5)), pool=pool)
+    assert 0.6 < opt.heldout_residual < 0.7 and opt.warmup_probe_count() == 6 and opt.pool == pool
+
+
 def test_build_dataset_optimizer_with_constraints_keeps_to_feasible_cells():
     from grabnas.search.constraints import Constraints
     from grabnas.search.dataset import dataset_cost_model

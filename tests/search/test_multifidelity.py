@@ -95,12 +95,14 @@ def test_specs_and_options():
         {"init_candidates": 0},
         {"n_init": 0},
         {"n_init": True},
+        {"warmup_random": "all"},
+        {"warmup": 0},
     ):
         with pytest.raises(GrabnasError, match="grabnas-mf"):
             MultiFidelityConfig(**bad)
 
 
-def _tiny_grabnas_mf(space, pool, seed=0, **options):
+def _tiny_grabnas_mf(space, pool, seed=0, residual=None, **options):
     torch.manual_seed(0)
     sur = MetaSurrogate(SurrogateConfig(latent_dim=4, task_dim=3, hidden_dim=16, feature_dim=5, fidelities=("12ep",)))
     z = torch.randn(len(pool), 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -108,7 +110,7 @@ def _tiny_grabnas_mf(space, pool, seed=0, **options):
         emb = [sur.task_embedding(None, "12ep"), sur.task_embedding()]
     spec = "grabnas-mf" + ("[" + ",".join(f"{k}={v}" for k, v in options.items()) + "]" if options else "")
     return build_multifidelity_optimizer(
-        spec, space, seed, FID, pool=pool, surrogate=sur, embeddings=emb, pool_latents=z
+        spec, space, seed, FID, pool=pool, surrogate=sur, embeddings=emb, pool_latents=z, heldout_residual=residual
     )
 
 
@@ -145,9 +147,39 @@ def test_grabnas_mf_initial_design_of_n_init_prior_draws_depends_on_the_seed(nb2
     assert len({tuple(first(s)) for s in range(4)}) > 1
 
 
-def test_a_killed_multifidelity_study_resumes_exactly(tmp_path, nb201_space, pool, one_torch_thread):
+def test_grabnas_mf_warmup_screens_the_corpus_share_of_random_cells(nb201_space, pool, one_torch_thread):
+    """A surrogate whose corpus leaves 0.66 of a new dataset's variance unexplained: 6 of asks 1-9
+    are screens of random untried cells (as single-fidelity GraB-NAS's warm-up), at the asks
+    :func:`is_warmup_probe` spreads them to, different for different seeds; none for an
+    unknown residual or ``warmup_random=none``."""
+    from grabnas.search.grabnas import is_warmup_probe
+
+    value = _values(pool)
+
+    def run(seed, residual, **options):
+        opt = _tiny_grabnas_mf(nb201_space, pool, seed=seed, residual=residual, **options)
+        asked = []
+        for _ in range(12):
+            (t,) = opt.ask(1)
+            asked.append(t)
+            opt.tell([t], [value(t)])
+        return opt, asked
+
+    opt, asked = run(0, 0.66)
+    assert opt.warmup_probe_count() == 6
+    probes = [i for i, d in enumerate(opt.decisions) if d == "probe"]
+    assert probes == [i for i in range(12) if is_warmup_probe(i, 6, 9)] and len(probes) == 6
+    assert all(asked[i].fidelity == 0 and asked[i].arch not in {t.arch for t in asked[:i]} for i in probes)
+    assert [asked[i].arch for i in probes] != [run(1, 0.66)[1][i].arch for i in probes]
+    assert "probe" not in run(0, None)[0].decisions
+    assert "probe" not in run(0, 0.66, warmup_random="none")[0].decisions
+
+
+@pytest.mark.parametrize("residual", [None, 0.66])
+def test_a_killed_multifidelity_study_resumes_exactly(tmp_path, nb201_space, pool, one_torch_thread, residual):
     """Killed after 7 evaluations and resumed: the same trials (architecture and fidelity) in the
-    same order as an uninterrupted search, none evaluated twice, none lost."""
+    same order as an uninterrupted search, none evaluated twice, none lost (also with the warm-up's
+    random screens)."""
     value = _values(pool)
     calls: list = []
 
@@ -158,7 +190,7 @@ def test_a_killed_multifidelity_study_resumes_exactly(tmp_path, nb201_space, poo
         return type("R", (), {"value": value(t), "cost": 1.0, "extra": {}})()
 
     def run(path, budget):
-        opt = _tiny_grabnas_mf(nb201_space, pool)
+        opt = _tiny_grabnas_mf(nb201_space, pool, residual=residual)
         with Study.open(path, {"fidelities": FID.to_dict()}) as st:
             run_search(opt, evaluate, st, budget)
             return [(t.arch, t.extra["fidelity"], t.value) for t in st.trials()]

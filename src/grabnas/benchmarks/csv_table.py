@@ -12,6 +12,12 @@ Format (UTF-8, header row required)::
 * every other column ``TASK`` is a task's search metric (maximised); an optional ``TASK:test``
   column holds the metric reported for the final choice (default: the search column);
 * an optional ``cost`` column holds simulated seconds per evaluation (default 1; not negative).
+* a column ``TASK@Nep`` (``N`` digits) next to a task column ``TASK`` is a *lower fidelity* of that
+  task: the same cells trained for ``N`` epochs (its own schedule; ``TASK`` is the target
+  fidelity). It shares ``TASK``'s group (held out with it), is auxiliary (not a default target of
+  a search or bench) and makes the table a multi-fidelity benchmark
+  (:mod:`grabnas.evaluation.multifidelity`); its optional ``cost@Nep`` column holds its seconds per
+  evaluation (default: the ``cost`` column).
 
 Each column name appears once, and every row has one field per column. Values are finite numbers
 (``inf``, ``nan`` and numbers too large for a float, such as ``1e309``, are refused); negative
@@ -36,7 +42,7 @@ from grabnas.errors import BenchmarkFileError, InvalidArchitectureError
 from grabnas.spaces import get_space
 from grabnas.spaces.base import SearchSpace
 
-_FORM = "a CSV with header 'arch,TASK[,TASK:test][,cost]' and one architecture string per row"
+_FORM = "a CSV with header 'arch,TASK[,TASK:test][,TASK@Nep][,cost][,cost@Nep]' and one architecture string per row"
 _VALUE = "a finite number, or an empty cell for a missing value"
 
 
@@ -152,6 +158,22 @@ def _number(p: Path, line: int, column: str, cell: str) -> float:
     return x
 
 
+def fidelity_column(name: str) -> tuple[str, int] | None:
+    """``("TASK", N)`` for a column named ``TASK@Nep`` (``N`` >= 1 digits), else None."""
+    base, at, label = name.rpartition("@")
+    if not at or not base or not label.endswith("ep") or not label[:-2].isdigit() or int(label[:-2]) < 1:
+        return None
+    return base, int(label[:-2])
+
+
+def _cost(p: Path, line: int, column: str, cell: str) -> float:
+    cell = cell.strip()
+    c = parse_number(cell) if cell else 1.0
+    if c is None or c < 0:
+        raise number_error(p, line, column, cell, "a cost in seconds >= 0, or an empty cell for 1")
+    return c
+
+
 def _infer_space(first_arch: str) -> SearchSpace:
     return get_space("nb201" if first_arch.strip().startswith("|") else "nasbench-graph")
 
@@ -188,7 +210,8 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
         raise BenchmarkFileError(
             f"{p}, line {header_line}: no 'arch' column (header: {show(','.join(header))}); expected {_FORM}"
         )
-    tasks = [c for c in header if c not in ("arch", "cost") and not c.endswith(":test")]
+    costs = ["cost"] + [c for c in header if c.startswith("cost@") and fidelity_column(c)]
+    tasks = [c for c in header if c != "arch" and c not in costs and not c.endswith(":test")]
     if not tasks:
         raise BenchmarkFileError(f"{p}, line {header_line}: no task column; expected {_FORM}")
     orphans = [c for c in header if c.endswith(":test") and c[: -len(":test")] not in tasks]
@@ -199,28 +222,33 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
             f"expected a column {task} next to it"
         )
     col = {name: j for j, name in enumerate(header)}
+    low = {t: fidelity_column(t) for t in tasks}
+    low = {t: f for t, f in low.items() if f is not None and f[0] in col and f[0] in tasks and low[f[0]] is None}
+    for c in costs[1:]:
+        label = c[len("cost") :]
+        if not any(t.endswith(label) for t in low):
+            raise BenchmarkFileError(
+                f"{p}, line {header_line}: column {show(c)} has no task column ending in {show(label)}; "
+                f"expected a lower-fidelity column TASK{show(label)} next to it"
+            )
     sp = get_space(space) if space else _infer_space(rows[0][1][col["arch"]])
     seen: dict[int, tuple[int, str]] = {}
-    cells: list[tuple[int, list[float], list[float], float]] = []  # per row: index, search, report, cost
+    cells: list[tuple[int, list[float], list[float], list[float]]] = []  # per row: index, search, report, costs
     for line, fields in rows:
         i = member_index(p, line, fields[col["arch"]].strip(), sp, "arch", seen, f"the same {sp.name} member")
         row_search = [_number(p, line, t, fields[col[t]]) for t in tasks]
         row_report = [_number(p, line, t + ":test", fields[col.get(t + ":test", col[t])]) for t in tasks]
-        c = 1.0
-        if "cost" in col:
-            cell = fields[col["cost"]].strip()
-            c = parse_number(cell) if cell else 1.0
-            if c is None or c < 0:
-                raise number_error(p, line, "cost", cell, "a cost in seconds >= 0, or an empty cell for 1")
-        cells.append((i, row_search, row_report, c))
+        row_costs = [_cost(p, line, c, fields[col[c]]) if c in col else 1.0 for c in costs]
+        cells.append((i, row_search, row_report, row_costs))
     n = len(sp)  # after the rows: a first row that is no architecture fails before the space is enumerated
     search = {t: np.full(n, np.nan) for t in tasks}
     report = {t: np.full(n, np.nan) for t in tasks}
-    cost = np.ones(n)
-    for i, row_search, row_report, c in cells:
+    cost = {c: np.ones(n) for c in costs}
+    for i, row_search, row_report, row_costs in cells:
         for k, t in enumerate(tasks):
             search[t][i], report[t][i] = row_search[k], row_report[k]
-        cost[i] = c
+        for k, c in enumerate(costs):
+            cost[c][i] = row_costs[k]
     for t in tasks:
         for name, values in ((t, search[t]), (t + ":test", report[t])):
             if name in col and np.isnan(values).all():
@@ -229,8 +257,13 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
                 )
     tables = {
         t: TaskTable(
-            t, t, search[t], report[t], cost, f"search: {t}, report: {t + ':test' if t + ':test' in header else t}"
+            t,
+            low[t][0] if t in low else t,
+            search[t],
+            report[t],
+            cost.get(f"cost@{low[t][1]}ep", cost["cost"]) if t in low else cost["cost"],
+            f"search: {t}, report: {t + ':test' if t + ':test' in header else t}",
         )
         for t in tasks
     }
-    return TabularBenchmark(f"csv:{p}", sp, tables)
+    return TabularBenchmark(f"csv:{p}", sp, tables, auxiliary=list(low))

@@ -237,7 +237,7 @@ def benchmark_corpus(bench, tasks: Sequence[str] | None = None) -> Corpus:
         table = bench.table(name)
         col = np.asarray(table.search, dtype=np.float64)
         idx = np.flatnonzero(~np.isnan(col)).astype(np.int64)
-        fidelity = name.split("@", 1)[1] if (name in bench.auxiliary and "@" in name) else None
+        fidelity = name.rsplit("@", 1)[1] if (name in bench.auxiliary and "@" in name) else None
         if name in bench.auxiliary and fidelity is None:
             fidelity = "auxiliary"
         out.append(CorpusTask(name, table.group, idx, col[idx], fidelity, None, bench.name))

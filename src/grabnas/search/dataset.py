@@ -151,36 +151,49 @@ def build_grabnas_for_dataset(
 
 
 def build_dataset_multifidelity(
-    spec: str, split: DatasetSplit, seed: int, fidelities, surrogate: str = DEFAULT_SURROGATE
+    spec: str, split: DatasetSplit, seed: int, fidelities, surrogate: str = DEFAULT_SURROGATE, pool=None
 ):
     """A multi-fidelity optimizer (:mod:`grabnas.search.multifidelity`) over the whole NB201 space
-    for a task with data ``split``. ``grabnas-mf`` gets the shipped VAE and the ``surrogate``
-    checkpoint (default ``nb201-all``) with two task embeddings of the train split: at the
-    surrogate's low fidelity (its ``12ep`` offset, what its meta-training saw of short trainings)
-    for every fidelity below the target, and the main one for the target."""
+    (or ``pool``) for a task with data ``split``. ``grabnas-mf`` gets the shipped VAE and the
+    ``surrogate`` checkpoint (default ``nb201-all``) with two task embeddings of the train split: at
+    the surrogate's low fidelity (its ``12ep`` offset, what its meta-training saw of short trainings)
+    for every fidelity below the target, and the main one for the target; its warm-up's random
+    screens follow the residual of the corpus the card names (as ``grabnas`` on a dataset)."""
     import torch
 
     from grabnas.meta.checkpoints import load_checkpoint, load_surrogate, surrogate_vae
+    from grabnas.meta.transferability import card_heldout_residual
     from grabnas.search.grabnas import _encode_in_chunks
     from grabnas.search.multifidelity import build_multifidelity_optimizer, parse_multifidelity_spec
     from grabnas.spaces import get_space
 
     space = get_space(SPACE)
     if parse_multifidelity_spec(spec)[0] != "grabnas-mf":
-        return build_multifidelity_optimizer(spec, space, seed, fidelities)
+        return build_multifidelity_optimizer(spec, space, seed, fidelities, pool=pool)
     name = resolve_surrogate(surrogate)
     sur = load_surrogate(name)
     low = sur.config.fidelities[0] if sur.config.fidelities else None
     if low is None:
         raise GrabnasError(f"surrogate {name!r} learned no low fidelity; grabnas-mf needs one (e.g. nb201-all's 12ep)")
     vae = load_checkpoint(sur.card.get("vae", {}).get("checkpoint", SPACE), space=space)
-    pool = space.members()
+    pool = list(pool) if pool is not None else space.members()
     with torch.no_grad():
         pool_latents = _encode_in_chunks(surrogate_vae(sur, vae), pool)
     high = task_embedding(sur, split)
     embeddings = [task_embedding(sur, split, fidelity=low)] * (len(fidelities.names) - 1) + [high]
+    if "heldout_residual" not in sur.card:  # a card written before cards had it: from the corpus it names
+        sur.card["heldout_residual"] = card_heldout_residual(sur.card)
+    residual = sur.card["heldout_residual"]
     opt = build_multifidelity_optimizer(
-        spec, space, seed, fidelities, pool=pool, surrogate=sur, embeddings=embeddings, pool_latents=pool_latents
+        spec,
+        space,
+        seed,
+        fidelities,
+        pool=pool,
+        surrogate=sur,
+        embeddings=embeddings,
+        pool_latents=pool_latents,
+        heldout_residual=residual,
     )
     opt.surrogate_card, opt.surrogate_name = sur.card, name
     return opt

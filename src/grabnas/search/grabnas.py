@@ -75,10 +75,29 @@ DEFAULT_FINETUNE_EVERY = 10
 def warmup_probe_count(config: GraBNASConfig, heldout_residual: float | None) -> int:
     """How many of the warm-up's asks 1 .. ``t_bo - 1`` are probes under ``config``
     (``warmup_random``) for a surrogate whose corpus leaves ``heldout_residual`` unexplained."""
-    r = heldout_residual
-    if config.warmup_random != "corpus" or r is None or config.t_bo < 2:
+    if config.warmup_random != "corpus":
         return 0
-    return min(int(math.floor(min(max(r, 0.0), 1.0) * config.t_bo)), config.t_bo - 1)
+    return residual_probe_count(heldout_residual, config.t_bo)
+
+
+def residual_probe_count(heldout_residual: float | None, warmup: int) -> int:
+    """``floor(r * warmup)`` (at most ``warmup - 1``; 0 for an unknown ``r``): how many of a
+    ``warmup``-ask warm-up's asks 1 .. ``warmup - 1`` are random where the surrogate's corpus
+    leaves the share ``r`` of a left-out dataset's variance unexplained."""
+    r = heldout_residual
+    if r is None or warmup < 2:
+        return 0
+    return min(int(math.floor(min(max(r, 0.0), 1.0) * warmup)), warmup - 1)
+
+
+def is_warmup_probe(ask: int, probes: int, span: int, start: int = 1) -> bool:
+    """Whether ``ask`` (0-based) is one of ``probes`` probes spread evenly over the ``span`` asks
+    from ``start``: the ``i``-th ask of that block (``1 .. span``) is one when
+    ``floor(i probes / span)`` steps up there (the last at the block's end)."""
+    i = ask - start + 1
+    if probes <= 0 or span <= 0 or not 1 <= i <= span:
+        return False
+    return (i * probes) // span > ((i - 1) * probes) // span
 
 
 @dataclass(frozen=True)
@@ -887,11 +906,7 @@ class GraBNAS(Optimizer):
         """Whether this ask is one of the warm-up's probes: the ``i``-th ask (``1 .. t_bo - 1``) of the
         block from ``warmup_start`` is one when ``floor(i k / (t_bo - 1))`` steps up there (``k`` of
         them, spread evenly, the last at the block's end)."""
-        k, span = self.warmup_probe_count(), self.config.t_bo - 1
-        i = self.asks - self.config.warmup_start + 1
-        if k == 0 or not 1 <= i <= span:
-            return False
-        return (i * k) // span > ((i - 1) * k) // span
+        return is_warmup_probe(self.asks, self.warmup_probe_count(), self.config.t_bo - 1, self.config.warmup_start)
 
     @staticmethod
     def _stalled_for(values: np.ndarray) -> int:

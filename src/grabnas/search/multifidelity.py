@@ -334,6 +334,14 @@ class MultiFidelityConfig:
             cells observed at both fidelities on, when the model's fitted cross-fidelity factor
             ``rho`` is below its prior median (0.5), every candidate is evaluated at the target
             fidelity directly (single-fidelity GraB-NAS on the joint model).
+        warmup_random: ``corpus`` (default): of asks 1 .. ``warmup - 1``, as many as single-fidelity
+            GraB-NAS makes random (``floor(r * warmup)``, ``r`` the surrogate corpus's held-out
+            residual, :func:`grabnas.search.grabnas.residual_probe_count`; spread evenly) are
+            screens of a uniformly random untried pool member, so that a prior wrong about the
+            target is seen in observations it did not choose (NB201's surrogates: none; ``nb201-all``,
+            the surrogate of dataset searches: 6 of 10). ``none``: no random screens.
+        warmup: the asks that ``warmup_random`` spreads its screens over (single-fidelity
+            GraB-NAS's ``t_bo``).
     """
 
     rule: str = "screen"
@@ -345,6 +353,8 @@ class MultiFidelityConfig:
     ei_after: int = 1
     per_cost: bool = False
     guard: bool = False
+    warmup_random: str = "corpus"
+    warmup: int = 10
 
     def __post_init__(self) -> None:
         if self.rule not in ("screen", "asha"):
@@ -353,6 +363,10 @@ class MultiFidelityConfig:
             raise GrabnasError(f"grabnas-mf bar {self.bar!r} is unknown; expected asha, model, none or aei")
         if self.init not in ("thompson", "top"):
             raise GrabnasError(f"grabnas-mf init {self.init!r} is unknown; expected thompson or top")
+        if self.warmup_random not in ("corpus", "none"):
+            raise GrabnasError(f"grabnas-mf warmup_random {self.warmup_random!r} is unknown; expected corpus or none")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 1:
+            raise GrabnasError(f"grabnas-mf warmup must be an integer >= 1, got {self.warmup!r}")
         if not isinstance(self.guard, bool):
             raise GrabnasError(f"grabnas-mf guard must be true or false, got {self.guard!r}")
         if not isinstance(self.per_cost, bool):
@@ -384,6 +398,8 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         surrogate: a :class:`~grabnas.models.latent_surrogate.MultiFidelityLatentSurrogate`.
         pool_latents: ``(len(pool), latent_dim)`` latents of the pool.
         config: :class:`MultiFidelityConfig` (keyword overrides are accepted too).
+        heldout_residual: the share of a left-out dataset's variance the surrogate's corpus leaves
+            unexplained (its card's ``heldout_residual``; None: unknown), for ``warmup_random``.
     """
 
     name = "grabnas-mf"
@@ -399,6 +415,7 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         eta: int = 3,
         config: MultiFidelityConfig | None = None,
         costs=None,
+        heldout_residual: float | None = None,
         **overrides: object,
     ) -> None:
         import torch
@@ -413,6 +430,7 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         if pool_latents.shape[0] != len(self.pool):
             raise GrabnasError(f"pool_latents has {pool_latents.shape[0]} rows for a pool of {len(self.pool)}")
         self.config = config or MultiFidelityConfig(**overrides)  # type: ignore[arg-type]
+        self.heldout_residual = heldout_residual
         self.surrogate = surrogate
         self.z_pool = pool_latents.detach().double()
         self._index = {a: i for i, a in enumerate(self.pool)}
@@ -437,6 +455,14 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
         if self.surrogate.integrate:
             options["integrate"] = self.surrogate.integrate
         return options
+
+    def warmup_probe_count(self) -> int:
+        """How many of asks 1 .. ``warmup - 1`` are random screens (``warmup_random``)."""
+        from grabnas.search.grabnas import residual_probe_count
+
+        if self.config.warmup_random != "corpus":
+            return 0
+        return residual_probe_count(self.heldout_residual, self.config.warmup)
 
     # -- the model ------------------------------------------------------------------------------
     def _model(self):
@@ -506,6 +532,13 @@ class MultiFidelityGraBNAS(MultiFidelityOptimizer):
                 return None
             self.decisions.append("init")
             return self.trial(self._prior_pick(cand), 0)
+        from grabnas.search.grabnas import is_warmup_probe
+
+        if is_warmup_probe(self.asks, self.warmup_probe_count(), self.config.warmup - 1):
+            cand = self._candidates(busy | {t.arch for t, _ in self.history.observations})
+            if cand.size:
+                self.decisions.append("probe")
+                return self.trial(self.pool[int(cand[int(self.rng.integers(cand.size))])], 0)
         model = self._model()
         if self.config.rule == "asha":
             promoted = self.promotion(lambda archs, k: self._predicted(model, archs))
@@ -674,11 +707,13 @@ def build_multifidelity_optimizer(
     embeddings=None,
     pool_latents=None,
     costs=None,
+    heldout_residual: float | None = None,
 ) -> MultiFidelityOptimizer:
     """The multi-fidelity optimizer ``spec`` (``grabnas-mf[...]``, ``asha-random``,
     ``optuna-tpe-hyperband``; ``eta=K`` for any). ``grabnas-mf`` needs the meta-trained
     ``surrogate``, one task embedding per fidelity (``embeddings``, lowest first) and the pool's
-    latents (``costs``: the pool's target-fidelity training costs, for ``per_cost``)."""
+    latents (``costs``: the pool's target-fidelity training costs, for ``per_cost``;
+    ``heldout_residual``: the surrogate corpus's, for ``warmup_random``)."""
     name, options = parse_multifidelity_spec(spec)
     eta = int(options.pop("eta", 3))
     if name == "asha-random":
@@ -705,6 +740,7 @@ def build_multifidelity_optimizer(
         eta=eta,
         config=MultiFidelityConfig(**options),
         costs=costs,
+        heldout_residual=heldout_residual,
     )
 
 
@@ -744,6 +780,7 @@ def build_nb201_multifidelity(
         embeddings=embeddings,
         pool_latents=pool_latents,
         costs=all_costs[[bench.space.index_of(a) for a in pool]],
+        heldout_residual=sur.card.get("heldout_residual"),
     )
     opt.surrogate_card = sur.card
     return opt
