@@ -42,15 +42,15 @@ COST_MARKS = (2.5, 5.0, 10.0, 25.0, 50.0)
 
 def build_multifidelity(spec: str, bench, task: str, seed: int, fidelities, cache: dict):
     """The multi-fidelity optimizer ``spec`` for ``task``: NB201's builder, or for another table
-    the dataset search's (the ``nb201-all`` surrogate and the task's images; the pool the table's)."""
-    from grabnas.search.dataset import build_dataset_multifidelity, dataset_task
-    from grabnas.search.multifidelity import build_nb201_multifidelity
+    :func:`~grabnas.search.multifidelity.build_table_multifidelity`, ``grabnas-mf`` with the task's
+    images (``data={task}``, as ``grabnas search --dataset`` starts) unless the spec says otherwise."""
+    from grabnas.search.multifidelity import build_nb201_multifidelity, build_table_multifidelity
 
     if bench.name == "nb201":
         return build_nb201_multifidelity(spec, bench, task, seed, cache)
-    if ("split", task) not in cache:
-        cache[("split", task)] = dataset_task(task).split()
-    return build_dataset_multifidelity(spec, cache[("split", task)], seed, fidelities, pool=bench.pool(task))
+    if spec.split("[")[0] == "grabnas-mf" and "data=" not in spec:
+        spec = spec[:-1] + ",data={task}]" if spec.endswith("]") else spec + "[data={task}]"
+    return build_table_multifidelity(spec, bench, task, seed, fidelities)
 
 
 def run_one(

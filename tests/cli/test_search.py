@@ -236,6 +236,38 @@ def test_search_benchmark_defaults_to_grabnas(nb201_path, tmp_path, capsys):
         assert st.info("optimizer_settings") == recorded and len(st.trials("done")) == 4
 
 
+def test_multifidelity_search_on_a_csv_table_with_fidelity_columns(tmp_path, capsys):
+    """A csv: table with TASK@Nep columns is searched at its fidelities (--epochs: the task
+    column's); the study records each trial's fidelity, the best is at the target; a table
+    without them, or a missing --low-epochs column, is refused in one line."""
+    from grabnas.spaces import get_space
+    from grabnas.study import Study
+
+    cells = get_space("nb201").members()[:40]
+    rng = np.random.default_rng(0)
+    high = rng.normal(50, 10, len(cells))
+    rows = [f"{a},{h:.3f},{h / 2 + rng.normal(0, 2):.3f},1.0,0.2" for a, h in zip(cells, high)]
+    table = tmp_path / "mf.csv"
+    table.write_text("arch,t,t@1ep,cost,cost@1ep\n" + "\n".join(rows) + "\n")
+    db = tmp_path / "mf.db"
+    argv = ["search", "--benchmark", f"csv:{table}", "--task", "t", "--optimizer", "asha-random", "--epochs", "5"]
+    assert main([*argv, "--budget", "8", "--study", str(db), "--no-progress"]) == 0
+    with Study.load(db) as st:
+        assert st.settings()["fidelities"] == {"names": ["1ep", "5ep"], "epochs": [1, 5]}
+        fids = [t.extra["fidelity"] for t in st.trials()]
+        assert len(fids) == 8 and fids[0] == "1ep" and "5ep" in fids
+        assert st.best(1)[0].extra["fidelity"] == "5ep"
+    capsys.readouterr()
+    assert main([*argv, "--low-epochs", "2", "--budget", "2", "--study", str(tmp_path / "x.db")]) == 2
+    assert "has no 2-epoch fidelity; expected a column t@2ep" in capsys.readouterr().err
+    plain = tmp_path / "plain.csv"
+    plain.write_text("arch,t\n" + "\n".join(r.rsplit(",", 3)[0] for r in rows) + "\n")
+    argv[2] = f"csv:{plain}"
+    assert main([*argv, "--budget", "2", "--study", str(tmp_path / "y.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no lower fidelity; expected a column t@Nep" in err and "\n" not in err
+
+
 def test_transfer_line_reports_the_corpus_transferability_and_hints_where_it_is_low():
     from grabnas.cli.search import transfer_line
 

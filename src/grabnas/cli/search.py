@@ -57,7 +57,7 @@ def add_search_command(sub: argparse._SubParsersAction) -> None:
         help="grabnas (default), grabnas-bo, grabnas-ascent, grabnas-knn, random, rea, local, gpbo, "
         "optuna-tpe, optuna-gp, optuna-random (pip install grabnas[optuna]), "
         "transfer-rank (benchmark tasks only), or the multi-fidelity grabnas-mf, asha-random, "
-        "optuna-tpe-hyperband (nb201 tasks or --dataset; see --low-epochs)",
+        "optuna-tpe-hyperband (nb201 tasks, csv: tables with TASK@Nep columns, or --dataset; see --low-epochs)",
     )
     p.add_argument("--budget", type=positive_int, default=30, help="number of evaluations (default 30)")
     p.add_argument(
@@ -67,7 +67,8 @@ def add_search_command(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="multi-fidelity optimizers (grabnas-mf, asha-random, optuna-tpe-hyperband) with --dataset: the low "
         "fidelity's training epochs (default: a quarter of --epochs, at least 1); on nb201 the fidelities are "
-        "its 12- and 200-epoch columns",
+        "its 12- and 200-epoch columns; on a csv: table its TASK@Nep column (default: every one), the task "
+        "column being --epochs",
     )
     add_constraint_args(
         p.add_argument_group(
@@ -172,18 +173,23 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     benchmark = args.benchmark or "nb201"
     multifidelity = is_multifidelity(args.optimizer)
-    if multifidelity and (benchmark != "nb201" or args.constraints.active or args.low_epochs):
+    nb201 = benchmark == "nb201"
+    if multifidelity and (args.constraints.active or (nb201 and args.low_epochs)):
         raise GrabnasError(
-            f"{args.optimizer} on a benchmark searches nb201's 12- and 200-epoch columns, without --low-epochs "
-            "or cost constraints; use --benchmark nb201"
+            f"{args.optimizer} on a benchmark searches its fidelity columns (nb201: 12 and 200 epochs, no "
+            "--low-epochs; a csv: table: TASK@Nep), without cost constraints"
         )
     bench = load_benchmark(benchmark, args.data)
     settings = {"benchmark": benchmark, "task": args.task, "optimizer": args.optimizer, "seed": args.seed}
     if multifidelity:
         from grabnas.evaluation.multifidelity import MultiFidelityLookup
 
-        evaluate = MultiFidelityLookup(bench, args.task)
-        settings["fidelities"] = {"names": ["12ep", "200ep"], "epochs": [12, 200]}
+        if nb201:
+            evaluate = MultiFidelityLookup(bench, args.task)
+        else:
+            lows = [args.low_epochs] if args.low_epochs else None
+            evaluate = MultiFidelityLookup(bench, args.task, args.epochs, lows)
+        settings["fidelities"] = evaluate.fidelities.to_dict()
     else:
         evaluate = LookupEvaluator(bench, args.task)
     constraints, notes, optimum, background = args.constraints, [], None, None
@@ -201,12 +207,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     study = _open_existing(args.study, settings)
     try:
         messages: list[str] = []
-        if multifidelity:
+        if multifidelity and nb201:
             from grabnas.search.multifidelity import build_nb201_multifidelity
 
             optimizer = build_nb201_multifidelity(
                 args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append
             )
+        elif multifidelity:
+            from grabnas.search.multifidelity import build_table_multifidelity
+
+            seed = child_seed(args.seed, args.task)
+            optimizer = build_table_multifidelity(args.optimizer, bench, args.task, seed, evaluate.fidelities)
         else:
             optimizer = build_optimizer(
                 args.optimizer,

@@ -151,14 +151,15 @@ def build_grabnas_for_dataset(
 
 
 def build_dataset_multifidelity(
-    spec: str, split: DatasetSplit, seed: int, fidelities, surrogate: str = DEFAULT_SURROGATE, pool=None
+    spec: str, split: DatasetSplit | None, seed: int, fidelities, surrogate: str = DEFAULT_SURROGATE, pool=None
 ):
     """A multi-fidelity optimizer (:mod:`grabnas.search.multifidelity`) over the whole NB201 space
     (or ``pool``) for a task with data ``split``. ``grabnas-mf`` gets the shipped VAE and the
     ``surrogate`` checkpoint (default ``nb201-all``) with two task embeddings of the train split: at
     the surrogate's low fidelity (its ``12ep`` offset, what its meta-training saw of short trainings)
-    for every fidelity below the target, and the main one for the target; its warm-up's random
-    screens follow the residual of the corpus the card names (as ``grabnas`` on a dataset)."""
+    for every fidelity below the target, and the main one for the target (``split`` None: the
+    surrogate's learned "no data" embeddings, as a table task without ``data=``); its warm-up's
+    random screens follow the residual of the corpus the card names (as ``grabnas`` on a dataset)."""
     import torch
 
     from grabnas.meta.checkpoints import load_checkpoint, load_surrogate, surrogate_vae
@@ -179,8 +180,12 @@ def build_dataset_multifidelity(
     pool = list(pool) if pool is not None else space.members()
     with torch.no_grad():
         pool_latents = _encode_in_chunks(surrogate_vae(sur, vae), pool)
-    high = task_embedding(sur, split)
-    embeddings = [task_embedding(sur, split, fidelity=low)] * (len(fidelities.names) - 1) + [high]
+    with torch.no_grad():
+        high = task_embedding(sur, split) if split is not None else sur.task_embedding().detach()
+        at_low = (
+            task_embedding(sur, split, fidelity=low) if split is not None else sur.task_embedding(None, low).detach()
+        )
+    embeddings = [at_low] * (len(fidelities.names) - 1) + [high]
     if "heldout_residual" not in sur.card:  # a card written before cards had it: from the corpus it names
         sur.card["heldout_residual"] = card_heldout_residual(sur.card)
     residual = sur.card["heldout_residual"]
