@@ -1,10 +1,10 @@
 """Multi-fidelity search: ask/tell optimizers that choose what to evaluate *and at which fidelity*.
 
-A fidelity is a training budget (NB201: 12 or 200 epochs; a dataset search: ``--low-epochs`` or
-``--epochs``), the last one the *target* fidelity whose value a search maximises. An ask returns
-:class:`FidelityTrial` objects (an architecture and a fidelity index); ``str(trial)`` is the
-architecture's string, so a study records them like any trial, plus the fidelity in the trial's
-``extra`` (:meth:`grabnas.study.Study.record_ask`), and a resume replays them exactly.
+A fidelity is a training budget (NB201: 12 or 200 epochs; a ``csv:`` table: its ``TASK@Nep``
+columns and the task's own; a dataset search: ``--low-epochs`` or ``--epochs``), the last one the
+*target* fidelity whose value a search maximises. An ask returns :class:`FidelityTrial` objects
+(an architecture and a fidelity index); ``str(trial)`` is the architecture's string, so a study
+records them like any trial, plus the fidelity in the trial's ``extra`` (:meth:`grabnas.study.Study.record_ask`), and a resume replays them exactly.
 
 Optimizers (``grabnas search/bench --optimizer NAME``):
 
