@@ -4,7 +4,8 @@ A fidelity is a training budget (NB201: 12 or 200 epochs; a ``csv:`` table: its 
 columns and the task's own; a dataset search: ``--low-epochs`` or ``--epochs``), the last one the
 *target* fidelity whose value a search maximises. An ask returns :class:`FidelityTrial` objects
 (an architecture and a fidelity index); ``str(trial)`` is the architecture's string, so a study
-records them like any trial, plus the fidelity in the trial's ``extra`` (:meth:`grabnas.study.Study.record_ask`), and a resume replays them exactly.
+records them like any trial, plus the fidelity in the trial's ``extra``
+(:meth:`grabnas.study.Study.record_ask`), and a resume replays them exactly.
 
 Optimizers (``grabnas search/bench --optimizer NAME``):
 
