@@ -142,7 +142,9 @@ def ratio_interval(costs: dict, base: dict, draws: int = 4000, level: float = 0.
     num, den = np.median(a[idx], axis=1), np.median(b[idx], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(np.isfinite(num) & np.isfinite(den), num / den, np.inf)
-    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2])
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2])
+    hi = np.inf if np.isnan(hi) else hi  # interpolated between two infinite ratios
     return (float(lo), float(hi)) if np.isfinite(lo) else None
 
 
