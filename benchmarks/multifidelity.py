@@ -42,9 +42,10 @@ COST_MARKS = (2.5, 5.0, 10.0, 25.0, 50.0)
 
 def build_multifidelity(spec: str, bench, task: str, seed: int, fidelities, cache: dict):
     """The multi-fidelity optimizer ``spec`` for ``task``: NB201's builder, or for another table
-    :func:`~grabnas.search.multifidelity.build_table_multifidelity`, ``grabnas-mf`` with the task's
+    :func:`~grabnas.search.dataset.build_table_multifidelity`, ``grabnas-mf`` with the task's
     images (``data={task}``, as ``grabnas search --dataset`` starts) unless the spec says otherwise."""
-    from grabnas.search.multifidelity import build_nb201_multifidelity, build_table_multifidelity
+    from grabnas.search.dataset import build_table_multifidelity
+    from grabnas.search.multifidelity import build_nb201_multifidelity
 
     if bench.name == "nb201":
         return build_nb201_multifidelity(spec, bench, task, seed, cache)

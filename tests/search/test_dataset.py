@@ -110,3 +110,26 @@ def test_build_dataset_optimizer_with_constraints_keeps_to_feasible_cells():
     assert opt.evaluable is not None and not opt.evaluable(infeasible)  # decodes must be feasible too
     assert all(c.feasible(a) for a in opt.ask(2))
     assert len(build_dataset_optimizer("rea", split, seed=0, constraints=c).pool) == feasible.sum()
+
+
+def test_grabnas_mf_on_the_shipped_multifidelity_ground_truths(one_torch_thread):
+    """csv:groundtruth-images-mf: each task at 1, 2 and 5 epochs; grabnas-mf over the table's cells
+    with the dataset search's surrogate, from the task's images with ``data={task}`` (else the
+    "no data" embedding), screening random cells as the corpus's residual says (6 of 10)."""
+    from grabnas.benchmarks import load_benchmark
+    from grabnas.evaluation.multifidelity import table_fidelities
+    from grabnas.search.dataset import build_table_multifidelity
+
+    bench = load_benchmark("csv:groundtruth-images-mf")
+    task = "digits~train20"
+    assert bench.main_tasks == ("digits~train20", "digits~noise0.5", "digits~4px")
+    fids, columns = table_fidelities(bench, task, 5, low_epochs=[2])
+    assert fids.names == ("2ep", "5ep") and columns == {"2ep": "digits~train20@2ep", "5ep": task}
+    assert bench.optimum(task) == load_benchmark("csv:groundtruth-images").optimum(task)  # the same trainings
+    blind = build_table_multifidelity("grabnas-mf", bench, task, 0, fids)
+    seeing = build_table_multifidelity("grabnas-mf[data={task},n_init=1]", bench, task, 0, fids)
+    assert blind.pool == seeing.pool == bench.pool(task) and len(blind.pool) == 200
+    assert blind.warmup_probe_count() == seeing.warmup_probe_count() == 6
+    assert not torch.allclose(blind.surrogate.embeddings[-1], seeing.surrogate.embeddings[-1])
+    with pytest.raises(GrabnasError, match="unknown multi-fidelity optimizer"):
+        build_table_multifidelity("grabnas[data={task}]", bench, task, 0, fids)

@@ -214,7 +214,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 args.optimizer, bench, args.task, child_seed(args.seed, args.task), log=messages.append
             )
         elif multifidelity:
-            from grabnas.search.multifidelity import build_table_multifidelity
+            from grabnas.search.dataset import build_table_multifidelity
 
             seed = child_seed(args.seed, args.task)
             optimizer = build_table_multifidelity(args.optimizer, bench, args.task, seed, evaluate.fidelities)

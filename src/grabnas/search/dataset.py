@@ -204,10 +204,34 @@ def build_dataset_multifidelity(
     return opt
 
 
+def build_table_multifidelity(spec: str, bench, task: str, seed: int, fidelities):
+    """A multi-fidelity optimizer for ``task`` of a table other than NB201 (a ``csv:`` table with
+    ``TASK@Nep`` columns; ``fidelities`` from
+    :func:`grabnas.evaluation.multifidelity.table_fidelities`) over the table's cells. ``grabnas-mf``
+    (NB201-space tables) is the dataset search's (:func:`build_dataset_multifidelity`,
+    the ``nb201-all`` surrogate) with the task's images when ``data=SPEC`` names them (``{task}``:
+    the task's name as a dataset spec), else the surrogate's "no data" embedding."""
+    from grabnas.search.multifidelity import build_multifidelity_optimizer, parse_multifidelity_spec
+
+    name, options = parse_multifidelity_spec(spec)
+    pool = bench.pool(task)
+    if name != "grabnas-mf":
+        return build_multifidelity_optimizer(spec, bench.space, seed, fidelities, pool=pool)
+    if bench.space.name != SPACE:
+        raise GrabnasError(
+            f"grabnas-mf on a table needs an {SPACE} table (a shipped surrogate); got {bench.space.name}"
+        )
+    data = options.pop("data", None)
+    split = dataset_task(str(data).replace("{task}", task)).split() if data is not None else None
+    rest = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
+    return build_dataset_multifidelity(name + (f"[{rest}]" if rest else ""), split, seed, fidelities, pool=pool)
+
+
 __all__ = [
     "DEFAULT_SURROGATE",
     "build_dataset_multifidelity",
     "build_dataset_optimizer",
+    "build_table_multifidelity",
     "build_grabnas_for_dataset",
     "dataset_cost_model",
     "dataset_task",

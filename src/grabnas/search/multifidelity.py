@@ -787,29 +787,6 @@ def build_nb201_multifidelity(
     return opt
 
 
-def build_table_multifidelity(spec: str, bench, task: str, seed: int, fidelities: Fidelities):
-    """A multi-fidelity optimizer for ``task`` of a table other than NB201 (a ``csv:`` table with
-    ``TASK@Nep`` columns; ``fidelities`` from
-    :func:`grabnas.evaluation.multifidelity.table_fidelities`) over the table's cells. ``grabnas-mf``
-    (NB201-space tables) is the dataset search's (:func:`grabnas.search.dataset.build_dataset_multifidelity`,
-    the ``nb201-all`` surrogate) with the task's images when ``data=SPEC`` names them (``{task}``:
-    the task's name as a dataset spec), else the surrogate's "no data" embedding."""
-    from grabnas.search.dataset import SPACE, build_dataset_multifidelity, dataset_task
-
-    name, options = parse_multifidelity_spec(spec)
-    pool = bench.pool(task)
-    if name != "grabnas-mf":
-        return build_multifidelity_optimizer(spec, bench.space, seed, fidelities, pool=pool)
-    if bench.space.name != SPACE:
-        raise GrabnasError(
-            f"grabnas-mf on a table needs an {SPACE} table (a shipped surrogate); got {bench.space.name}"
-        )
-    data = options.pop("data", None)
-    split = dataset_task(str(data).replace("{task}", task)).split() if data is not None else None
-    rest = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
-    return build_dataset_multifidelity(name + (f"[{rest}]" if rest else ""), split, seed, fidelities, pool=pool)
-
-
 __all__ = [
     "ASHARandom",
     "MULTIFIDELITY_OPTIMIZERS",
@@ -822,7 +799,6 @@ __all__ = [
     "OptunaTPEHyperband",
     "build_multifidelity_optimizer",
     "build_nb201_multifidelity",
-    "build_table_multifidelity",
     "is_multifidelity",
     "parse_multifidelity_spec",
 ]
