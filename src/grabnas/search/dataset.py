@@ -186,9 +186,7 @@ def build_dataset_multifidelity(
             task_embedding(sur, split, fidelity=low) if split is not None else sur.task_embedding(None, low).detach()
         )
     embeddings = [at_low] * (len(fidelities.names) - 1) + [high]
-    if "heldout_residual" not in sur.card:  # a card written before cards had it: from the corpus it names
-        sur.card["heldout_residual"] = card_heldout_residual(sur.card)
-    residual = sur.card["heldout_residual"]
+    sur.card["heldout_residual"] = card_heldout_residual(sur.card)  # a card predating the field: its corpus's
     opt = build_multifidelity_optimizer(
         spec,
         space,
@@ -198,7 +196,7 @@ def build_dataset_multifidelity(
         surrogate=sur,
         embeddings=embeddings,
         pool_latents=pool_latents,
-        heldout_residual=residual,
+        heldout_residual=sur.card["heldout_residual"],
     )
     opt.surrogate_card, opt.surrogate_name = sur.card, name
     return opt

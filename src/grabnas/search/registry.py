@@ -382,9 +382,8 @@ def assemble_grabnas(
         )
     config = GraBNASConfig(**overrides)
     members = [(sur, task_embedding), *ensemble]
-    for member, _ in members:
-        if "heldout_residual" not in member.card:  # a card written before cards had it: from the corpus it names
-            member.card["heldout_residual"] = card_heldout_residual(member.card)
+    for member, _ in members:  # a card written before cards had it: from the corpus it names
+        member.card["heldout_residual"] = card_heldout_residual(member.card)
     residual = sur.card["heldout_residual"]
     pool = list(pool) if pool is not None else space.members()
     extra_dims = len(space.encode_onehot(pool[0])) if config.target_kernel != "latent" and pool else 0
