@@ -31,8 +31,11 @@ TABLES = ROOT / "src" / "grabnas" / "benchmarks" / "tables"
 TASKS = "digits~train20,digits~noise0.5,digits~4px"
 
 
-def seed_means(path: Path, recipe: str, seeds: list[int]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per cell with every seed trained: the mean validation accuracy and the mean seconds."""
+def seed_means(
+    path: Path, recipe: str, seeds: list[int]
+) -> tuple[dict[str, float], dict[str, float], dict[str, float] | None]:
+    """Per cell with every seed trained: the mean validation accuracy, the mean seconds and the mean
+    test accuracy (None where some training did not record one)."""
     runs: dict[tuple[int, str], dict] = {}
     for line in path.read_text().splitlines():
         r = json.loads(line)
@@ -42,7 +45,9 @@ def seed_means(path: Path, recipe: str, seeds: list[int]) -> tuple[dict[str, flo
     complete = [a for a in archs if all((s, a) in runs and runs[(s, a)].get("val") is not None for s in seeds)]
     val = {a: float(np.mean([runs[(s, a)]["val"] for s in seeds])) for a in complete}
     secs = {a: float(np.mean([runs[(s, a)]["seconds"] for s in seeds])) for a in complete}
-    return val, secs
+    if not all(runs[(s, a)].get("test") is not None for s in seeds for a in complete):
+        return val, secs, None
+    return val, secs, {a: float(np.mean([runs[(s, a)]["test"] for s in seeds])) for a in complete}
 
 
 def main() -> None:
@@ -60,23 +65,33 @@ def main() -> None:
     rest = args.target_recipe.split(":", 1)[1]
     target_epochs = int(args.target_recipe.split(":")[0])
     values: dict[tuple[str, int], dict[str, float]] = {}
+    tests: dict[str, dict[str, float]] = {}  # the target recipe's test accuracy, where every training recorded it
     seconds: dict[int, list[dict[str, float]]] = {e: [] for e in [*lows, target_epochs]}
     for t in tasks:
         slug = t.replace("~", "-")
         for e in [*lows, target_epochs]:
             path = RAW / (f"{slug}@{e}ep.jsonl" if e != target_epochs else f"{slug}.jsonl")
-            values[(t, e)], secs = seed_means(path, f"{e}:{rest}", seeds)
+            values[(t, e)], secs, test = seed_means(path, f"{e}:{rest}", seeds)
             seconds[e].append(secs)
+            if e == target_epochs and test is not None:
+                tests[t] = test
     space = get_space("nb201")
     archs = sorted(set.intersection(*(set(v) for v in values.values())), key=lambda a: space.index_of(space.parse(a)))
     out = Path(args.out)
-    header = ["arch"] + [t if e == target_epochs else f"{t}@{e}ep" for t in tasks for e in [target_epochs, *lows]]
+
+    def columns(t: str) -> list[str]:
+        return [t] + ([f"{t}:test"] if t in tests else []) + [f"{t}@{e}ep" for e in lows]
+
+    header = ["arch"] + [c for t in tasks for c in columns(t)]
     header += ["cost"] + [f"cost@{e}ep" for e in lows]
     with out.with_suffix(".csv").open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
         for a in archs:
-            row = [a] + [f"{values[(t, e)][a]:.4f}" for t in tasks for e in [target_epochs, *lows]]
+            row = [a]
+            for t in tasks:
+                row += [f"{values[(t, target_epochs)][a]:.4f}"] + ([f"{tests[t][a]:.4f}"] if t in tests else [])
+                row += [f"{values[(t, e)][a]:.4f}" for e in lows]
             row += [f"{np.mean([s[a] for s in seconds[e]]):.3f}" for e in [target_epochs, *lows]]
             w.writerow(row)
     summaries = {}
@@ -107,7 +122,8 @@ def main() -> None:
         "what": (
             "The real-training ground truths (groundtruth-images) with shorter trainings of the same cells: TASK is "
             "the validation accuracy (percent, mean of training seeds 1 and 2) of the target recipe, TASK@Nep of the "
-            "same recipe trained for N epochs (its own cosine schedule, from scratch); cost / cost@Nep the cell's mean "
+            "same recipe trained for N epochs (its own cosine schedule, from scratch); TASK:test the target recipe's test "
+            "accuracy where recorded; cost / cost@Nep the cell's mean "
             "measured training seconds at each (one CPU thread, averaged over the tasks)."
         ),
         "use": (
