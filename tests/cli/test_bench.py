@@ -37,6 +37,10 @@ def test_bench_cli_end_to_end(nb201_path, tmp_path, capsys):
         (["bench", "--benchmark", "csv:/nonexistent.csv", "--out", "X"], "benchmark CSV not found"),
         (["bench", "--tasks", "mnist", "--out", "X"], "unknown task 'mnist'"),
         (["bench", "--optimizers", "sgd", "--tasks", "cifar10", "--out", "X"], "unknown optimizer 'sgd'"),
+        (
+            ["bench", "--optimizers", "grabnas,grabnas-mf[bar=none]", "--tasks", "cifar10", "--out", "X"],
+            "grabnas-mf[bar=none] is a multi-fidelity optimizer, which grabnas bench",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(nb201_path, tmp_path, capsys, argv, fragment):

@@ -133,3 +133,17 @@ def test_grabnas_mf_on_the_shipped_multifidelity_ground_truths(one_torch_thread)
     assert not torch.allclose(blind.surrogate.embeddings[-1], seeing.surrogate.embeddings[-1])
     with pytest.raises(GrabnasError, match="unknown multi-fidelity optimizer"):
         build_table_multifidelity("grabnas[data={task}]", bench, task, 0, fids)
+
+
+def test_table_multifidelity_on_another_space_runs_the_baselines_and_refuses_grabnas_mf(tmp_path):
+    from grabnas.benchmarks import load_benchmark
+    from grabnas.evaluation.multifidelity import table_fidelities
+    from grabnas.search.dataset import build_table_multifidelity
+
+    p = tmp_path / "g.csv"
+    p.write_text("arch,g,g@1ep\ngcn~0|gat~1|sage~2|fc~2,80,40\ngat~0|gcn~1|sage~2|fc~2,70,50\n")
+    bench = load_benchmark(f"csv:{p}")
+    fids = table_fidelities(bench, "g", 5)[0]
+    assert build_table_multifidelity("asha-random", bench, "g", 0, fids).ask(1)[0].fidelity == 0
+    with pytest.raises(GrabnasError, match="grabnas-mf on a table needs an nb201 table"):
+        build_table_multifidelity("grabnas-mf", bench, "g", 0, fids)

@@ -14,6 +14,7 @@ from grabnas.cli.args import (
     positive_int,
     set_threads,
 )
+from grabnas.errors import GrabnasError
 
 
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
@@ -49,9 +50,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Handler of ``grabnas bench``."""
     from grabnas.bench import BenchConfig, run_bench
     from grabnas.benchmarks import load_benchmark
+    from grabnas.search.multifidelity import is_multifidelity
 
     set_threads(args)
     constraints = constraints_from_args(args)  # checked before anything loads
+    multi = [o for o in args.optimizers if is_multifidelity(o)]
+    if multi:
+        raise GrabnasError(
+            f"{multi[0]} is a multi-fidelity optimizer, which grabnas bench (regret per evaluation) does not run; "
+            "run it with grabnas search --optimizer ... (a study per seed), or compare it by training cost with "
+            "benchmarks/multifidelity.py (docs/multifidelity.md)"
+        )
 
     bench = load_benchmark(args.benchmark, args.data)
     tasks = args.tasks or bench.main_tasks
