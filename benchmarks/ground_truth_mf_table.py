@@ -6,8 +6,8 @@ cells and training seeds 1 and 2; ``benchmarks/results/ground-truths/<task>@Nep.
 target recipe's (``<task>.jsonl``, 5 epochs) and writes ``groundtruth-images-mf.csv`` beside the
 shipped tables: per task the validation accuracy averaged over the seeds at the target recipe
 (``TASK``) and at each shorter one (``TASK@Nep``), and the cell's mean measured training seconds at
-each (``cost``, ``cost@Nep``; averaged over the tasks, as the table has one cost per fidelity), plus
-its card (``groundtruth-images-mf.json``).
+each, per task (``TASK:cost``, ``TASK@Nep:cost``) and averaged over the tasks (``cost``,
+``cost@Nep``), plus its card (``groundtruth-images-mf.json``).
 
     RECIPE=1:8:1:128 bash benchmarks/ground_truths.sh   # <task>@1ep.jsonl; likewise 2:8:1:128
     python benchmarks/ground_truth_mf_table.py --low-epochs 1,2
@@ -80,7 +80,8 @@ def main() -> None:
     out = Path(args.out)
 
     def columns(t: str) -> list[str]:
-        return [t] + ([f"{t}:test"] if t in tests else []) + [f"{t}@{e}ep" for e in lows]
+        low = [f"{t}@{e}ep" for e in lows]
+        return [t] + ([f"{t}:test"] if t in tests else []) + low + [f"{c}:cost" for c in [t, *low]]
 
     header = ["arch"] + [c for t in tasks for c in columns(t)]
     header += ["cost"] + [f"cost@{e}ep" for e in lows]
@@ -92,6 +93,8 @@ def main() -> None:
             for t in tasks:
                 row += [f"{values[(t, target_epochs)][a]:.4f}"] + ([f"{tests[t][a]:.4f}"] if t in tests else [])
                 row += [f"{values[(t, e)][a]:.4f}" for e in lows]
+                k = tasks.index(t)
+                row += [f"{seconds[e][k][a]:.3f}" for e in [target_epochs, *lows]]
             row += [f"{np.mean([s[a] for s in seconds[e]]):.3f}" for e in [target_epochs, *lows]]
             w.writerow(row)
     summaries = {}
@@ -123,8 +126,8 @@ def main() -> None:
             "The real-training ground truths (groundtruth-images) with shorter trainings of the same cells: TASK is "
             "the validation accuracy (percent, mean of training seeds 1 and 2) of the target recipe, TASK@Nep of the "
             "same recipe trained for N epochs (its own cosine schedule, from scratch); TASK:test the target recipe's test "
-            "accuracy where recorded; cost / cost@Nep the cell's mean "
-            "measured training seconds at each (one CPU thread, averaged over the tasks)."
+            "accuracy where recorded; TASK:cost / TASK@Nep:cost the cell's mean measured training seconds on that task, "
+            "cost / cost@Nep the same averaged over the tasks (one CPU thread per training)."
         ),
         "use": (
             "python benchmarks/multifidelity.py --benchmark csv:groundtruth-images-mf --target-epochs "

@@ -36,6 +36,18 @@ def test_fidelity_columns_are_auxiliary_tasks_of_their_task_with_their_own_cost(
     assert b.cost(a, "t") == 10
 
 
+def test_a_tasks_own_cost_column_overrides_the_shared_ones(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text(f"arch,t,t:cost,t@1ep,t@1ep:cost,u,cost,cost@1ep\n{A},1,8,2,3,4,5,6\n")
+    b = load_benchmark(f"csv:{p}")
+    a = b.space.parse(A)
+    assert b.tasks == ("t", "t@1ep", "u")
+    assert (b.cost(a, "t"), b.cost(a, "t@1ep"), b.cost(a, "u")) == (8, 3, 5)
+    p.write_text(f"arch,t,v:cost\n{A},1,2\n")
+    with pytest.raises(BenchmarkFileError, match="column v:cost has no matching task column v"):
+        load_benchmark(f"csv:{p}")
+
+
 def test_a_fidelity_cost_column_without_its_fidelity_is_refused(tmp_path):
     p = tmp_path / "bad.csv"
     p.write_text(f"arch,t,cost,cost@3ep\n{A},1,2,3\n")

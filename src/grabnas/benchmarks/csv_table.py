@@ -11,7 +11,8 @@ Format (UTF-8, header row required)::
   of the same member, e.g. an NB201 string and its op-index tuple, are the same architecture).
 * every other column ``TASK`` is a task's search metric (maximised); an optional ``TASK:test``
   column holds the metric reported for the final choice (default: the search column);
-* an optional ``cost`` column holds simulated seconds per evaluation (default 1; not negative).
+* an optional ``cost`` column holds simulated seconds per evaluation (default 1; not negative); an
+  optional ``TASK:cost`` column holds them for that task alone (instead of ``cost``).
 * a column ``TASK@Nep`` (``N`` digits) next to a task column ``TASK`` is a *lower fidelity* of that
   task: the same cells trained for ``N`` epochs (its own schedule; ``TASK`` is the target
   fidelity). It shares ``TASK``'s group (held out with it), is auxiliary (not a default target of
@@ -42,7 +43,10 @@ from grabnas.errors import BenchmarkFileError, InvalidArchitectureError
 from grabnas.spaces import get_space
 from grabnas.spaces.base import SearchSpace
 
-_FORM = "a CSV with header 'arch,TASK[,TASK:test][,TASK@Nep][,cost][,cost@Nep]' and one architecture string per row"
+_FORM = (
+    "a CSV with header 'arch,TASK[,TASK:test][,TASK:cost][,TASK@Nep][,cost][,cost@Nep]' "
+    "and one architecture string per row"
+)
 _VALUE = "a finite number, or an empty cell for a missing value"
 
 
@@ -211,10 +215,11 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
             f"{p}, line {header_line}: no 'arch' column (header: {show(','.join(header))}); expected {_FORM}"
         )
     costs = ["cost"] + [c for c in header if c.startswith("cost@") and fidelity_column(c)]
-    tasks = [c for c in header if c != "arch" and c not in costs and not c.endswith(":test")]
+    tasks = [c for c in header if c != "arch" and c not in costs and not c.endswith((":test", ":cost"))]
     if not tasks:
         raise BenchmarkFileError(f"{p}, line {header_line}: no task column; expected {_FORM}")
-    orphans = [c for c in header if c.endswith(":test") and c[: -len(":test")] not in tasks]
+    costs += [c for c in header if c.endswith(":cost")]
+    orphans = [c for c in header if c.endswith((":test", ":cost")) and c[: -len(":test")] not in tasks]
     if orphans:
         task = show(orphans[0][: -len(":test")])
         raise BenchmarkFileError(
@@ -224,7 +229,7 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
     col = {name: j for j, name in enumerate(header)}
     low = {t: fidelity_column(t) for t in tasks}
     low = {t: f for t, f in low.items() if f is not None and f[0] in col and f[0] in tasks and low[f[0]] is None}
-    for c in costs[1:]:
+    for c in (c for c in costs if c.startswith("cost@")):
         label = c[len("cost") :]
         if not any(t.endswith(label) for t in low):
             raise BenchmarkFileError(
@@ -261,7 +266,7 @@ def load_csv_benchmark(path: str | os.PathLike, space: str | None = None) -> Tab
             low[t][0] if t in low else t,
             search[t],
             report[t],
-            cost.get(f"cost@{low[t][1]}ep", cost["cost"]) if t in low else cost["cost"],
+            cost.get(f"{t}:cost", cost.get(f"cost@{low[t][1]}ep", cost["cost"]) if t in low else cost["cost"]),
             f"search: {t}, report: {t + ':test' if t + ':test' in header else t}",
         )
         for t in tasks
