@@ -151,7 +151,13 @@ def build_grabnas_for_dataset(
 
 
 def build_dataset_multifidelity(
-    spec: str, split: DatasetSplit | None, seed: int, fidelities, surrogate: str = DEFAULT_SURROGATE, pool=None
+    spec: str,
+    split: DatasetSplit | None,
+    seed: int,
+    fidelities,
+    surrogate: str = DEFAULT_SURROGATE,
+    pool=None,
+    options: dict | None = None,
 ):
     """A multi-fidelity optimizer (:mod:`grabnas.search.multifidelity`) over the whole NB201 space
     (or ``pool``) for a task with data ``split``. ``grabnas-mf`` gets the shipped VAE and the
@@ -170,7 +176,7 @@ def build_dataset_multifidelity(
 
     space = get_space(SPACE)
     if parse_multifidelity_spec(spec)[0] != "grabnas-mf":
-        return build_multifidelity_optimizer(spec, space, seed, fidelities, pool=pool)
+        return build_multifidelity_optimizer(spec, space, seed, fidelities, pool=pool, options=options)
     name = resolve_surrogate(surrogate)
     sur = load_surrogate(name)
     low = sur.config.fidelities[0] if sur.config.fidelities else None
@@ -197,6 +203,7 @@ def build_dataset_multifidelity(
         embeddings=embeddings,
         pool_latents=pool_latents,
         heldout_residual=sur.card["heldout_residual"],
+        options=options,
     )
     opt.surrogate_card, opt.surrogate_name = sur.card, name
     return opt
@@ -214,15 +221,14 @@ def build_table_multifidelity(spec: str, bench, task: str, seed: int, fidelities
     name, options = parse_multifidelity_spec(spec)
     pool = bench.pool(task)
     if name != "grabnas-mf":
-        return build_multifidelity_optimizer(spec, bench.space, seed, fidelities, pool=pool)
+        return build_multifidelity_optimizer(name, bench.space, seed, fidelities, pool=pool, options=options)
     if bench.space.name != SPACE:
         raise GrabnasError(
             f"grabnas-mf on a table needs an {SPACE} table (a shipped surrogate); got {bench.space.name}"
         )
     data = options.pop("data", None)
     split = dataset_task(str(data).replace("{task}", task)).split() if data is not None else None
-    rest = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
-    return build_dataset_multifidelity(name + (f"[{rest}]" if rest else ""), split, seed, fidelities, pool=pool)
+    return build_dataset_multifidelity(name, split, seed, fidelities, pool=pool, options=options)
 
 
 __all__ = [

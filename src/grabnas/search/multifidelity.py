@@ -709,13 +709,16 @@ def build_multifidelity_optimizer(
     pool_latents=None,
     costs=None,
     heldout_residual: float | None = None,
+    options: dict | None = None,
 ) -> MultiFidelityOptimizer:
     """The multi-fidelity optimizer ``spec`` (``grabnas-mf[...]``, ``asha-random``,
-    ``optuna-tpe-hyperband``; ``eta=K`` for any). ``grabnas-mf`` needs the meta-trained
-    ``surrogate``, one task embedding per fidelity (``embeddings``, lowest first) and the pool's
-    latents (``costs``: the pool's target-fidelity training costs, for ``per_cost``;
-    ``heldout_residual``: the surrogate corpus's, for ``warmup_random``)."""
-    name, options = parse_multifidelity_spec(spec)
+    ``optuna-tpe-hyperband``; ``eta=K`` for any; ``options``: more of them, as if in the spec's
+    brackets). ``grabnas-mf`` needs the meta-trained ``surrogate``, one task embedding per fidelity
+    (``embeddings``, lowest first) and the pool's latents (``costs``: the pool's target-fidelity
+    training costs, for ``per_cost``; ``heldout_residual``: the surrogate corpus's, for
+    ``warmup_random``)."""
+    name, parsed = parse_multifidelity_spec(spec)
+    options = {**parsed, **(options or {})}
     eta = int(options.pop("eta", 3))
     if name == "asha-random":
         if options:
